@@ -1,0 +1,60 @@
+# isaac-lab-training: two Python 3.12 environments, kept apart as in production.
+#   .venvs/airflow   the Airflow side (what an MWAA worker has)
+#   .venvs/isaaclab  the Isaac Lab side (what the task image has) + the task runner
+SHELL := /bin/bash
+ROOT := $(abspath .)
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
+AF := $(ROOT)/.venvs/airflow
+IL := $(ROOT)/.venvs/isaaclab
+export ISAACLAB_PIPELINE_HOME ?= $(ROOT)/.local
+export AIRFLOW_HOME ?= $(ROOT)/.local/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export PYTHONPATH := $(ROOT)/plugins
+PIPELINE := $(AF)/bin/python -m isaaclab_pipeline.cli
+
+.PHONY: install demo run airflow test lint clean
+.DEFAULT_GOAL := demo
+
+install: $(AF)/.installed $(IL)/.installed
+
+$(AF)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is required (python3.12 not found)"; exit 1; }
+	$(PYTHON312) -m venv $(AF)
+	$(AF)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(IL)/.installed: task_image/requirements.txt task_image/pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is required (python3.12 not found)"; exit 1; }
+	$(PYTHON312) -m venv $(IL)
+	$(IL)/bin/pip install -q --disable-pip-version-check -r task_image/requirements.txt
+	$(IL)/bin/pip install -q --disable-pip-version-check --no-build-isolation -e task_image
+	touch $@
+
+# A real pipeline run on the embedded default: package the example env, run the DAG, print the outputs.
+demo:
+	@start=$$(date +%s); $(MAKE) --no-print-directory -j2 install && \
+	$(PIPELINE) demo --started-at $$start
+
+run:
+	@test -n "$(CONF)" || { echo "usage: make run CONF=path/to/conf.json"; exit 2; }
+	@$(MAKE) --no-print-directory -j2 install && $(PIPELINE) run --conf "$(CONF)"
+
+# The Airflow UI with this DAG (login: admin, password printed at start and kept in
+# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated).
+airflow: install
+	$(AF)/bin/airflow standalone
+
+test: install
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples
+	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+lint: $(AF)/.installed
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples
+
+clean:
+	rm -rf .local dist

@@ -1,0 +1,150 @@
+"""Command line of the pipeline: run the DAG locally on a conf, or run the demo.
+
+    python -m isaaclab_pipeline.cli run --conf conf.json     # what `make run CONF=...` calls
+    python -m isaaclab_pipeline.cli demo                      # what `make demo` calls
+
+``${VAR}`` in a conf file is expanded from the environment (e.g. ``${ISAACLAB_PIPELINE_HOME}``), so example
+confs work on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from isaaclab_pipeline.config import DAG_ID, job_uuid
+from isaaclab_pipeline.settings import pipeline_home
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
+DEMO_CONF = REPO / "examples" / "confs" / "custom_cartpole_train.json"
+
+
+def load_conf(path: Path) -> dict[str, Any]:
+    """Read a conf file, expanding ``${VAR}`` from the environment."""
+    return json.loads(os.path.expandvars(path.read_text()))
+
+
+def package_env(src: Path, dest: Path) -> Path:
+    """Package an env project folder as the seed's user guide does (``tar -czf pkg.tar.gz -C parent folder``).
+
+    Build leftovers (``build/``, ``*.egg-info``, ``__pycache__``) are left out.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    skip = {"build", "__pycache__", ".pytest_cache"}
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(p in skip or p.endswith(".egg-info") for p in parts) else info
+
+    with tarfile.open(dest, "w:gz") as tar:
+        tar.add(src, arcname=src.name, filter=keep)
+    return dest
+
+
+def _dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    return bag.dags[DAG_ID]
+
+
+def _ensure_db() -> None:
+    """Create Airflow's metadata DB on first use (SQLite under AIRFLOW_HOME)."""
+    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+    if not (home / "airflow.db").exists():
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+
+
+def run_dag(conf: dict[str, Any]) -> tuple[str, str]:
+    """Run the DAG in-process with ``dag.test`` (real Airflow: scheduler loop, XComs, retries); return state, run id."""
+    _ensure_db()
+    dag = _dag()
+    run = dag.test(run_conf=conf)
+    return str(run.state), run.run_id
+
+
+def report(output_uri: str, started: float) -> None:
+    """Print the published tree, the headline metrics and the wall time."""
+    from isaaclab_pipeline.storage import local_path
+
+    out = local_path(output_uri)
+    print(f"\nPublished files under {out}:")
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(out)}  ({path.stat().st_size} bytes)")
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        tags = json.loads(summary_path.read_text()).get("tags", {})
+        for tag in ("Train/mean_reward", "Train/mean_episode_length"):
+            if tag in tags:
+                print(f"{tag} at the last iteration ({tags[tag]['last_step']}): {tags[tag]['last']:.3f}")
+        limit = episode_step_limit(out / "env-params.txt")
+        if limit and "Train/mean_episode_length" in tags:
+            share = tags["Train/mean_episode_length"]["last"] / limit
+            print(f"episode step limit: {limit}; last mean episode length is {share:.0%} of it "
+                  f"({'balances' if share >= 0.9 else 'not yet balancing'})")
+    print(f"wall time: {time.time() - started:.0f} s")
+    print(f"outputs: {out}")
+
+
+def episode_step_limit(env_params: Path) -> int | None:
+    """Steps per episode from the run's env params: episode_length_s / (sim.dt * decimation)."""
+    if not env_params.exists():
+        return None
+    import yaml
+
+    # Isaac Lab dumps configs with python tags (slices, tuples); the plain values we need load safely
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    params = yaml.load(env_params.read_text(), Loader=_Loader) or {}
+    try:
+        return round(params["episode_length_s"] / (params["sim"]["dt"] * params["decimation"]))
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def run_conf(conf: dict[str, Any], started: float) -> int:
+    """Run the DAG on ``conf`` and report; return a process exit code."""
+    state, run_id = run_dag(conf)
+    print(f"\nDAG run {run_id}: {state}")
+    if state != "success":
+        print("The run failed; the failing task's log is above.", file=sys.stderr)
+        return 1
+    params = conf.get("parameters", conf)
+    report(f"{params['outputS3Path'].rstrip('/')}/{job_uuid(DAG_ID, run_id)}", started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command."""
+    parser = argparse.ArgumentParser(prog="isaaclab_pipeline.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the DAG on a conf file (local paths or file:// URIs)")
+    run.add_argument("--conf", type=Path, required=True)
+    demo = sub.add_parser("demo", help="package the example env and train it through the DAG")
+    demo.add_argument("--started-at", type=float, default=None, help="epoch seconds the demo started (wall time)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ISAACLAB_PIPELINE_HOME", str(pipeline_home()))
+
+    if args.command == "run":
+        return run_conf(load_conf(args.conf), time.time())
+    started = args.started_at or time.time()
+    asset = package_env(EXAMPLE_ENV, pipeline_home() / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
+    print(f"Packaged {EXAMPLE_ENV} as {asset}")
+    return run_conf(load_conf(DEMO_CONF), started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Env packages: fetch, extract safely, pip-install, and check that the task id is registered."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+from isaaclab_runner import storage
+
+log = logging.getLogger(__name__)
+
+MAX_TOTAL_BYTES = 2 * 1024**3  # an env package is code and a few assets; beyond this it is a mistake or a bomb
+MAX_FILES = 20_000
+
+
+class PackageError(RuntimeError):
+    """The env package could not be fetched, extracted, installed or does not register the task."""
+
+
+def _check_budget(sizes: list[int], name: str) -> None:
+    if len(sizes) > MAX_FILES:
+        raise PackageError(f"{name}: {len(sizes)} files is over the limit of {MAX_FILES}")
+    if sum(sizes) > MAX_TOTAL_BYTES:
+        raise PackageError(f"{name}: {sum(sizes)} bytes unpacked is over the limit of {MAX_TOTAL_BYTES}")
+
+
+def safe_extract(archive: Path, dest: Path) -> Path:
+    """Extract a .tar.gz/.tgz/.zip into ``dest``, refusing anything that would land outside it.
+
+    Tar archives go through Python's ``data`` extraction filter (absolute paths, ``..``, links leaving the
+    tree and device files are refused); zip members are checked by hand since zipfile has no such filter.
+    Sizes and file counts are capped before anything is written.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    name = archive.name
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                infos = zf.infolist()
+                _check_budget([i.file_size for i in infos], name)
+                for info in infos:
+                    target = (root / info.filename).resolve()
+                    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+                    if info.filename.startswith(("/", "\\")) or not target.is_relative_to(root) or is_link:
+                        raise PackageError(f"{name}: refusing member {info.filename!r} (absolute path, '..' or link)")
+                zf.extractall(root)
+        else:
+            with tarfile.open(archive) as tf:
+                members = tf.getmembers()
+                _check_budget([m.size for m in members], name)
+                tf.extractall(root, filter="data")
+    except (tarfile.FilterError, tarfile.ReadError, zipfile.BadZipFile) as exc:
+        raise PackageError(f"{name}: refusing to extract: {exc}") from exc
+    return root
+
+
+def find_project_root(tree: Path) -> Path:
+    """Return the shallowest folder holding pyproject.toml or setup.py."""
+    candidates = sorted((p.parent for pattern in ("pyproject.toml", "setup.py") for p in tree.rglob(pattern)),
+                        key=lambda p: len(p.parts))
+    if not candidates:
+        raise PackageError("the env package holds no pyproject.toml or setup.py; package the project folder "
+                           "(tar -czf pkg.tar.gz -C parent project_folder)")
+    return candidates[0]
+
+
+def fetch_and_install(uri: str, workdir: Path) -> str:
+    """Fetch the env package at ``uri``, install it into this interpreter's environment; return what was installed."""
+    archive = storage.download(uri, workdir / "inputs" / uri.rstrip("/").rsplit("/", 1)[-1])
+    log.info("Fetched env package %s (%d bytes)", uri, archive.stat().st_size)
+    target = str(archive) if archive.name.endswith(".whl") else str(find_project_root(
+        safe_extract(archive, workdir / "env_package")))
+    # no build isolation: the build backend is already in the image, and isolation would need an index
+    cmd = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+           "--no-build-isolation", target]
+    log.info("Installing: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(proc.stdout[-4000:], flush=True)
+    if proc.returncode != 0:
+        raise PackageError(f"pip install of the env package failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+                           "\nHint: check its pyproject.toml/setup.py and that its dependencies are installable.")
+    return target
+
+
+_LIST_TASKS = """
+import json, gymnasium as gym
+import isaaclab_tasks  # noqa: F401  registers the built-in tasks
+from isaaclab.cli import load_external_tasks
+load_external_tasks()  # Isaac Lab's own loader of the isaaclab.tasks entry points, as `isaaclab train` does
+print(json.dumps(sorted(s.id for s in gym.registry.values() if "env_cfg_entry_point" in s.kwargs)))
+"""
+
+
+def registered_tasks() -> list[str]:
+    """Return the task ids Isaac Lab's CLI would find, in a fresh interpreter so a just-installed package counts."""
+    proc = subprocess.run([sys.executable, "-c", _LIST_TASKS], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PackageError(f"importing the registered tasks failed:\n{proc.stderr[-4000:]}\nHint: a "
+                           "ModuleNotFoundError means the env package imports something not installed; add it to "
+                           "its dependencies.")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def verify_task(task: str) -> None:
+    """Fail with the registered ids and the usual causes if ``task`` is not registered."""
+    tasks = registered_tasks()
+    if task in tasks:
+        return
+    raise PackageError(
+        f"task {task!r} is not registered (gymnasium.error.UnregisteredEnv). Registered ids ({len(tasks)}): "
+        f"{', '.join(tasks)}\nHints: the env package must declare [project.entry-points.\"isaaclab.tasks\"] "
+        "pointing at the module that calls gym.register(id=...); check the id's spelling; Isaac Lab 3 ids have "
+        "no -v0 suffix."
+    )

@@ -1,0 +1,75 @@
+"""Fetch and upload for the runner: ``s3://`` through boto3, local paths and ``file://`` through the filesystem.
+
+The Airflow side has its own storage module on the amazon provider's S3Hook; the runner cannot use it
+because the container has no Airflow (the two sides' pins conflict).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI or path segments with single slashes."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def _local(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@functools.cache
+def _s3():  # noqa: ANN202 - boto3 client types are generated at run time
+    import boto3  # only jobs that touch S3 pay for the import
+
+    return boto3.client("s3")
+
+
+def download(uri: str, dest: Path) -> Path:
+    """Copy ``uri`` to the local file ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("s3://"):
+        _s3().download_file(*_split_s3(uri), str(dest))
+    else:
+        shutil.copyfile(_local(uri), dest)
+    return dest
+
+
+def upload(src: Path, uri: str) -> None:
+    """Copy the local file ``src`` to ``uri``; local writes are atomic (temp file + rename)."""
+    if uri.startswith("s3://"):
+        _s3().upload_file(str(src), *_split_s3(uri))
+        return
+    target = _local(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
+
+
+def write_text(uri: str, text: str, scratch: Path) -> None:
+    """Write ``text`` to ``uri`` (through a scratch file, so S3 and local share one path)."""
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch.write_text(text)
+    upload(scratch, uri)
+
+
+def upload_tree(root: Path, uri: str) -> int:
+    """Upload every file under ``root`` to ``uri`` keeping relative paths; return the number of files."""
+    count = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        upload(path, join(uri, path.relative_to(root).as_posix()))
+        count += 1
+    return count
