@@ -52,4 +52,5 @@ def child_env(device: str) -> dict[str, str]:
     if device == "cpu":
         env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"  # progress must reach the log as it happens
+    env.setdefault("NO_COLOR", "1")  # plain text in the Airflow log (rich and rsl_rl honour it or are stripped)
     return env

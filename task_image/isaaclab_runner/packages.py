@@ -54,6 +54,10 @@ def safe_extract(archive: Path, dest: Path) -> Path:
             with tarfile.open(archive) as tf:
                 members = tf.getmembers()
                 _check_budget([m.size for m in members], name)
+                # the data filter would quietly make absolute names relative; a package never has them
+                absolute = [m.name for m in members if m.name.startswith(("/", "\\"))]
+                if absolute:
+                    raise PackageError(f"{name}: refusing to extract: absolute member path {absolute[0]!r}")
                 tf.extractall(root, filter="data")
     except (tarfile.FilterError, tarfile.ReadError, zipfile.BadZipFile) as exc:
         raise PackageError(f"{name}: refusing to extract: {exc}") from exc

@@ -1,0 +1,23 @@
+"""Test settings: a private AIRFLOW_HOME and pipeline home per session, set before Airflow is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="isaaclab-pipeline-tests-"))
+
+os.environ.setdefault("AIRFLOW_HOME", str(_HOME / "airflow"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("ISAACLAB_PIPELINE_HOME", str(_HOME / "pipeline"))
+# no real AWS account is ever reached from tests
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
+EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"

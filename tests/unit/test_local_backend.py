@@ -1,0 +1,96 @@
+"""The local backend with real processes: detached start, log streaming, exit codes, reattach, cancel."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from isaaclab_pipeline.backends import JobState
+from isaaclab_pipeline.backends.local import LocalBackend
+from isaaclab_pipeline.jobspec import JobSpec
+from isaaclab_pipeline.settings import PipelineSettings
+
+JOB = "5d0c1a9e-1111-4222-8333-944455556666"
+
+
+def _fake_interpreter(tmp_path: Path, body: str) -> str:
+    """A stand-in for the Isaac Lab venv's python: records its argv, then runs ``body``."""
+    script = tmp_path / "python"
+    script.write_text(f'#!/bin/sh\necho "argv: $*"\n{body}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _backend(tmp_path: Path, body: str) -> LocalBackend:
+    return LocalBackend(PipelineSettings(isaaclab_python=_fake_interpreter(tmp_path, body)), root=tmp_path / "jobs")
+
+
+def _spec() -> JobSpec:
+    return JobSpec(job_id=JOB, mode="train", task="T", rl_library="rsl_rl", seed=1, num_envs=2,
+                   staging_uri="/tmp/staging")
+
+
+def _wait(backend: LocalBackend, handle, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = backend.status(handle)
+        if status.state.done:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def test_success_streams_the_log(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, 'echo "line one"; echo "line two"; exit 0')
+    handle = backend.submit(_spec())
+    status = _wait(backend, handle)
+    assert status.state == JobState.SUCCEEDED and status.exit_code == 0
+    lines, offset = backend.read_log(handle, 0)
+    assert lines[0].startswith("argv: -m isaaclab_runner run --spec ") and lines[0].endswith("/work")
+    assert lines[1:] == ["line one", "line two"]
+    assert backend.read_log(handle, offset) == ([], offset)
+    spec_file = tmp_path / "jobs" / JOB / "spec.json"
+    assert JobSpec.from_json_dict(__import__("json").loads(spec_file.read_text())) == _spec()
+
+
+def test_failure_reports_the_exit_code(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "exit 2")
+    status = _wait(backend, backend.submit(_spec()))
+    assert status.state == JobState.FAILED and status.exit_code == 2
+    assert status.reason == "runner exited with code 2"
+
+
+def test_resubmit_reattaches_to_a_running_job(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "sleep 30")
+    first = backend.submit(_spec())
+    pid = (tmp_path / "jobs" / JOB / "pid").read_text()
+    second = backend.submit(_spec())
+    assert second == first and (tmp_path / "jobs" / JOB / "pid").read_text() == pid
+    assert backend.status(first).state == JobState.RUNNING
+    backend.cancel(first, "test over")
+    assert _wait(backend, first).state == JobState.FAILED
+
+
+def test_resubmit_after_failure_starts_a_new_attempt_and_keeps_the_old_log(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "echo attempt; exit 1")
+    _wait(backend, backend.submit(_spec()))
+    handle = backend.submit(_spec())
+    _wait(backend, handle)
+    assert (tmp_path / "jobs" / JOB / "attempt-1" / "stdout.log").read_text().endswith("attempt\n")
+    assert (tmp_path / "jobs" / JOB / "stdout.log").exists()
+
+
+def test_cancel_terminates_the_process_group(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "sleep 60 & wait")
+    handle = backend.submit(_spec())
+    time.sleep(0.3)
+    backend.cancel(handle, "killed")
+    status = _wait(backend, handle, timeout=5)
+    assert status.state == JobState.FAILED
+
+
+def test_missing_interpreter_says_how_to_fix(tmp_path: Path) -> None:
+    backend = LocalBackend(PipelineSettings(isaaclab_python=str(tmp_path / "nope")), root=tmp_path / "jobs")
+    with pytest.raises(FileNotFoundError, match="make install"):
+        backend.submit(_spec())

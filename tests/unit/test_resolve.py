@@ -1,0 +1,86 @@
+"""Resolve: the env package and checkpoint found in the asset, and the JobSpec built."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from isaaclab_pipeline.config import validate_conf
+from isaaclab_pipeline.resolve import ResolveError, build_job_spec, discover_checkpoint
+from isaaclab_pipeline.settings import PipelineSettings
+from isaaclab_pipeline.storage import LocalStorage
+
+SETTINGS = PipelineSettings(staging_uri="/staging", overrides=["agent.save_interval=25"])
+JOB = "0b6d2c1e-7d7e-5b5c-9f6e-1f2a3b4c5d6e"
+
+
+def _touch(path: Path, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _conf(asset: str, **tc: object) -> dict:
+    return validate_conf({"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", **tc},
+                          "inputS3AssetFilePath": asset, "outputS3Path": "/out"})
+
+
+def test_package_named_directly(tmp_path: Path) -> None:
+    pkg = _touch(tmp_path / "asset" / "env.tar.gz")
+    spec = build_job_spec(_conf(str(pkg), numEnvs=64), JOB, SETTINGS)
+    assert spec.env_package_uri == str(pkg)
+    assert spec.staging_uri == f"/staging/{JOB}"
+    assert (spec.num_envs, spec.overrides) == (64, ["agent.save_interval=25"])
+
+
+def test_package_found_under_a_prefix(tmp_path: Path) -> None:
+    _touch(tmp_path / "asset" / "README.md")
+    pkg = _touch(tmp_path / "asset" / "pkgs" / "env-1.0.0-py3-none-any.whl")
+    spec = build_job_spec(_conf(f"file://{tmp_path}/asset/"), JOB, SETTINGS)
+    assert spec.env_package_uri == f"file://{pkg}"
+
+
+def test_two_packages_is_an_error_naming_both(tmp_path: Path) -> None:
+    _touch(tmp_path / "asset" / "a.tar.gz")
+    _touch(tmp_path / "asset" / "b.zip")
+    with pytest.raises(ResolveError, match=r"inputS3AssetFilePath: .* holds 2 env packages"):
+        build_job_spec(_conf(str(tmp_path / "asset")), JOB, SETTINGS)
+
+
+def test_empty_asset_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ResolveError, match="inputS3AssetFilePath: nothing found"):
+        build_job_spec(_conf(str(tmp_path / "missing")), JOB, SETTINGS)
+
+
+def test_checkpoint_discovery_prefers_newest_folder_then_highest_iteration(tmp_path: Path) -> None:
+    _touch(tmp_path / "logs" / "old" / "model_5000.pt", mtime=1000)
+    _touch(tmp_path / "logs" / "new" / "model_999.pt", mtime=2000)
+    best = _touch(tmp_path / "logs" / "new" / "model_1500.pt", mtime=1999)
+    assert discover_checkpoint(LocalStorage().list(str(tmp_path))) == str(best)
+
+
+def test_relative_checkpoint_resolves_against_the_asset_folder(tmp_path: Path) -> None:
+    pkg = _touch(tmp_path / "asset" / "env.tar.gz")
+    ckpt = _touch(tmp_path / "asset" / "runs" / "model_10.pt")
+    spec = build_job_spec(_conf(str(pkg), mode="evaluate", checkpointPath="runs/model_10.pt"), JOB, SETTINGS)
+    assert spec.checkpoint_uri == str(ckpt)
+    assert spec.num_envs == 100
+
+
+def test_missing_checkpoint_names_the_field(tmp_path: Path) -> None:
+    pkg = _touch(tmp_path / "asset" / "env.tar.gz")
+    with pytest.raises(ResolveError, match="trainingConfig.resumeCheckpoint: .*model_1.pt does not exist"):
+        build_job_spec(_conf(str(pkg), resumeCheckpoint="model_1.pt"), JOB, SETTINGS)
+
+
+def test_job_spec_round_trips_through_its_schema(tmp_path: Path) -> None:
+    from isaaclab_pipeline.jobspec import JobSpec
+
+    pkg = _touch(tmp_path / "env.tar.gz")
+    spec = build_job_spec(_conf(str(pkg)), JOB, SETTINGS)
+    data = spec.to_json_dict()
+    assert data["envPackageUri"] == str(pkg) and data["numEnvs"] == 4096
+    assert JobSpec.from_json_dict(data) == spec
