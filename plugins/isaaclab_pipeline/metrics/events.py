@@ -1,0 +1,578 @@
+"""Streaming reader of TensorBoard event files that keeps every scalar.
+
+An event file is a sequence of TFRecord frames::
+
+    uint64 length | uint32 masked_crc32c(length bytes) | payload[length] | uint32 masked_crc32c(payload)
+
+with ``masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8 (mod 2**32)``; each payload is a serialized
+``tensorboard.Event``. Scalars come either as ``summary.value[].simple_value`` (TF1, torch's SummaryWriter,
+rsl_rl, skrl) or as rank-0 numeric tensors whose tag's ``metadata.plugin_data.plugin_name`` is ``"scalars"``
+(``tf.summary.scalar``, torch's ``new_style=True``).
+
+Why not TensorBoard's own readers: ``EventAccumulator`` samples (reservoir of 10,000 scalars per tag by
+default) and, even told to keep everything, builds several Python objects per record through many layers;
+it needs ~24 s for 1M scalars on a 2-core worker. This reader does the same job in about a second:
+
+* The file is read in large chunks (bounded memory, no per-record ``read()``), frames are walked with
+  slices of one ``bytes`` object, and ``crc32c`` runs over ``memoryview`` slices (no copies).
+* The dominant record shape -- one event with ``wall_time``, ``step`` and a single ``simple_value`` --
+  is recognised on the wire without protobuf: the bytes between the step and the float depend only on
+  the tag, so they are validated once (:func:`_simple_value_tag`) and then used as an interned
+  dictionary key to the tag's columns.
+* CRC comparison and the extraction of ``wall_time`` / ``value`` are deferred to one vectorised numpy
+  pass per chunk (numpy is imported lazily; TensorBoard depends on it anyway).
+* Any other record is first scanned on the wire (:func:`_may_hold_scalars`) so graphs, histograms,
+  images, ``file_version`` and session logs are skipped without decoding; only records that may hold a
+  scalar are decoded with TensorBoard's own protobuf classes (imported lazily, once).
+
+A truncated final record (a job killed mid-write) is logged as a warning and everything before it is kept.
+A frame whose CRC does not match raises :class:`EventFileCorruptError` with the file and byte offset.
+Merging the files of a run, with the duplicate-step rule, lives in :mod:`isaaclab_pipeline.metrics.merge`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+EVENT_FILE_MARKER = "events.out.tfevents"
+DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024  # 16 MiB: numpy passes stay cheap, memory stays flat on 2 GB workers
+
+_MASK_DELTA = 0xA282EAD8
+_HEADER = struct.Struct("<QI")
+_U32 = struct.Struct("<I")
+_F64 = struct.Struct("<d")
+_MIN_FAST_LENGTH = 20  # 0x09 + wall_time(8) + shortest summary prefix(7) + float(4)
+
+# TensorProto dtype -> (repeated field holding the value, struct format of tensor_content)
+_TENSOR_DTYPES: dict[int, tuple[str, str]] = {
+    1: ("float_val", "<f"),  # DT_FLOAT
+    2: ("double_val", "<d"),  # DT_DOUBLE
+    3: ("int_val", "<i"),  # DT_INT32
+    4: ("int_val", "<B"),  # DT_UINT8
+    5: ("int_val", "<h"),  # DT_INT16
+    6: ("int_val", "<b"),  # DT_INT8
+    9: ("int64_val", "<q"),  # DT_INT64
+    17: ("int_val", "<H"),  # DT_UINT16
+    19: ("half_val", "<e"),  # DT_HALF: half_val holds the raw 16 bits
+    22: ("uint32_val", "<I"),  # DT_UINT32
+    23: ("uint64_val", "<Q"),  # DT_UINT64
+}
+_DT_HALF = 19
+
+_event_pb2: Any = None
+
+
+class EventFileCorruptError(ValueError):
+    """A record of an event file failed its CRC check or is not a valid ``Event``.
+
+    :param path: the event file.
+    :param offset: byte offset of the record's first byte (its length field).
+    :param reason: what failed.
+    """
+
+    def __init__(self, path: Path | str, offset: int, reason: str) -> None:
+        self.path = Path(path)
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: corrupt record at byte offset {offset}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarSeries:
+    """One tag's values as three aligned numpy arrays (int64 steps, float64 wall times and values)."""
+
+    steps: np.ndarray
+    wall_times: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(slots=True)
+class FileScalars:
+    """Every scalar of one event file, per tag in write order (duplicates kept)."""
+
+    path: Path
+    series: dict[str, ScalarSeries]
+    records: int = 0
+    first_wall_time: float | None = None
+    truncated: bool = False
+    skipped_values: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def scalars(self) -> int:
+        """Number of scalar values read."""
+        return sum(len(s) for s in self.series.values())
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    """TFRecord's masked CRC-32C of ``data``.
+
+    :param data: the bytes to checksum.
+    """
+    from crc32c import crc32c
+
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def is_event_file(path: Path) -> bool:
+    """Whether ``path`` is named like a TensorBoard event file (``events.out.tfevents.*``)."""
+    return path.name.startswith(EVENT_FILE_MARKER)
+
+
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a protobuf varint at ``pos``; returns (value, next position). Raises IndexError past ``end``."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise IndexError("varint runs past the end of its message")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _simple_value_tag(key: bytes) -> str | None:
+    """Return the tag if ``key`` is exactly the canonical wire form of ``summary { value { tag, simple_value } }``.
+
+    ``key`` runs from the summary field (0x2a) up to, not including, the 4 float bytes that end the record.
+    Accepting only this exact shape (lengths consistent, nothing else inside) makes the wire shortcut decode
+    precisely what protobuf would; anything else takes the protobuf path.
+    """
+    n = len(key)
+    if n < 7 or key[0] != 0x2A or key[-1] != 0x15:
+        return None
+    try:
+        summary_len, p = _varint(key, 1, n)
+        if summary_len != n - p + 4 or key[p] != 0x0A:
+            return None
+        value_len, p = _varint(key, p + 1, n)
+        if value_len != n - p + 4 or key[p] != 0x0A:
+            return None
+        tag_len, p = _varint(key, p + 1, n)
+        if p + tag_len + 1 != n:
+            return None
+        return key[p : p + tag_len].decode("utf-8")
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
+def _may_hold_scalars(buf: bytes, pos: int, end: int) -> bool:
+    """Wire-level pre-filter: False only when the Event certainly holds no simple_value and no tensor value.
+
+    Skips graph_def, file_version, session_log, histograms, images and audio without a protobuf decode.
+    On anything unexpected it answers True and lets protobuf decide.
+    """
+    try:
+        while pos < end:
+            key, pos = _varint(buf, pos, end)
+            wire = key & 7
+            if key == 0x2A:  # field 5 (summary), length-delimited
+                length, pos = _varint(buf, pos, end)
+                if _summary_may_hold_scalars(buf, pos, pos + length):
+                    return True
+                pos += length
+            elif wire == 0:
+                _, pos = _varint(buf, pos, end)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                length, pos = _varint(buf, pos, end)
+                pos += length
+            elif wire == 5:
+                pos += 4
+            else:
+                return True
+        return pos != end
+    except IndexError:
+        return True
+
+
+def _summary_may_hold_scalars(buf: bytes, pos: int, end: int) -> bool:
+    """Scan a Summary's values for field 2 (simple_value) or field 8 (tensor)."""
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        if key != 0x0A:  # Summary has only field 1 (value); anything else: let protobuf judge
+            return True
+        length, pos = _varint(buf, pos, end)
+        value_end = pos + length
+        if value_end > end:
+            return True
+        while pos < value_end:
+            vkey, pos = _varint(buf, pos, value_end)
+            field_no, wire = vkey >> 3, vkey & 7
+            if field_no in (2, 8):
+                return True
+            if wire == 0:
+                _, pos = _varint(buf, pos, value_end)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                vlen, pos = _varint(buf, pos, value_end)
+                pos += vlen
+            elif wire == 5:
+                pos += 4
+            else:
+                return True
+        if pos != value_end:
+            return True
+    return pos != end
+
+
+def _proto() -> Any:
+    """TensorBoard's ``event_pb2``, imported on first use (the import costs ~0.4 s)."""
+    global _event_pb2
+    if _event_pb2 is None:
+        from tensorboard.compat.proto import event_pb2
+
+        _event_pb2 = event_pb2
+    return _event_pb2
+
+
+def _tensor_scalar(tensor: Any) -> float | None:
+    """Value of a rank-0 numeric TensorProto, or None when it is not one."""
+    if len(tensor.tensor_shape.dim) or tensor.tensor_shape.unknown_rank:
+        return None
+    spec = _TENSOR_DTYPES.get(tensor.dtype)
+    if spec is not None:
+        field_name, fmt = spec
+        content = tensor.tensor_content
+        if content:
+            if len(content) == struct.calcsize(fmt):
+                return float(struct.unpack(fmt, content)[0])
+            return None
+        vals = getattr(tensor, field_name)
+        if len(vals) != 1:  # make_ndarray cannot shape 0 or 2+ values into a rank-0 array either
+            return None
+        if tensor.dtype == _DT_HALF:
+            return float(struct.unpack("<e", struct.pack("<H", vals[0] & 0xFFFF))[0])
+        return float(vals[0])
+    # Rarer dtypes (bfloat16, bool, quantized ...): defer to TensorBoard's own converter.
+    try:
+        from tensorboard.util import tensor_util
+
+        arr = tensor_util.make_ndarray(tensor)
+        return float(arr.item()) if arr.size == 1 and arr.dtype.kind in "fiub" else None
+    except Exception:  # unknown dtype or malformed content: not a scalar we can read
+        return None
+
+
+class _TagColumns:
+    """Per-tag accumulation while one file is read.
+
+    Fast-path records append (record index, step) to compact arrays; wall_time and value are gathered
+    later per chunk by numpy. Records decoded by protobuf go to the ``slow_*`` arrays.
+    """
+
+    __slots__ = ("idx", "steps", "wall_chunks", "value_chunks", "done", "slow_idx", "slow_steps", "slow_wall",
+                 "slow_values")
+
+    def __init__(self) -> None:
+        self.idx = array("q")
+        self.steps = array("q")
+        self.wall_chunks: list[np.ndarray] = []
+        self.value_chunks: list[np.ndarray] = []
+        self.done = 0  # entries of idx already gathered
+        self.slow_idx = array("q")
+        self.slow_steps = array("q")
+        self.slow_wall = array("d")
+        self.slow_values = array("d")
+
+    def add_slow(self, index: int, step: int, wall_time: float, value: float) -> None:
+        self.slow_idx.append(index)
+        self.slow_steps.append(step)
+        self.slow_wall.append(wall_time)
+        self.slow_values.append(value)
+
+
+class _FileReader:
+    """State of one event file being read chunk by chunk."""
+
+    def __init__(self, path: Path, plugin_names: dict[str, str]) -> None:
+        self.path = path
+        self.plugin_names = plugin_names
+        self.columns: dict[str, _TagColumns] = {}
+        # header bytes -> payload length; a 12-byte header that verified once is valid wherever it recurs
+        self.headers: dict[bytes, int] = {}
+        # canonical summary prefix bytes -> (index append, step append) of its tag's columns
+        self.prefixes: dict[bytes, tuple[Any, Any]] = {}
+        self.records = 0
+        self.first_wall_time: float | None = None
+        self.skipped_values = 0
+
+    def _tag(self, tag: str) -> _TagColumns:
+        cols = self.columns.get(tag)
+        if cols is None:
+            cols = self.columns[tag] = _TagColumns()
+        return cols
+
+    def _check_header(self, header: bytes, offset: int) -> int:
+        length, stored = _HEADER.unpack(header)
+        if masked_crc32c(header[:8]) != stored:
+            raise EventFileCorruptError(self.path, offset, "length CRC mismatch")
+        return length
+
+    def walk(self, buf: bytes, base_offset: int) -> tuple[int, int | None]:
+        """Walk the complete records of ``buf``; returns (bytes consumed, length of a pending record).
+
+        This loop runs once per record, so it is written for CPython speed: locals only, bound methods,
+        no per-record function calls beyond crc32c and dict lookups.
+        """
+        from crc32c import crc32c
+
+        mv = memoryview(buf)
+        n = len(buf)
+        headers = self.headers
+        header_get = headers.get
+        prefixes = self.prefixes
+        prefix_get = prefixes.get
+        starts = array("q")
+        start_append = starts.append
+        crcs = array("I")
+        crc_append = crcs.append
+        others = array("q")
+        other_append = others.append
+        min_fast = _MIN_FAST_LENGTH
+        index = self.records - 1
+        pos = 0
+        pending: int | None = None
+        while pos + 12 <= n:
+            start = pos + 12
+            header = buf[pos:start]
+            length = header_get(header)
+            if length is None:
+                length = self._check_header(header, base_offset + pos)
+                headers[header] = length
+            end = start + length
+            if end + 4 > n:
+                pending = length
+                break
+            index += 1
+            start_append(pos)
+            crc_append(crc32c(mv[start:end]))
+            pos = end + 4
+            # Fast path: 0x09 wall_time, optional 0x10 step varint, then a known canonical summary prefix.
+            if length >= min_fast and buf[start] == 0x09:
+                k = start + 9
+                if buf[k] == 0x10:
+                    b = buf[k + 1]
+                    if b < 0x80:
+                        step = b
+                        k += 2
+                    else:
+                        step = b & 0x7F
+                        shift = 7
+                        k += 2
+                        while k < end:
+                            b = buf[k]
+                            k += 1
+                            step |= (b & 0x7F) << shift
+                            if b < 0x80:
+                                break
+                            shift += 7
+                        step &= 0xFFFFFFFFFFFFFFFF
+                        if step >= 1 << 63:  # int64 on the wire is two's complement
+                            step -= 1 << 64
+                else:
+                    step = 0  # proto3 omits a zero step
+                appends = prefix_get(buf[k : end - 4])
+                if appends is None:
+                    appends = self._register_prefix(buf[k : end - 4])
+                    if appends is None:
+                        other_append(index)
+                        continue
+                appends[0](index)
+                appends[1](step)
+            else:
+                other_append(index)
+        start_append(pos)  # sentinel: one past the last complete record
+        self._finish_chunk(buf, base_offset, starts, crcs, others)
+        self.records = index + 1
+        return pos, pending
+
+    def _register_prefix(self, key: bytes) -> tuple[Any, Any] | None:
+        tag = _simple_value_tag(key)
+        if tag is None:
+            return None
+        cols = self._tag(tag)
+        appends = (cols.idx.append, cols.steps.append)
+        self.prefixes[key] = appends
+        return appends
+
+    def _finish_chunk(self, buf: bytes, base_offset: int, starts: array, crcs: array, others: array) -> None:
+        """Verify the chunk's CRCs, decode its non-fast records, gather fast records' wall times and values."""
+        count = len(crcs)
+        if count == 0:
+            return
+        import numpy as np
+
+        base_index = self.records
+        n = len(buf)
+        rec = np.frombuffer(starts, dtype=np.int64)
+        # Unaligned strided views: element i is the little-endian number starting at byte i of buf.
+        u32_at = np.ndarray(shape=(n - 3,), dtype="<u4", buffer=buf, strides=(1,))
+        crc = np.frombuffer(crcs, dtype=np.uint32).astype(np.uint64)
+        masked = ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
+        bad = np.flatnonzero(masked != u32_at[rec[1:] - 4])
+        if bad.size:
+            raise EventFileCorruptError(self.path, base_offset + int(rec[bad[0]]), "payload CRC mismatch")
+        f64_at = np.ndarray(shape=(n - 7,), dtype="<f8", buffer=buf, strides=(1,))
+        f32_at = np.ndarray(shape=(n - 3,), dtype="<f4", buffer=buf, strides=(1,))
+        if base_index == 0:
+            self.first_wall_time = _first_wall_time(buf, int(rec[0]), int(rec[1]) - 4)
+        for i in others:
+            local = i - base_index
+            start = int(rec[local]) + 12
+            self._decode(buf, start, int(rec[local + 1]) - 4, i, base_offset + start - 12)
+        for cols in self.columns.values():
+            if len(cols.idx) == cols.done:
+                continue
+            local = np.frombuffer(cols.idx, dtype=np.int64)[cols.done :] - base_index
+            cols.wall_chunks.append(f64_at[rec[local] + 13])
+            cols.value_chunks.append(f32_at[rec[local + 1] - 8].astype(np.float64))
+            cols.done = len(cols.idx)
+        del u32_at, f64_at, f32_at
+
+    def _decode(self, buf: bytes, start: int, end: int, index: int, offset: int) -> None:
+        """Protobuf path for records the wire shortcut did not take."""
+        if not _may_hold_scalars(buf, start, end):
+            return
+        pb = _proto()
+        try:
+            event = pb.Event.FromString(buf[start:end])
+        except Exception as exc:  # protobuf's DecodeError; the CRC matched, so the writer wrote garbage
+            raise EventFileCorruptError(self.path, offset, f"not a valid Event protobuf ({exc})") from exc
+        step = event.step
+        wall_time = event.wall_time
+        plugin_names = self.plugin_names
+        for value in event.summary.value:
+            tag = value.tag
+            # Like TensorBoard, the first metadata seen for a tag decides its plugin.
+            if tag not in plugin_names and value.HasField("metadata"):
+                plugin_names[tag] = value.metadata.plugin_data.plugin_name
+            kind = value.WhichOneof("value")
+            if kind == "simple_value":
+                self._tag(tag).add_slow(index, step, wall_time, value.simple_value)
+            elif kind == "tensor" and plugin_names.get(tag) == "scalars":
+                scalar = _tensor_scalar(value.tensor)
+                if scalar is None:
+                    self.skipped_values += 1
+                else:
+                    self._tag(tag).add_slow(index, step, wall_time, scalar)
+
+    def result(self) -> dict[str, ScalarSeries]:
+        """Per-tag series in record order."""
+        import numpy as np
+
+        out: dict[str, ScalarSeries] = {}
+        for tag, cols in self.columns.items():
+            steps = np.frombuffer(cols.steps, dtype=np.int64)
+            walls = np.concatenate(cols.wall_chunks) if cols.wall_chunks else np.empty(0, np.float64)
+            values = np.concatenate(cols.value_chunks) if cols.value_chunks else np.empty(0, np.float64)
+            if len(cols.slow_idx):
+                order_idx = np.concatenate([np.frombuffer(cols.idx, dtype=np.int64),
+                                            np.frombuffer(cols.slow_idx, dtype=np.int64)])
+                # stable: values of one event keep their order inside the event
+                order = np.argsort(order_idx, kind="stable")
+                steps = np.concatenate([steps, np.frombuffer(cols.slow_steps, dtype=np.int64)])[order]
+                walls = np.concatenate([walls, np.frombuffer(cols.slow_wall, dtype=np.float64)])[order]
+                values = np.concatenate([values, np.frombuffer(cols.slow_values, dtype=np.float64)])[order]
+            else:
+                steps = steps.copy()  # detach from the array('q') buffer
+            if len(steps):
+                out[tag] = ScalarSeries(steps, walls, values)
+        return out
+
+
+def _first_wall_time(buf: bytes, start: int, end: int) -> float | None:
+    """wall_time of the record whose header starts at ``start``; ``end`` is its payload's end."""
+    payload_start = start + 12
+    if end - payload_start >= 9 and buf[payload_start] == 0x09:
+        return _F64.unpack_from(buf, payload_start + 1)[0]
+    try:
+        return float(_proto().Event.FromString(buf[payload_start:end]).wall_time)
+    except Exception:  # judged (and reported) by the CRC check and the decode of the same record
+        return None
+
+
+def first_wall_time(path: Path) -> float | None:
+    """wall_time of a file's first event (its ``file_version`` event), reading only that record.
+
+    :param path: the event file.
+    :return: None when the file holds no complete, valid first record.
+    """
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12:
+            return None
+        length, stored = _HEADER.unpack(header)
+        if masked_crc32c(header[:8]) != stored:
+            return None
+        body = f.read(length + 4)
+    if len(body) < length + 4 or masked_crc32c(memoryview(body)[:length]) != _U32.unpack_from(body, length)[0]:
+        return None
+    return _first_wall_time(header + body, 0, 12 + length)
+
+
+def read_event_file(path: Path | str, *, plugin_names: dict[str, str] | None = None,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> FileScalars:
+    """Read every scalar of one event file.
+
+    :param path: the ``events.out.tfevents.*`` file.
+    :param plugin_names: tag -> plugin name from the first metadata seen; pass one dict for all files of a
+        run, in write order, so tensor scalars whose metadata sits in an earlier file are recognised. It is
+        updated in place.
+    :param chunk_size: bytes read per ``read()``; a record larger than this is read whole.
+    :return: the file's scalars per tag, in write order, duplicates kept.
+    :raises EventFileCorruptError: a length or payload CRC does not match, or a payload is not an Event.
+    """
+    path = Path(path)
+    reader = _FileReader(path, plugin_names if plugin_names is not None else {})
+    warnings: list[str] = []
+    truncated = False
+    with open(path, "rb", buffering=0) as f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        carry = b""
+        offset = 0  # file offset of carry[0]
+        want = chunk_size
+        while True:
+            remaining = size - f.tell()  # caps the read when a corrupt-looking length asks for more
+            data = f.read(min(want, remaining)) if remaining > 0 else b""
+            if not data:
+                break
+            buf = carry + data if carry else data
+            consumed, pending = reader.walk(buf, offset)
+            offset += consumed
+            carry = buf[consumed:]
+            del buf, data
+            want = max(chunk_size, 16 + pending - len(carry)) if pending is not None else chunk_size
+        if carry:
+            truncated = True
+            msg = (f"{path}: truncated final record at byte offset {offset} ({len(carry)} bytes of an incomplete "
+                   f"record); kept the {reader.records} complete records before it")
+            log.warning("%s", msg)
+            warnings.append(msg)
+    if reader.skipped_values:
+        msg = f"{path}: skipped {reader.skipped_values} 'scalars' tensor value(s) that are not rank-0 numbers"
+        log.warning("%s", msg)
+        warnings.append(msg)
+    return FileScalars(path=path, series=reader.result(), records=reader.records,
+                       first_wall_time=reader.first_wall_time, truncated=truncated,
+                       skipped_values=reader.skipped_values, warnings=warnings)
