@@ -64,7 +64,8 @@ class PipelineSettings:
             raise ValueError(f"Variable isaaclab_compute_backend is {backend!r}; use one of {', '.join(BACKENDS)}")
         overrides = json.loads(get_setting("overrides", "[]") or "[]")
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-            raise ValueError('Variable isaaclab_overrides must be a JSON list of strings, e.g. ["agent.save_interval=25"]')
+            raise ValueError("Variable isaaclab_overrides must be a JSON list of strings, "
+                             'e.g. ["agent.save_interval=25"]')
         return cls(
             compute_backend=backend,
             staging_uri=get_setting("staging_uri") or str(pipeline_home() / "staging"),

@@ -117,3 +117,13 @@ def test_params_carry_the_schema_bounds() -> None:
     with pytest.raises(ValueError, match="less than the minimum"):
         params["trainingConfig"].resolve({"task": "T", "numEnvs": 0})
     assert params["trainingConfig"].resolve(None) is None
+
+
+def test_configuration_doc_matches_the_schema() -> None:
+    """docs/configuration.md carries the generated field table; regenerate it when the schema changes."""
+    from pathlib import Path
+
+    from isaaclab_pipeline.schema_docs import render_fields
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert render_fields() in doc, "run: python -m isaaclab_pipeline.schema_docs and paste into docs/configuration.md"

@@ -21,7 +21,6 @@ _MODULES = {
 
 def get_library(name: str) -> ModuleType:
     """Return the module for RL library ``name``."""
-    try:
-        return importlib.import_module(_MODULES[name])
-    except KeyError:
+    if name not in _MODULES:
         raise ValueError(f"rlLibrary {name!r} is not supported by this runner; use one of {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[name])
