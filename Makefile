@@ -43,10 +43,9 @@ run:
 	@test -n "$(CONF)" || { echo "usage: make run CONF=path/to/conf.json"; exit 2; }
 	@$(MAKE) --no-print-directory -j2 install && $(PIPELINE) run --conf "$(CONF)"
 
-# The Airflow UI with this DAG (login: admin, password printed at start and kept in
-# $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated).
+# The Airflow UI with this DAG on http://127.0.0.1:8080; on loopback every visitor is admin (no login).
 airflow: install
-	$(AF)/bin/airflow standalone
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__HOST=127.0.0.1 $(AF)/bin/airflow standalone
 
 test: install
 	$(AF)/bin/ruff check dags plugins task_image tests bench examples
