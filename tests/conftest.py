@@ -9,11 +9,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="isaaclab-pipeline-tests-"))
 
-os.environ.setdefault("AIRFLOW_HOME", str(_HOME / "airflow"))
+os.environ["AIRFLOW_HOME"] = str(_HOME / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ.setdefault("ISAACLAB_PIPELINE_HOME", str(_HOME / "pipeline"))
+os.environ["ISAACLAB_PIPELINE_HOME"] = str(_HOME / "pipeline")
 # no real AWS account is ever reached from tests
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

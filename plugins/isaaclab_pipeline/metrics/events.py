@@ -173,66 +173,65 @@ def _simple_value_tag(key: bytes) -> str | None:
         return None
 
 
+def _skip_field(buf: bytes, key: int, pos: int, end: int) -> int:
+    """Position after the value of a field whose key was just read; raises IndexError on a malformed field."""
+    wire = key & 7
+    if wire == 0:
+        return _varint(buf, pos, end)[1]
+    if wire == 1:
+        return pos + 8
+    if wire == 2:
+        b = buf[pos]  # lengths below 128 take one byte: skip the call
+        if b < 0x80:
+            return pos + 1 + b
+        length, pos = _varint(buf, pos, end)
+        return pos + length
+    if wire == 5:
+        return pos + 4
+    raise IndexError("unsupported wire type")
+
+
 def _may_hold_scalars(buf: bytes, pos: int, end: int) -> bool:
     """Wire-level pre-filter: False only when the Event certainly holds no simple_value and no tensor value.
 
     Skips graph_def, file_version, session_log, histograms, images and audio without a protobuf decode.
-    On anything unexpected it answers True and lets protobuf decide.
+    Serializers write fields in field-number order, so in a Summary.Value the kind of value shows right
+    after the tag: the scan stops early. On anything unexpected it answers True and lets protobuf decide.
     """
     try:
         while pos < end:
-            key, pos = _varint(buf, pos, end)
-            wire = key & 7
-            if key == 0x2A:  # field 5 (summary), length-delimited
-                length, pos = _varint(buf, pos, end)
-                if _summary_may_hold_scalars(buf, pos, pos + length):
+            key = buf[pos]
+            if key >= 0x80:
+                return True  # no Event field number needs a two-byte key
+            pos += 1
+            if key != 0x2A:  # not field 5 (summary)
+                pos = _skip_field(buf, key, pos, end)
+                continue
+            length, pos = _varint(buf, pos, end)
+            summary_end = pos + length
+            if summary_end > end:
+                return True
+            while pos < summary_end:  # the Summary's values
+                if buf[pos] != 0x0A:  # Summary has only field 1 (value); anything else: let protobuf judge
                     return True
-                pos += length
-            elif wire == 0:
-                _, pos = _varint(buf, pos, end)
-            elif wire == 1:
-                pos += 8
-            elif wire == 2:
-                length, pos = _varint(buf, pos, end)
-                pos += length
-            elif wire == 5:
-                pos += 4
-            else:
+                length, pos = _varint(buf, pos + 1, summary_end)
+                value_end = pos + length
+                if value_end > summary_end:
+                    return True
+                while pos < value_end:
+                    vkey = buf[pos]
+                    if vkey >= 0x80:
+                        return True
+                    if vkey >> 3 in (2, 8):  # simple_value or tensor
+                        return True
+                    pos = _skip_field(buf, vkey, pos + 1, value_end)
+                if pos != value_end:
+                    return True
+            if pos != summary_end:
                 return True
         return pos != end
     except IndexError:
         return True
-
-
-def _summary_may_hold_scalars(buf: bytes, pos: int, end: int) -> bool:
-    """Scan a Summary's values for field 2 (simple_value) or field 8 (tensor)."""
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        if key != 0x0A:  # Summary has only field 1 (value); anything else: let protobuf judge
-            return True
-        length, pos = _varint(buf, pos, end)
-        value_end = pos + length
-        if value_end > end:
-            return True
-        while pos < value_end:
-            vkey, pos = _varint(buf, pos, value_end)
-            field_no, wire = vkey >> 3, vkey & 7
-            if field_no in (2, 8):
-                return True
-            if wire == 0:
-                _, pos = _varint(buf, pos, value_end)
-            elif wire == 1:
-                pos += 8
-            elif wire == 2:
-                vlen, pos = _varint(buf, pos, value_end)
-                pos += vlen
-            elif wire == 5:
-                pos += 4
-            else:
-                return True
-        if pos != value_end:
-            return True
-    return pos != end
 
 
 def _proto() -> Any:
@@ -273,26 +272,42 @@ def _tensor_scalar(tensor: Any) -> float | None:
         return None
 
 
-class _TagColumns:
-    """Per-tag accumulation while one file is read.
+class _Group:
+    """Fast-path records of one tag that share a wire shape: the value sits ``tail`` bytes before the payload end.
 
-    Fast-path records append (record index, step) to compact arrays; wall_time and value are gathered
-    later per chunk by numpy. Records decoded by protobuf go to the ``slow_*`` arrays.
+    Records append (record index, step) here; wall_time and value are gathered per chunk by numpy.
     """
 
-    __slots__ = ("idx", "steps", "wall_chunks", "value_chunks", "done", "slow_idx", "slow_steps", "slow_wall",
-                 "slow_values")
+    __slots__ = ("tail", "dtype", "idx", "steps", "wall_chunks", "value_chunks", "done", "appends")
 
-    def __init__(self) -> None:
+    def __init__(self, tail: int, dtype: str) -> None:
+        self.tail = tail
+        self.dtype = dtype  # numpy dtype of the value bytes
         self.idx = array("q")
         self.steps = array("q")
         self.wall_chunks: list[np.ndarray] = []
         self.value_chunks: list[np.ndarray] = []
         self.done = 0  # entries of idx already gathered
+        self.appends = (self.idx.append, self.steps.append)
+
+
+class _TagColumns:
+    """Per-tag accumulation while one file is read: fast-path groups, and values decoded by protobuf."""
+
+    __slots__ = ("groups", "slow_idx", "slow_steps", "slow_wall", "slow_values")
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[int, str], _Group] = {}
         self.slow_idx = array("q")
         self.slow_steps = array("q")
         self.slow_wall = array("d")
         self.slow_values = array("d")
+
+    def group(self, tail: int, dtype: str) -> _Group:
+        g = self.groups.get((tail, dtype))
+        if g is None:
+            g = self.groups[(tail, dtype)] = _Group(tail, dtype)
+        return g
 
     def add_slow(self, index: int, step: int, wall_time: float, value: float) -> None:
         self.slow_idx.append(index)
@@ -310,8 +325,10 @@ class _FileReader:
         self.columns: dict[str, _TagColumns] = {}
         # header bytes -> payload length; a 12-byte header that verified once is valid wherever it recurs
         self.headers: dict[bytes, int] = {}
-        # canonical summary prefix bytes -> (index append, step append) of its tag's columns
+        # bytes after the step up to the final float -> appends of the tag's simple_value group
         self.prefixes: dict[bytes, tuple[Any, Any]] = {}
+        # learned tensor-scalar shapes, by length after the step: (prefix, suffix, appends)
+        self.shapes: dict[int, list[tuple[bytes, bytes, tuple[Any, Any]]]] = {}
         self.records = 0
         self.first_wall_time: float | None = None
         self.skipped_values = 0
@@ -332,7 +349,7 @@ class _FileReader:
         """Walk the complete records of ``buf``; returns (bytes consumed, length of a pending record).
 
         This loop runs once per record, so it is written for CPython speed: locals only, bound methods,
-        no per-record function calls beyond crc32c and dict lookups.
+        no per-record function calls beyond crc32c and dict lookups on the common path.
         """
         from crc32c import crc32c
 
@@ -340,14 +357,13 @@ class _FileReader:
         n = len(buf)
         headers = self.headers
         header_get = headers.get
-        prefixes = self.prefixes
-        prefix_get = prefixes.get
+        prefix_get = self.prefixes.get
         starts = array("q")
         start_append = starts.append
         crcs = array("I")
         crc_append = crcs.append
-        others = array("q")
-        other_append = others.append
+        miss = self._miss
+        slow = self._slow
         min_fast = _MIN_FAST_LENGTH
         index = self.records - 1
         pos = 0
@@ -366,8 +382,7 @@ class _FileReader:
             index += 1
             start_append(pos)
             crc_append(crc32c(mv[start:end]))
-            pos = end + 4
-            # Fast path: 0x09 wall_time, optional 0x10 step varint, then a known canonical summary prefix.
+            # Fast path: 0x09 wall_time, optional 0x10 step varint, then a known wire shape of the summary.
             if length >= min_fast and buf[start] == 0x09:
                 k = start + 9
                 if buf[k] == 0x10:
@@ -393,30 +408,128 @@ class _FileReader:
                     step = 0  # proto3 omits a zero step
                 appends = prefix_get(buf[k : end - 4])
                 if appends is None:
-                    appends = self._register_prefix(buf[k : end - 4])
+                    appends = miss(buf, start, k, end, index, base_offset + pos)
                     if appends is None:
-                        other_append(index)
+                        pos = end + 4
                         continue
                 appends[0](index)
                 appends[1](step)
             else:
-                other_append(index)
+                slow(buf, start, end, index, base_offset + pos)
+            pos = end + 4
         start_append(pos)  # sentinel: one past the last complete record
-        self._finish_chunk(buf, base_offset, starts, crcs, others)
+        self._finish_chunk(buf, base_offset, starts, crcs)
         self.records = index + 1
         return pos, pending
 
-    def _register_prefix(self, key: bytes) -> tuple[Any, Any] | None:
+    def _miss(self, buf: bytes, start: int, k: int, end: int, index: int, offset: int) -> tuple[Any, Any] | None:
+        """A record whose summary bytes are no known simple_value prefix: learn one, match a shape, or decode."""
+        key = buf[k : end - 4]
         tag = _simple_value_tag(key)
-        if tag is None:
-            return None
-        cols = self._tag(tag)
-        appends = (cols.idx.append, cols.steps.append)
-        self.prefixes[key] = appends
-        return appends
+        if tag is not None:
+            appends = self._tag(tag).group(4, "<f4").appends
+            self.prefixes[key] = appends
+            return appends
+        by_prefix_len = self.shapes.get(end - k)
+        if by_prefix_len:
+            for prefix_len, table in by_prefix_len.items():
+                hit = table.get(buf[k : k + prefix_len])
+                if hit is not None and buf.startswith(hit[0], end - len(hit[0])):
+                    return hit[1]
+        self._slow(buf, start, end, index, offset)
+        return None
 
-    def _finish_chunk(self, buf: bytes, base_offset: int, starts: array, crcs: array, others: array) -> None:
-        """Verify the chunk's CRCs, decode its non-fast records, gather fast records' wall times and values."""
+    def _slow(self, buf: bytes, start: int, end: int, index: int, offset: int) -> None:
+        """Protobuf path for records the wire shortcut did not take; checks this record's CRC first."""
+        if masked_crc32c(memoryview(buf)[start:end]) != _U32.unpack_from(buf, end)[0]:
+            raise EventFileCorruptError(self.path, offset, "payload CRC mismatch")
+        if not _may_hold_scalars(buf, start, end):
+            return
+        pb = _proto()
+        payload = buf[start:end]
+        try:
+            event = pb.Event.FromString(payload)
+        except Exception as exc:  # protobuf's DecodeError; the CRC matched, so the writer wrote garbage
+            raise EventFileCorruptError(self.path, offset, f"not a valid Event protobuf ({exc})") from exc
+        step = event.step
+        wall_time = event.wall_time
+        plugin_names = self.plugin_names
+        values = event.summary.value
+        for value in values:
+            tag = value.tag
+            # Like TensorBoard, the first metadata seen for a tag decides its plugin.
+            if tag not in plugin_names and value.HasField("metadata"):
+                plugin_names[tag] = value.metadata.plugin_data.plugin_name
+            kind = value.WhichOneof("value")
+            if kind == "simple_value":
+                self._tag(tag).add_slow(index, step, wall_time, value.simple_value)
+            elif kind == "tensor" and plugin_names.get(tag) == "scalars":
+                scalar = _tensor_scalar(value.tensor)
+                if scalar is None:
+                    self.skipped_values += 1
+                    continue
+                self._tag(tag).add_slow(index, step, wall_time, scalar)
+                if len(values) == 1:
+                    self._learn_tensor_shape(payload, event, tag)
+
+    def _learn_tensor_shape(self, payload: bytes, event: Any, tag: str) -> None:
+        """Remember the wire shape of a single tensor-scalar event so later ones skip protobuf.
+
+        The value's bytes are located by serializing the event with two different fill patterns in place of
+        the value: the only bytes that differ are the value's. Accepted only when the payload is exactly the
+        canonical serialization, so any record with the same bytes around that hole decodes to the same
+        event up to wall_time, step and the value itself.
+        """
+        if payload[0] != 0x09:
+            return
+        k = 9
+        if payload[9] == 0x10:
+            _, k = _varint(payload, 10, len(payload))
+        if any(fd.name not in ("wall_time", "step", "summary") for fd, _ in event.ListFields()):
+            return
+        tensor = event.summary.value[0].tensor
+        spec = _TENSOR_DTYPES.get(tensor.dtype)
+        if spec is None or tensor.dtype == _DT_HALF and not tensor.tensor_content:
+            return
+        field_name, fmt = spec
+        size = struct.calcsize(fmt)
+        if tensor.tensor_content:
+            if len(tensor.tensor_content) != size:
+                return
+        elif tensor.dtype not in (1, 2):  # int_val & co. are varints: no fixed-size hole
+            return
+        if event.SerializeToString() != payload:
+            return
+        probes = []
+        for fill in (0x11, 0x22):
+            probe = _proto().Event()
+            probe.CopyFrom(event)
+            ptensor = probe.summary.value[0].tensor
+            raw = bytes([fill]) * size
+            if tensor.tensor_content:
+                ptensor.tensor_content = raw
+            else:
+                getattr(ptensor, field_name)[0] = struct.unpack(fmt, raw)[0]
+            probes.append(probe.SerializeToString())
+        first, second = probes
+        if len(first) != len(payload) or len(second) != len(payload):
+            return
+        diff = [i for i, (x, y) in enumerate(zip(first, second, strict=True)) if x != y]
+        if len(diff) != size or diff[-1] - diff[0] != size - 1 or diff[0] < k:
+            return
+        hole = diff[0]
+        if first[:hole] != payload[:hole] or first[hole + size :] != payload[hole + size :]:
+            return
+        prefix, suffix = payload[k:hole], payload[hole + size :]
+        group = self._tag(tag).group(size + len(suffix), "<" + fmt[1:].replace("e", "f2").replace("f", "f4")
+                                     .replace("d", "f8").replace("q", "i8").replace("i", "i4").replace("h", "i2")
+                                     .replace("b", "i1").replace("B", "u1").replace("H", "u2").replace("I", "u4")
+                                     .replace("Q", "u8"))
+        table = self.shapes.setdefault(len(payload) - k, {}).setdefault(len(prefix), {})
+        table[prefix] = (suffix, group.appends)
+
+    def _finish_chunk(self, buf: bytes, base_offset: int, starts: array, crcs: array) -> None:
+        """Verify the chunk's CRCs, then gather the fast-path records' wall times and values."""
         count = len(crcs)
         if count == 0:
             return
@@ -430,51 +543,28 @@ class _FileReader:
         crc = np.frombuffer(crcs, dtype=np.uint32).astype(np.uint64)
         masked = ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
         bad = np.flatnonzero(masked != u32_at[rec[1:] - 4])
+        del u32_at
         if bad.size:
             raise EventFileCorruptError(self.path, base_offset + int(rec[bad[0]]), "payload CRC mismatch")
-        f64_at = np.ndarray(shape=(n - 7,), dtype="<f8", buffer=buf, strides=(1,))
-        f32_at = np.ndarray(shape=(n - 3,), dtype="<f4", buffer=buf, strides=(1,))
         if base_index == 0:
             self.first_wall_time = _first_wall_time(buf, int(rec[0]), int(rec[1]) - 4)
-        for i in others:
-            local = i - base_index
-            start = int(rec[local]) + 12
-            self._decode(buf, start, int(rec[local + 1]) - 4, i, base_offset + start - 12)
+        views: dict[str, np.ndarray] = {}
         for cols in self.columns.values():
-            if len(cols.idx) == cols.done:
-                continue
-            local = np.frombuffer(cols.idx, dtype=np.int64)[cols.done :] - base_index
-            cols.wall_chunks.append(f64_at[rec[local] + 13])
-            cols.value_chunks.append(f32_at[rec[local + 1] - 8].astype(np.float64))
-            cols.done = len(cols.idx)
-        del u32_at, f64_at, f32_at
-
-    def _decode(self, buf: bytes, start: int, end: int, index: int, offset: int) -> None:
-        """Protobuf path for records the wire shortcut did not take."""
-        if not _may_hold_scalars(buf, start, end):
-            return
-        pb = _proto()
-        try:
-            event = pb.Event.FromString(buf[start:end])
-        except Exception as exc:  # protobuf's DecodeError; the CRC matched, so the writer wrote garbage
-            raise EventFileCorruptError(self.path, offset, f"not a valid Event protobuf ({exc})") from exc
-        step = event.step
-        wall_time = event.wall_time
-        plugin_names = self.plugin_names
-        for value in event.summary.value:
-            tag = value.tag
-            # Like TensorBoard, the first metadata seen for a tag decides its plugin.
-            if tag not in plugin_names and value.HasField("metadata"):
-                plugin_names[tag] = value.metadata.plugin_data.plugin_name
-            kind = value.WhichOneof("value")
-            if kind == "simple_value":
-                self._tag(tag).add_slow(index, step, wall_time, value.simple_value)
-            elif kind == "tensor" and plugin_names.get(tag) == "scalars":
-                scalar = _tensor_scalar(value.tensor)
-                if scalar is None:
-                    self.skipped_values += 1
-                else:
-                    self._tag(tag).add_slow(index, step, wall_time, scalar)
+            for g in cols.groups.values():
+                if len(g.idx) == g.done:
+                    continue
+                view = views.get(g.dtype)
+                if view is None:
+                    size = np.dtype(g.dtype).itemsize
+                    view = views[g.dtype] = np.ndarray(shape=(n - size + 1,), dtype=g.dtype, buffer=buf,
+                                                       strides=(1,))
+                if "<f8" not in views:
+                    views["<f8"] = np.ndarray(shape=(n - 7,), dtype="<f8", buffer=buf, strides=(1,))
+                local = np.frombuffer(g.idx, dtype=np.int64)[g.done :] - base_index
+                g.wall_chunks.append(views["<f8"][rec[local] + 13])  # payload is 0x09 + wall_time ...
+                g.value_chunks.append(view[rec[local + 1] - 4 - g.tail].astype(np.float64))
+                g.done = len(g.idx)
+        views.clear()
 
     def result(self) -> dict[str, ScalarSeries]:
         """Per-tag series in record order."""
@@ -482,22 +572,29 @@ class _FileReader:
 
         out: dict[str, ScalarSeries] = {}
         for tag, cols in self.columns.items():
-            steps = np.frombuffer(cols.steps, dtype=np.int64)
-            walls = np.concatenate(cols.wall_chunks) if cols.wall_chunks else np.empty(0, np.float64)
-            values = np.concatenate(cols.value_chunks) if cols.value_chunks else np.empty(0, np.float64)
+            parts = [(np.frombuffer(g.idx, dtype=np.int64), np.frombuffer(g.steps, dtype=np.int64),
+                      _concat(g.wall_chunks), _concat(g.value_chunks)) for g in cols.groups.values() if len(g.idx)]
             if len(cols.slow_idx):
-                order_idx = np.concatenate([np.frombuffer(cols.idx, dtype=np.int64),
-                                            np.frombuffer(cols.slow_idx, dtype=np.int64)])
-                # stable: values of one event keep their order inside the event
-                order = np.argsort(order_idx, kind="stable")
-                steps = np.concatenate([steps, np.frombuffer(cols.slow_steps, dtype=np.int64)])[order]
-                walls = np.concatenate([walls, np.frombuffer(cols.slow_wall, dtype=np.float64)])[order]
-                values = np.concatenate([values, np.frombuffer(cols.slow_values, dtype=np.float64)])[order]
-            else:
-                steps = steps.copy()  # detach from the array('q') buffer
-            if len(steps):
-                out[tag] = ScalarSeries(steps, walls, values)
+                parts.append((np.frombuffer(cols.slow_idx, dtype=np.int64),
+                              np.frombuffer(cols.slow_steps, dtype=np.int64),
+                              np.frombuffer(cols.slow_wall, dtype=np.float64),
+                              np.frombuffer(cols.slow_values, dtype=np.float64)))
+            if not parts:
+                continue
+            if len(parts) == 1:
+                _, steps, walls, values = parts[0]
+                out[tag] = ScalarSeries(steps.copy(), walls.copy(), values.copy())  # detach from array buffers
+                continue
+            # stable: the values of one multi-value event keep their order
+            order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+            out[tag] = ScalarSeries(*(np.concatenate([p[i] for p in parts])[order] for i in (1, 2, 3)))
         return out
+
+
+def _concat(chunks: list[np.ndarray]) -> np.ndarray:
+    import numpy as np
+
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float64)
 
 
 def _first_wall_time(buf: bytes, start: int, end: int) -> float | None:
