@@ -19,6 +19,8 @@ it needs ~24 s for 1M scalars on a 2-core worker. This reader does the same job 
   is recognised on the wire without protobuf: the bytes between the step and the float depend only on
   the tag, so they are validated once (:func:`_simple_value_tag`) and then used as an interned
   dictionary key to the tag's columns.
+* Tensor scalars take the protobuf path once per tag and wire shape; the shape is then learned (the bytes
+  around the value, see :meth:`_FileReader._learn_tensor_shape`) and later records match it on the wire.
 * CRC comparison and the extraction of ``wall_time`` / ``value`` are deferred to one vectorised numpy
   pass per chunk (numpy is imported lazily; TensorBoard depends on it anyway).
 * Any other record is first scanned on the wire (:func:`_may_hold_scalars`) so graphs, histograms,
@@ -68,6 +70,8 @@ _TENSOR_DTYPES: dict[int, tuple[str, str]] = {
     23: ("uint64_val", "<Q"),  # DT_UINT64
 }
 _DT_HALF = 19
+_NUMPY_DTYPES = {"<f": "<f4", "<d": "<f8", "<i": "<i4", "<B": "u1", "<h": "<i2", "<b": "i1", "<q": "<i8", "<H": "<u2",
+                 "<e": "<f2", "<I": "<u4", "<Q": "<u8"}
 
 _event_pb2: Any = None
 
@@ -489,7 +493,7 @@ class _FileReader:
             return
         tensor = event.summary.value[0].tensor
         spec = _TENSOR_DTYPES.get(tensor.dtype)
-        if spec is None or tensor.dtype == _DT_HALF and not tensor.tensor_content:
+        if spec is None:
             return
         field_name, fmt = spec
         size = struct.calcsize(fmt)
@@ -521,10 +525,7 @@ class _FileReader:
         if first[:hole] != payload[:hole] or first[hole + size :] != payload[hole + size :]:
             return
         prefix, suffix = payload[k:hole], payload[hole + size :]
-        group = self._tag(tag).group(size + len(suffix), "<" + fmt[1:].replace("e", "f2").replace("f", "f4")
-                                     .replace("d", "f8").replace("q", "i8").replace("i", "i4").replace("h", "i2")
-                                     .replace("b", "i1").replace("B", "u1").replace("H", "u2").replace("I", "u4")
-                                     .replace("Q", "u8"))
+        group = self._tag(tag).group(size + len(suffix), _NUMPY_DTYPES[fmt])
         table = self.shapes.setdefault(len(payload) - k, {}).setdefault(len(prefix), {})
         table[prefix] = (suffix, group.appends)
 
@@ -548,23 +549,21 @@ class _FileReader:
             raise EventFileCorruptError(self.path, base_offset + int(rec[bad[0]]), "payload CRC mismatch")
         if base_index == 0:
             self.first_wall_time = _first_wall_time(buf, int(rec[0]), int(rec[1]) - 4)
-        views: dict[str, np.ndarray] = {}
+        walls_at = np.ndarray(shape=(n - 7,), dtype="<f8", buffer=buf, strides=(1,))
+        values_at: dict[str, np.ndarray] = {}
         for cols in self.columns.values():
             for g in cols.groups.values():
                 if len(g.idx) == g.done:
                     continue
-                view = views.get(g.dtype)
+                view = values_at.get(g.dtype)
                 if view is None:
                     size = np.dtype(g.dtype).itemsize
-                    view = views[g.dtype] = np.ndarray(shape=(n - size + 1,), dtype=g.dtype, buffer=buf,
-                                                       strides=(1,))
-                if "<f8" not in views:
-                    views["<f8"] = np.ndarray(shape=(n - 7,), dtype="<f8", buffer=buf, strides=(1,))
+                    view = values_at[g.dtype] = np.ndarray(shape=(n - size + 1,), dtype=g.dtype, buffer=buf,
+                                                           strides=(1,))
                 local = np.frombuffer(g.idx, dtype=np.int64)[g.done :] - base_index
-                g.wall_chunks.append(views["<f8"][rec[local] + 13])  # payload is 0x09 + wall_time ...
+                g.wall_chunks.append(walls_at[rec[local] + 13])  # the payload starts 0x09 + wall_time
                 g.value_chunks.append(view[rec[local + 1] - 4 - g.tail].astype(np.float64))
                 g.done = len(g.idx)
-        views.clear()
 
     def result(self) -> dict[str, ScalarSeries]:
         """Per-tag series in record order."""

@@ -52,6 +52,8 @@ def _mixed_events(tb) -> list[event_pb2.Event]:
             dtype=2, tensor_shape=tensor_shape_pb2.TensorShapeProto(), double_val=[math.pi * i])))
         events.append(tb.tensor_event("Tensor/i64", step, wall, tensor_pb2.TensorProto(
             dtype=9, tensor_shape=tensor_shape_pb2.TensorShapeProto(), int64_val=[i * 1000])))
+        # torch's add_scalar(new_style=True): no tensor_shape field, metadata on every event
+        events.append(tb.tensor_event("Tensor/torch", step, wall, tensor_pb2.TensorProto(dtype=1, float_val=[i / 3])))
         events.append(tb.tensor_event("Tensor/half", step, wall, tensor_pb2.TensorProto(
             dtype=19, tensor_shape=tensor_shape_pb2.TensorShapeProto(),
             half_val=[struct.unpack("<H", struct.pack("<e", i * 0.5))[0]])))
@@ -112,9 +114,9 @@ def test_every_scalar_matches_event_accumulator(tmp_path: Path, tb, chunk_size: 
     ours = _ours(path, chunk_size=chunk_size)
 
     assert {"Train/mean_reward", "", "Merged/b", "Tensor/f32", "Tensor/content", "Tensor/f64", "Tensor/i64",
-            "Tensor/half"} <= set(expected)
+            "Tensor/half", "Tensor/torch"} <= set(expected)
     assert not {"Hist/legacy", "Hist/v2", "Text", "Image"} & set(ours)
-    assert sum(len(v) for v in ours.values()) == sum(len(v) for v in expected.values()) == 10 * 11 + 2
+    assert sum(len(v) for v in ours.values()) == sum(len(v) for v in expected.values()) == 10 * 12 + 2
     assert _same(ours, expected)
 
 
@@ -249,3 +251,24 @@ def test_fast_path_accepts_only_the_canonical_single_value_shape() -> None:
     assert _simple_value_tag(b"\x2a\x0a\x0a\x08\x0a\x01a\x15") == "a"  # hand-built, lengths consistent
     assert _simple_value_tag(b"\x2a\x0a\x0a\x08\x0a\x01\xff\x15") is None  # same shape, invalid UTF-8
     assert _simple_value_tag(b"\x2a\x0b\x0a\x08\x0a\x01a\x15") is None  # summary length off by one
+
+
+def test_tensor_scalars_learn_their_wire_shape(tmp_path: Path, tb, monkeypatch) -> None:
+    from isaaclab_pipeline.metrics import events as events_module
+
+    calls: list[int] = []
+    original = events_module._FileReader._slow
+
+    def counting(self, buf, start, end, index, offset):
+        calls.append(index)
+        return original(self, buf, start, end, index, offset)
+
+    monkeypatch.setattr(events_module._FileReader, "_slow", counting)
+    path = tb.write_event_file(tmp_path, [
+        event_pb2.Event(wall_time=T0 + s, step=s, summary=scalar_v2.scalar_pb("t", s * 0.5)) for s in range(200)])
+
+    fs = read_event_file(path)
+
+    assert fs.series["t"].values.tolist() == [s * 0.5 for s in range(200)]
+    assert fs.series["t"].steps.tolist() == list(range(200))
+    assert calls == [0, 1]  # the file_version event and the first tensor; the other 199 matched the shape
