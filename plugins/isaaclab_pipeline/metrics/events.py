@@ -279,20 +279,26 @@ def _tensor_scalar(tensor: Any) -> float | None:
 class _Group:
     """Fast-path records of one tag that share a wire shape: the value sits ``tail`` bytes before the payload end.
 
-    Records append (record index, step) here; wall_time and value are gathered per chunk by numpy.
+    Records append record index and step, interleaved in one array (one bound method call each, no tuple);
+    wall_time and value are gathered per chunk by numpy.
     """
 
-    __slots__ = ("tail", "dtype", "idx", "steps", "wall_chunks", "value_chunks", "done", "appends")
+    __slots__ = ("tail", "dtype", "pairs", "wall_chunks", "value_chunks", "done", "append")
 
     def __init__(self, tail: int, dtype: str) -> None:
         self.tail = tail
         self.dtype = dtype  # numpy dtype of the value bytes
-        self.idx = array("q")
-        self.steps = array("q")
+        self.pairs = array("q")  # index, step, index, step, ...
         self.wall_chunks: list[np.ndarray] = []
         self.value_chunks: list[np.ndarray] = []
-        self.done = 0  # entries of idx already gathered
-        self.appends = (self.idx.append, self.steps.append)
+        self.done = 0  # records already gathered
+        self.append = self.pairs.append
+
+    def indices_and_steps(self) -> np.ndarray:
+        """(records, 2) int64 view: column 0 the record index, column 1 the step."""
+        import numpy as np
+
+        return np.frombuffer(self.pairs, dtype=np.int64).reshape(-1, 2)
 
 
 class _TagColumns:
@@ -329,10 +335,10 @@ class _FileReader:
         self.columns: dict[str, _TagColumns] = {}
         # header bytes -> payload length; a 12-byte header that verified once is valid wherever it recurs
         self.headers: dict[bytes, int] = {}
-        # bytes after the step up to the final float -> appends of the tag's simple_value group
-        self.prefixes: dict[bytes, tuple[Any, Any]] = {}
-        # learned tensor-scalar shapes, by length after the step: (prefix, suffix, appends)
-        self.shapes: dict[int, list[tuple[bytes, bytes, tuple[Any, Any]]]] = {}
+        # bytes after the step up to the final float -> append of the tag's simple_value group
+        self.prefixes: dict[bytes, Any] = {}
+        # learned tensor-scalar shapes: length after the step -> prefix length -> prefix -> (suffix, append)
+        self.shapes: dict[int, dict[int, dict[bytes, tuple[bytes, Any]]]] = {}
         self.records = 0
         self.first_wall_time: float | None = None
         self.skipped_values = 0
@@ -391,9 +397,15 @@ class _FileReader:
                 k = start + 9
                 if buf[k] == 0x10:
                     b = buf[k + 1]
-                    if b < 0x80:
+                    if b < 0x80:  # steps < 128
                         step = b
                         k += 2
+                    elif buf[k + 2] < 0x80:  # steps < 16,384
+                        step = (b & 0x7F) | (buf[k + 2] << 7)
+                        k += 3
+                    elif buf[k + 3] < 0x80:  # steps < 2,097,152
+                        step = (b & 0x7F) | ((buf[k + 2] & 0x7F) << 7) | (buf[k + 3] << 14)
+                        k += 4
                     else:
                         step = b & 0x7F
                         shift = 7
@@ -410,14 +422,14 @@ class _FileReader:
                             step -= 1 << 64
                 else:
                     step = 0  # proto3 omits a zero step
-                appends = prefix_get(buf[k : end - 4])
-                if appends is None:
-                    appends = miss(buf, start, k, end, index, base_offset + pos)
-                    if appends is None:
+                append = prefix_get(buf[k : end - 4])
+                if append is None:
+                    append = miss(buf, start, k, end, index, base_offset + pos)
+                    if append is None:
                         pos = end + 4
                         continue
-                appends[0](index)
-                appends[1](step)
+                append(index)
+                append(step)
             else:
                 slow(buf, start, end, index, base_offset + pos)
             pos = end + 4
@@ -426,14 +438,14 @@ class _FileReader:
         self.records = index + 1
         return pos, pending
 
-    def _miss(self, buf: bytes, start: int, k: int, end: int, index: int, offset: int) -> tuple[Any, Any] | None:
+    def _miss(self, buf: bytes, start: int, k: int, end: int, index: int, offset: int) -> Any:
         """A record whose summary bytes are no known simple_value prefix: learn one, match a shape, or decode."""
         key = buf[k : end - 4]
         tag = _simple_value_tag(key)
         if tag is not None:
-            appends = self._tag(tag).group(4, "<f4").appends
-            self.prefixes[key] = appends
-            return appends
+            append = self._tag(tag).group(4, "<f4").append
+            self.prefixes[key] = append
+            return append
         by_prefix_len = self.shapes.get(end - k)
         if by_prefix_len:
             for prefix_len, table in by_prefix_len.items():
@@ -527,7 +539,7 @@ class _FileReader:
         prefix, suffix = payload[k:hole], payload[hole + size :]
         group = self._tag(tag).group(size + len(suffix), _NUMPY_DTYPES[fmt])
         table = self.shapes.setdefault(len(payload) - k, {}).setdefault(len(prefix), {})
-        table[prefix] = (suffix, group.appends)
+        table[prefix] = (suffix, group.append)
 
     def _finish_chunk(self, buf: bytes, base_offset: int, starts: array, crcs: array) -> None:
         """Verify the chunk's CRCs, then gather the fast-path records' wall times and values."""
@@ -553,17 +565,17 @@ class _FileReader:
         values_at: dict[str, np.ndarray] = {}
         for cols in self.columns.values():
             for g in cols.groups.values():
-                if len(g.idx) == g.done:
+                if len(g.pairs) == 2 * g.done:
                     continue
                 view = values_at.get(g.dtype)
                 if view is None:
                     size = np.dtype(g.dtype).itemsize
                     view = values_at[g.dtype] = np.ndarray(shape=(n - size + 1,), dtype=g.dtype, buffer=buf,
                                                            strides=(1,))
-                local = np.frombuffer(g.idx, dtype=np.int64)[g.done :] - base_index
+                local = g.indices_and_steps()[g.done :, 0] - base_index
                 g.wall_chunks.append(walls_at[rec[local] + 13])  # the payload starts 0x09 + wall_time
                 g.value_chunks.append(view[rec[local + 1] - 4 - g.tail].astype(np.float64))
-                g.done = len(g.idx)
+                g.done = len(g.pairs) // 2
 
     def result(self) -> dict[str, ScalarSeries]:
         """Per-tag series in record order."""
@@ -571,8 +583,8 @@ class _FileReader:
 
         out: dict[str, ScalarSeries] = {}
         for tag, cols in self.columns.items():
-            parts = [(np.frombuffer(g.idx, dtype=np.int64), np.frombuffer(g.steps, dtype=np.int64),
-                      _concat(g.wall_chunks), _concat(g.value_chunks)) for g in cols.groups.values() if len(g.idx)]
+            parts = [(g.indices_and_steps()[:, 0], g.indices_and_steps()[:, 1], _concat(g.wall_chunks),
+                      _concat(g.value_chunks)) for g in cols.groups.values() if len(g.pairs)]
             if len(cols.slow_idx):
                 parts.append((np.frombuffer(cols.slow_idx, dtype=np.int64),
                               np.frombuffer(cols.slow_steps, dtype=np.int64),
