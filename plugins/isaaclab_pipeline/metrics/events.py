@@ -378,15 +378,15 @@ class _FileReader:
         index = self.records - 1
         pos = 0
         pending: int | None = None
-        while pos + 12 <= n:
+        header_limit = n - 12  # last position where a whole header fits
+        payload_limit = n - 4  # last position where a payload may end
+        while pos <= header_limit:
             start = pos + 12
-            header = buf[pos:start]
-            length = header_get(header)
+            length = header_get(buf[pos:start])
             if length is None:
-                length = self._check_header(header, base_offset + pos)
-                headers[header] = length
+                length = headers[buf[pos:start]] = self._check_header(buf[pos:start], base_offset + pos)
             end = start + length
-            if end + 4 > n:
+            if end > payload_limit:
                 pending = length
                 break
             index += 1
