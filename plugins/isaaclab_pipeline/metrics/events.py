@@ -11,7 +11,8 @@ rsl_rl, skrl) or as rank-0 numeric tensors whose tag's ``metadata.plugin_data.pl
 
 Why not TensorBoard's own readers: ``EventAccumulator`` samples (reservoir of 10,000 scalars per tag by
 default) and, even told to keep everything, builds several Python objects per record through many layers;
-it needs ~24 s for 1M scalars on a 2-core worker. This reader does the same job in about a second:
+it needs ~24 s for 1M scalars on a 2-core machine. This reader does the same job ~15x faster
+(figures and the benchmark in docs/performance.md):
 
 * The file is read in large chunks (bounded memory, no per-record ``read()``), frames are walked with
   slices of one ``bytes`` object, and ``crc32c`` runs over ``memoryview`` slices (no copies).
@@ -91,7 +92,7 @@ class EventFileCorruptError(ValueError):
         super().__init__(f"{path}: corrupt record at byte offset {offset}: {reason}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # eq on numpy arrays is element-wise: no dataclass __eq__
 class ScalarSeries:
     """One tag's values as three aligned numpy arrays (int64 steps, float64 wall times and values)."""
 

@@ -30,6 +30,7 @@ from isaaclab_pipeline.metrics.events import (
     FileScalars,
     ScalarSeries,
     first_wall_time,
+    is_event_file,
     read_event_file,
 )
 
@@ -65,10 +66,10 @@ def find_event_files(root: Path | str) -> list[Path]:
     """
     root = Path(root)
     if root.is_file():
-        return [root] if root.name.startswith(EVENT_FILE_MARKER) else []
+        return [root] if is_event_file(root) else []
     found: list[Path] = []
     for folder, _dirs, names in os.walk(root):  # os.walk does not follow symlinked folders: no loops
-        found.extend(Path(folder, name) for name in names if name.startswith(EVENT_FILE_MARKER))
+        found.extend(p for p in (Path(folder, name) for name in names) if is_event_file(p))
     return sorted(p for p in found if p.is_file())
 
 
@@ -139,7 +140,6 @@ def read_run(event_root: Path | str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) ->
     series, dropped = merge_file_scalars(per_file)
     warnings = [w for fs in per_file for w in fs.warnings]
     if dropped:
-        msg = f"{dropped} duplicate (tag, step) value(s) replaced by later writes"
-        log.info("%s", msg)
+        log.info("%d duplicate (tag, step) value(s) replaced by later writes", dropped)
     return RunScalars(files=ordered, series=series, scalars_read=sum(fs.scalars for fs in per_file),
                       duplicates_dropped=dropped, warnings=warnings)
