@@ -29,9 +29,10 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
         raise FileNotFoundError(f"no TensorBoard event files under {run_uri}; did the job write any logs?")
     with tempfile.TemporaryDirectory(prefix="isaaclab-convert-") as tmp:
         root = Path(tmp)
+        events_dir = root / staging_uri.rstrip("/").rsplit("/", 1)[-1]  # the job id: it titles the plot
         for obj in events:  # keep relative paths: rank_* folders and restarts stay apart
-            store.download(obj.uri, root / "events" / storage.relative_key(obj.uri, run_uri))
-        result = convert_run(root / "events", root / "metrics")
+            store.download(obj.uri, events_dir / storage.relative_key(obj.uri, run_uri))
+        result = convert_run(events_dir, root / "metrics")
         for warning in result.warnings:
             log.warning("%s", warning)
         written = []
