@@ -579,11 +579,12 @@ class _FileReader:
                 g.done = len(g.pairs) // 2
 
     def result(self) -> dict[str, ScalarSeries]:
-        """Per-tag series in record order."""
+        """Per-tag series in record order (call once: it empties the reader)."""
         import numpy as np
 
         out: dict[str, ScalarSeries] = {}
-        for tag, cols in self.columns.items():
+        while self.columns:  # pop as we go: each tag's raw arrays are freed once its series is built
+            tag, cols = self.columns.popitem()
             parts = [(g.indices_and_steps()[:, 0], g.indices_and_steps()[:, 1], _concat(g.wall_chunks),
                       _concat(g.value_chunks)) for g in cols.groups.values() if len(g.pairs)]
             if len(cols.slow_idx):
