@@ -192,6 +192,17 @@ def compare(ours: dict, other: dict, with_wall_time: bool) -> tuple[bool, str]:
     return True, "ok"
 
 
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), for the record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--steps", type=int, default=20_000)
@@ -219,7 +230,8 @@ def main() -> None:
         n = args.steps * args.tags
         print(f"log: {args.steps} steps x {args.tags} tags = {n} scalars ({args.tensor_tags} tensor tags), "
               f"1 file, {size / 1e6:.1f} MB, generated in {gen_s:.1f} s")
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)", flush=True)
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s) {cpu_model()}, load average "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
 
         ours_runs = [run_worker("ours", logdir, work, args.tensor_tags) for _ in range(max(args.repeat, 1))]
         ours_s = statistics.median(r["seconds"] for r in ours_runs)
