@@ -1,0 +1,226 @@
+"""Checkpoint and progress sync while training runs, and the resume point of a retried attempt.
+
+``CheckpointSync`` is a background thread of the runner: it watches Isaac Lab's log folder and uploads every
+new checkpoint to ``{stagingUri}/checkpoints/<path under the watched folder>`` and the latest progress to
+``{stagingUri}/progress.json``. Uploads happen on that thread, never on the one reading Isaac Lab's output,
+so a slow store does not slow training. On SIGTERM (spot reclaim, Batch terminate) the runner stops Isaac Lab
+and calls ``flush()``: whatever was saved is staged before the container is killed.
+
+``find_resume_checkpoint`` is what the next attempt calls first: the latest staged checkpoint and the
+iterations left, so at most one save interval of work is lost.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isaaclab_runner import storage
+
+log = logging.getLogger("isaaclab_runner.sync")
+
+CHECKPOINTS_DIR = "checkpoints"  # under the staging URI
+RUN_DIR = "run"  # the final upload of Isaac Lab's run folder (runner.py)
+RSL_RL_CHECKPOINT = r"model_(\d+)\.pt$"
+
+Uploader = Callable[[Path, str], None]
+
+
+class CheckpointSync:
+    """Upload new checkpoints and progress to staging from a background thread.
+
+    Args:
+        watch_root: folder to watch recursively (the runner's ``<cwd>/logs``; it may not exist yet).
+        staging: the job's staging URI.
+        patterns: file-name globs of checkpoints (the library's ``CHECKPOINT_PATTERNS``, last path part).
+        scratch: a local folder for progress.json before upload.
+        interval_s: how often the folder is scanned.
+        upload: ``(local path, uri) -> None``; ``storage.upload`` by default.
+    """
+
+    def __init__(self, watch_root: Path, staging: str, patterns: Iterable[str], scratch: Path,
+                 interval_s: float = 2.0, upload: Uploader | None = None) -> None:
+        self.watch_root = watch_root
+        self.staging = staging
+        self.patterns = tuple(p.rsplit("/", 1)[-1] for p in patterns)
+        self.scratch = scratch
+        self.interval_s = interval_s
+        self._upload = upload or storage.upload
+        self._seen: dict[Path, tuple[int, int]] = {}  # last scan's (size, mtime_ns): unchanged twice = complete
+        self._done: dict[Path, tuple[int, int]] = {}  # what was uploaded, with the signature it had
+        self._progress: dict[str, Any] | None = None
+        self._progress_sent: str | None = None
+        self._lock = threading.Lock()  # one upload pass at a time (the thread's and flush's)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.uploaded: list[str] = []
+        self.errors = 0
+
+    def start(self) -> CheckpointSync:
+        """Start the background thread; returns self."""
+        self._thread = threading.Thread(target=self._loop, name="checkpoint-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def put_progress(self, progress: dict[str, Any]) -> None:
+        """Queue ``progress`` for upload (only the latest one is kept); never blocks on the store."""
+        self._progress = dict(progress)
+        self._wake.set()
+
+    def flush(self, timeout: float = 20.0) -> bool:
+        """Upload every checkpoint that exists now (finished or not) and the latest progress.
+
+        Call after Isaac Lab has exited (so no file is half written). Returns False if the lock could not be
+        taken within ``timeout`` seconds (an upload of the thread is stuck).
+        """
+        if not self._lock.acquire(timeout=timeout):
+            log.warning("checkpoint sync: flush timed out after %.0fs", timeout)
+            return False
+        try:
+            self._pass(final=True)
+        finally:
+            self._lock.release()
+        return True
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Flush, then end the thread. Returns what ``flush`` returned."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.flush(timeout)
+
+    def __enter__(self) -> CheckpointSync:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._pass(final=False)
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def _pass(self, final: bool) -> None:
+        """Scan once; upload checkpoints that are complete (or all of them when ``final``) and the progress."""
+        current = {}
+        if self.watch_root.is_dir():
+            for path in self.watch_root.rglob("*"):
+                if any(fnmatch.fnmatch(path.name, p) for p in self.patterns) and path.is_file():
+                    st = path.stat()
+                    current[path] = (st.st_size, st.st_mtime_ns)
+        for path in sorted(current, key=_checkpoint_order):
+            sig = current[path]
+            if self._done.get(path) == sig or (not final and self._seen.get(path) != sig):
+                continue  # already staged, or still being written
+            uri = storage.join(self.staging, CHECKPOINTS_DIR, path.relative_to(self.watch_root).as_posix())
+            if self._try(self._upload, path, uri):
+                self._done[path] = sig
+                self.uploaded.append(uri)
+                log.info("checkpoint sync: staged %s", uri)
+        self._seen = current
+        progress = self._progress
+        if progress is not None:
+            text = json.dumps(progress)
+            if text != self._progress_sent:
+                scratch = self.scratch / "progress.json"
+                if self._try(storage.write_text, storage.join(self.staging, "progress.json"), text, scratch):
+                    self._progress_sent = text
+
+    def _try(self, fn: Callable[..., None], *args: Any) -> bool:
+        # a store hiccup must not end the sync (or training); the file is retried on the next pass
+        try:
+            fn(*args)
+            return True
+        except Exception as exc:
+            self.errors += 1
+            log.warning("checkpoint sync: %s%r failed: %s", getattr(fn, "__name__", fn), args[1:2], exc)
+            return False
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a retried attempt resumes from.
+
+    ``iteration`` is the number in the file name. rsl_rl 5 saves ``model_<it>.pt`` after the 0-based iteration
+    ``it`` and, on load, starts again at ``it``; so ``--max_iterations remaining`` (maxIterations - it) ends on
+    the same final checkpoint as an uninterrupted run (``model_<maxIterations - 1>.pt``).
+    """
+
+    uri: str
+    iteration: int
+    max_iterations: int
+
+    @property
+    def remaining(self) -> int:
+        """Iterations to pass as ``--max_iterations`` with ``--checkpoint``; 0 when training already finished."""
+        return 0 if self.complete else self.max_iterations - self.iteration
+
+    @property
+    def complete(self) -> bool:
+        """True when the final checkpoint of the run is staged already."""
+        return self.iteration >= self.max_iterations - 1
+
+
+def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str = RSL_RL_CHECKPOINT) -> ResumePoint | None:
+    """Return the latest staged checkpoint of this job (synced or in the final run upload), or None.
+
+    Args:
+        staging: the job's staging URI.
+        max_iterations: the spec's ``maxIterations``.
+        pattern: a regex matched against the file name; group 1 is the iteration number (rsl_rl by default).
+    """
+    rx = re.compile(pattern)
+    best: ResumePoint | None = None
+    for sub in (CHECKPOINTS_DIR, RUN_DIR):
+        for uri in list_uris(storage.join(staging, sub)):
+            match = rx.search(uri.rsplit("/", 1)[-1])
+            if match and (best is None or int(match.group(1)) > best.iteration):
+                best = ResumePoint(uri, int(match.group(1)), max_iterations)
+    return best
+
+
+def fetch_checkpoint(point: ResumePoint, dest_dir: Path) -> Path:
+    """Download the resume checkpoint into ``dest_dir`` (keeping its name) and return the local path."""
+    return storage.download(point.uri, dest_dir / point.uri.rsplit("/", 1)[-1])
+
+
+def list_uris(prefix: str) -> list[str]:
+    """List the files under a staging folder (``s3://`` or local), sorted."""
+    if prefix.startswith("s3://"):
+        bucket, key = storage._split_s3(prefix)
+        key = key.rstrip("/") + "/"
+        pages = storage._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        return sorted(f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", []))
+    root = storage._local(prefix)
+    if not root.is_dir():
+        return []
+    scheme = "file://" if prefix.startswith("file://") else ""
+    return sorted(f"{scheme}{p}" for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _checkpoint_order(path: Path) -> tuple[str, int]:
+    # oldest first within a folder, so a flush cut short by SIGKILL has staged the earlier ones
+    numbers = re.findall(r"\d+", path.name)
+    return (str(path.parent), int(numbers[-1]) if numbers else -1)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass (for callers and tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
