@@ -55,6 +55,16 @@ class PipelineSettings:
     overrides: list[str] = field(default_factory=list)
     isaaclab_python: str = ""
     poll_interval_s: float = 5.0
+    # AWS Batch (compute_backend "batch"); names shared with the CloudFormation template
+    batch_job_queue: str = ""
+    batch_job_definition: str = ""
+    batch_multinode_job_definition: str = ""
+    batch_gpus_per_node: int = 1
+    batch_max_runtime_s: int | None = None
+    # how often a deferred wait wakes a worker to log progress (and heartbeat VAMS)
+    heartbeat_interval_s: float = 600.0
+    # local backend: attempts of a job interrupted by SIGTERM (Batch's retryStrategy, locally)
+    local_max_attempts: int = 3
 
     @classmethod
     def load(cls) -> PipelineSettings:
@@ -74,4 +84,25 @@ class PipelineSettings:
             overrides=overrides,
             isaaclab_python=get_setting("isaaclab_python") or _default_isaaclab_python() or sys.executable,
             poll_interval_s=float(get_setting("poll_interval_s", "5") or 5),
+            batch_job_queue=get_setting("batch_job_queue", "") or "",
+            batch_job_definition=get_setting("batch_job_definition", "") or "",
+            batch_multinode_job_definition=get_setting("batch_multinode_job_definition", "") or "",
+            batch_gpus_per_node=_positive_int("batch_gpus_per_node", 1),
+            batch_max_runtime_s=_positive_int("batch_max_runtime_s", None),
+            heartbeat_interval_s=float(get_setting("heartbeat_interval_s", "600") or 600),
+            local_max_attempts=_positive_int("local_max_attempts", 3),
         )
+
+
+def _positive_int(name: str, default: int | None) -> int | None:
+    """Read an integer setting that must be >= 1, naming the Variable when it is not."""
+    raw = get_setting(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"Variable isaaclab_{name} is {raw!r}; set a whole number >= 1")
+    return value
