@@ -149,6 +149,8 @@ def worker(kind: str, logdir: Path, out: Path, tensor_tags: int) -> None:
         frames = [reader.scalars] + ([reader.tensors] if tensor_tags else [])
         seconds = time.perf_counter() - t
         for df in frames:
+            if df.empty:  # no column at all when a log has no value of that kind
+                continue
             for tag, group in df.groupby("tag", sort=False):
                 table[tag] = (group["step"].to_numpy(), group["wall_time"].to_numpy(),
                               group["value"].to_numpy(dtype="float64"))
