@@ -1,0 +1,292 @@
+"""The AWS Batch backend: one container job (``numNodes: 1``) or a multi-node parallel job (``numNodes > 1``).
+
+Every AWS call goes through the amazon provider's ``BatchClientHook`` (describe, terminate, log streams) and
+``AwsLogsHook`` (log lines). What is ours: the submit request built from the deployment settings, and
+idempotency: the job name and tags derive from the DAG run and job UUID, so a retried submit step finds the job
+it already submitted (ListJobs by name, DescribeJobs for the tag) and reattaches; only a job that ended in
+failure is submitted again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import tempfile
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from isaaclab_pipeline import storage
+from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus
+from isaaclab_pipeline.jobspec import JobSpec
+from isaaclab_pipeline.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 128  # Batch job names: letters, digits, hyphens, underscores, at most 128 characters
+TAG_JOB_ID = "isaaclab:jobId"
+TAG_DAG_RUN_ID = "isaaclab:dagRunId"
+# The same rule the job definitions carry (CloudFormation), sent explicitly: spot reclaims and SIGTERM exits
+# (the runner exits 143 after staging its checkpoints) get a new attempt, which resumes; anything else is final.
+RETRY_STRATEGY: dict[str, Any] = {
+    "attempts": 3,
+    "evaluateOnExit": [
+        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+        {"onExitCode": "143", "action": "RETRY"},
+        {"onReason": "*", "action": "EXIT"},
+    ],
+}
+_STATES = {"SUBMITTED": JobState.PENDING, "PENDING": JobState.PENDING, "RUNNABLE": JobState.PENDING,
+           "STARTING": JobState.PENDING, "RUNNING": JobState.RUNNING, "SUCCEEDED": JobState.SUCCEEDED,
+           "FAILED": JobState.FAILED}
+
+
+def batch_job_name(job_id: str, dag_run_id: str | None) -> str:
+    """Return the Batch job name of a run: ``isaaclab-<job uuid>-<dag run id, sanitized>``, at most 128 chars.
+
+    The UUID comes first, so truncating a long run id never makes two runs' names collide.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dag_run_id or "").strip("-")
+    return (f"isaaclab-{job_id}-{slug}" if slug else f"isaaclab-{job_id}")[:NAME_MAX].rstrip("-")
+
+
+def runner_command(spec_uri: str) -> list[str]:
+    """The container command: the task runner on the staged spec (the image's entrypoint runs it)."""
+    return ["python", "-m", "isaaclab_runner", "run", "--spec", spec_uri]
+
+
+class BatchBackend:
+    """Submits JobSpecs to AWS Batch with the job queue and job definitions of the deployment settings.
+
+    :param settings: deployment settings (``isaaclab_batch_*`` Variables, staging URI, AWS connection).
+    :param dag_run_id: the DAG run submitting; goes into the job name and tags.
+    :param hook: a ``BatchClientHook`` to use (tests); built from ``settings.aws_conn_id`` otherwise.
+    """
+
+    name = "batch"
+
+    def __init__(self, settings: PipelineSettings, dag_run_id: str | None = None, hook: Any = None) -> None:
+        self.settings = settings
+        self.dag_run_id = dag_run_id or ""
+        self._hook = hook
+        self._log_stream: str | None = None
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's BatchClientHook on the deployment's AWS connection."""
+        if self._hook is not None:
+            return self._hook
+        from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+
+        return BatchClientHook(aws_conn_id=self.settings.aws_conn_id)
+
+    # Submit
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        """Submit ``spec`` unless a job of it exists that has not failed (then reattach to the newest one).
+
+        :raises ValueError: if a deployment setting the job needs is missing.
+        """
+        self._check_settings(spec)
+        spec = dataclasses.replace(spec, gpus_per_node=self.settings.batch_gpus_per_node)
+        job_name = batch_job_name(spec.job_id, self.dag_run_id)
+        jobs = self.find_jobs(job_name, spec.job_id)
+        live = [j for j in jobs if j["status"] != "FAILED"]
+        if live:
+            job = live[-1]
+            log.info("Batch job %s (%s) already submitted for job %s, status %s; reattaching",
+                     job_name, job["jobId"], spec.job_id, job["status"])
+            return self._handle(spec, job["jobId"], job_name)
+        if jobs:
+            log.info("%d earlier Batch job(s) of job %s failed (%s); submitting a new one", len(jobs), spec.job_id,
+                     ", ".join(j["jobId"] for j in jobs))
+        spec_uri = self._stage_spec(spec)
+        request = self.submit_request(spec, job_name, spec_uri)
+        response = self.hook.client.submit_job(**request)
+        log.info("Submitted Batch job %s (%s) to queue %s with %s", job_name, response["jobId"],
+                 request["jobQueue"], request["jobDefinition"])
+        return self._handle(spec, response["jobId"], job_name)
+
+    def submit_request(self, spec: JobSpec, job_name: str, spec_uri: str) -> dict[str, Any]:
+        """Return the SubmitJob request of ``spec``: a container job, or a multi-node parallel job for
+        ``numNodes > 1`` (every node runs the same command; the runner reads its node index from Batch)."""
+        gpus = self.settings.batch_gpus_per_node
+        overrides = {
+            "command": runner_command(spec_uri),
+            "resourceRequirements": [{"type": "GPU", "value": str(gpus)}],
+            "environment": [{"name": "ISAACLAB_JOB_ID", "value": spec.job_id}],
+        }
+        request: dict[str, Any] = {
+            "jobName": job_name,
+            "jobQueue": self.settings.batch_job_queue,
+            "retryStrategy": RETRY_STRATEGY,
+            "tags": {TAG_JOB_ID: spec.job_id, TAG_DAG_RUN_ID: self.dag_run_id or "none"},
+            "propagateTags": True,
+        }
+        if spec.num_nodes > 1:
+            request["jobDefinition"] = self.settings.batch_multinode_job_definition
+            request["nodeOverrides"] = {
+                "numNodes": spec.num_nodes,
+                "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": overrides}],
+            }
+        else:
+            request["jobDefinition"] = self.settings.batch_job_definition
+            request["containerOverrides"] = overrides
+        if self.settings.batch_max_runtime_s:
+            request["timeout"] = {"attemptDurationSeconds": max(60, self.settings.batch_max_runtime_s)}
+        return request
+
+    def find_jobs(self, job_name: str, job_id: str) -> list[dict[str, Any]]:
+        """Return the descriptions of every Batch job named ``job_name`` and tagged with ``job_id``, oldest first.
+
+        ListJobs with a name filter returns jobs in every status (including finished ones still listed).
+        """
+        client = self.hook.client
+        ids: list[str] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"jobQueue": self.settings.batch_job_queue,
+                                      "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
+            if token:
+                kwargs["nextToken"] = token
+            page = client.list_jobs(**kwargs)
+            ids += [j["jobId"] for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name]
+            token = page.get("nextToken")
+            if not token:
+                break
+        jobs = []
+        for chunk in _chunks(ids, 100):
+            jobs += client.describe_jobs(jobs=chunk).get("jobs", [])
+        # the tag tells our job from a same-named one of someone else's (names are not unique in Batch)
+        mine = [j for j in jobs if (j.get("tags") or {}).get(TAG_JOB_ID, job_id) == job_id]
+        return sorted(mine, key=lambda j: j.get("createdAt", 0))
+
+    # Status, logs, cancel
+
+    def describe(self, handle: JobHandle) -> dict[str, Any]:
+        """Return the job's DescribeJobs entry (the hook retries throttling)."""
+        return self.hook.get_job_description(handle.external_id)
+
+    def status(self, handle: JobHandle) -> JobStatus:
+        """Map the Batch status onto JobState; a failure carries statusReason, exit code and the attempts."""
+        job = self.describe(handle)
+        state = _STATES.get(job["status"], JobState.PENDING)
+        if state != JobState.FAILED:
+            return JobStatus(state, job["status"])
+        return JobStatus(state, failure_reason(job), exit_code(job))
+
+    def read_log(self, handle: JobHandle, offset: int) -> tuple[list[str], int]:
+        """Return the CloudWatch lines of the job's newest log stream after the first ``offset`` ones.
+
+        A new attempt writes a new stream; the offset starts again at 0 then. Multi-node jobs: the main node's.
+        """
+        info = self._log_info(handle)
+        if info is None:
+            return [], offset
+        if info["awslogs_stream_name"] != self._log_stream:
+            if self._log_stream is not None:
+                offset = 0
+            self._log_stream = info["awslogs_stream_name"]
+        from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+        logs = AwsLogsHook(aws_conn_id=self.settings.aws_conn_id, region_name=info["awslogs_region"])
+        try:
+            events = list(logs.get_log_events(info["awslogs_group"], info["awslogs_stream_name"], skip=offset,
+                                              start_from_head=True))
+        except logs.conn.exceptions.ResourceNotFoundException:
+            return [], offset  # the stream is created a moment after the container starts
+        return [e["message"] for e in events], offset + len(events)
+
+    def log_tail(self, handle: JobHandle, lines: int = 40) -> list[str]:
+        """Return the last ``lines`` lines of the job's newest log stream ([] if it has none)."""
+        info = self._log_info(handle)
+        if info is None:
+            return []
+        from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+        client = AwsLogsHook(aws_conn_id=self.settings.aws_conn_id, region_name=info["awslogs_region"]).conn
+        try:
+            events = client.get_log_events(logGroupName=info["awslogs_group"],
+                                           logStreamName=info["awslogs_stream_name"], limit=lines,
+                                           startFromHead=False)["events"]
+        except client.exceptions.ResourceNotFoundException:
+            return []
+        return [e["message"] for e in events]
+
+    def cancel(self, handle: JobHandle, reason: str) -> None:
+        """Terminate the job (a queued job is cancelled, a running one gets SIGTERM, then SIGKILL)."""
+        log.warning("Terminating Batch job %s: %s", handle.external_id, reason)
+        self.hook.terminate_job(handle.external_id, reason[:1024])
+
+    def log_info(self, handle: JobHandle) -> dict[str, str] | None:
+        """Return the newest log stream's ``awslogs_group``/``awslogs_stream_name``/``awslogs_region``."""
+        return self._log_info(handle)
+
+    # Helpers
+
+    def _log_info(self, handle: JobHandle) -> dict[str, str] | None:
+        try:
+            infos = self.hook.get_job_all_awslogs_info(handle.external_id)
+        except Exception as exc:  # the provider raises for job kinds or states without a log stream yet
+            log.debug("no log stream for %s yet: %s", handle.external_id, exc)
+            return None
+        return infos[-1] if infos else None  # the newest attempt's stream is listed last
+
+    def _handle(self, spec: JobSpec, batch_job_id: str, job_name: str) -> JobHandle:
+        details = {"jobName": job_name, "jobQueue": self.settings.batch_job_queue, "numNodes": spec.num_nodes,
+                   "regionName": self.hook.conn_region_name, "partition": self.hook.conn_partition}
+        return JobHandle(self.name, spec.job_id, batch_job_id, details)
+
+    def _stage_spec(self, spec: JobSpec) -> str:
+        uri = storage.join(spec.staging_uri, "spec.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "spec.json"
+            path.write_text(spec.to_json())
+            storage.for_uri(uri, self.settings.aws_conn_id).upload(path, uri)
+        return uri
+
+    def _check_settings(self, spec: JobSpec) -> None:
+        s = self.settings
+        missing = [f"isaaclab_{name}" for name, value in (
+            ("batch_job_queue", s.batch_job_queue),
+            ("batch_job_definition" if spec.num_nodes == 1 else "batch_multinode_job_definition",
+             s.batch_job_definition if spec.num_nodes == 1 else s.batch_multinode_job_definition),
+        ) if not value]
+        if missing:
+            raise ValueError(f"the batch backend needs the Airflow Variable(s) {', '.join(missing)}; see "
+                             "docs/aws-batch.md (the CloudFormation stack's outputs name them)")
+        if not storage.is_s3(spec.staging_uri):
+            raise ValueError(f"the batch backend needs an s3:// staging location, got {spec.staging_uri!r}; set "
+                             "the Variable isaaclab_staging_uri to s3://<bucket>/<prefix>")
+
+
+def exit_code(job: dict[str, Any]) -> int | None:
+    """The exit code of a described job (a container job's, or the newest attempt's)."""
+    code = (job.get("container") or {}).get("exitCode")
+    if code is None and job.get("attempts"):
+        code = (job["attempts"][-1].get("container") or {}).get("exitCode")
+    return code
+
+
+def failure_reason(job: dict[str, Any]) -> str:
+    """One line: the job's statusReason, the container's reason, the exit code and every attempt's fate."""
+    parts = [job.get("statusReason") or "no statusReason"]
+    reason = (job.get("container") or {}).get("reason")
+    if reason:
+        parts.append(f"container: {reason}")
+    code = exit_code(job)
+    if code is not None:
+        parts.append(f"exit code {code}")
+    attempts = job.get("attempts") or []
+    if len(attempts) > 1:
+        parts.append("attempts: " + "; ".join(
+            f"{i}: {a.get('statusReason') or '?'} (exit {(a.get('container') or {}).get('exitCode', '-')})"
+            for i, a in enumerate(attempts, 1)))
+    return ", ".join(parts)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
