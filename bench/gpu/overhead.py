@@ -1,0 +1,85 @@
+"""Runner overhead on one GPU: bare ``isaaclab train`` vs the same training through our task runner.
+
+Run on a GPU machine with the Isaac Lab environment (see bench/gpu/README.md):
+
+    python bench/gpu/overhead.py --reps 2 --out bench/results/gpu
+
+Both sides train the example cartpole (16384 envs, 100 iterations, rsl_rl, kit-less Newton). The runner side
+starts exactly as an AWS Batch job does: a job spec, a staging folder, the env package fetched and installed,
+checkpoint sync on. Runs alternate (bare, runner, bare, runner...) after a warm-up that compiles Warp's
+kernels, so drift hits both sides. Prints env-steps/s (mean Perf/total_fps over iterations 10-99) and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, TASK, gpu_name, job_spec, mean_fps, run_logged, write_json  # noqa: E402
+
+
+def main() -> int:
+    """Measure and print the overhead ratio."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--num-envs", type=int, default=16384)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/isaaclab-bench"))
+    args = parser.parse_args()
+    out, scratch = args.out.resolve(), args.scratch
+    package = scratch / "custom_cartpole.tar.gz"
+    package.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-czf", str(package), "-C", str(REPO / "examples" / "envs"), "--exclude=build",
+                    "--exclude=*.egg-info", "--exclude=__pycache__", "custom_cartpole"], check=True)
+    isaaclab = str(Path(sys.executable).parent / "isaaclab")
+    bare_args = ["train", "--rl_library", "rsl_rl", "--task", TASK, "--num_envs", str(args.num_envs),
+                 "--max_iterations", str(args.iterations), "--seed", "42", "--device", "cuda:0", "agent.device=cuda:0"]
+
+    # Warm-up: installs the package (as the bare side needs it) and compiles Warp's CUDA kernels once
+    warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3)
+    code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
+                             str(write_json(scratch / "warm" / "spec.json", warm)), "--workdir",
+                             str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm")
+    print(f"warm-up: exit {code} in {secs:.0f} s", flush=True)
+    if code != 0:
+        return code
+
+    results: dict[str, list[dict]] = {"bare": [], "runner": []}
+    for rep in range(args.reps):
+        cwd = scratch / f"bare{rep}"
+        code, secs = run_logged([isaaclab, *bare_args], out / "logs" / f"bare{rep}.log", cwd)
+        fps = mean_fps(cwd / "logs") if code == 0 else float("nan")
+        results["bare"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps})
+        print(f"bare   #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s", flush=True)
+
+        job = scratch / f"job{rep}"
+        spec = job_spec(f"00000000-0000-4000-8000-00000000000{rep + 1}", job / "staging", package, args.num_envs,
+                        args.iterations)
+        code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
+                                 str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
+                                out / "logs" / f"runner{rep}.log", job)
+        fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
+        staged = sorted(p.name for p in (job / "staging" / "run").glob("model_*.pt"))
+        results["runner"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged})
+        print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
+
+    bare = statistics.mean(r["fps"] for r in results["bare"])
+    ours = statistics.mean(r["fps"] for r in results["runner"])
+    summary = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
+               "iterations": args.iterations, "bare_fps": bare, "runner_fps": ours, "ratio": ours / bare,
+               "runs": results}
+    write_json(out / "overhead.json", summary)
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+    print(f"runner_over_bare_ratio: {ours / bare:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
