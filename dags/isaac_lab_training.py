@@ -22,6 +22,7 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 from isaaclab_pipeline.config import DAG_ID, dag_params
 from isaaclab_pipeline.operators import SubmitIsaacLabJobOperator, WaitForIsaacLabJobOperator
+from isaaclab_pipeline.vams import callbacks as vams
 
 
 @dag(
@@ -31,8 +32,12 @@ from isaaclab_pipeline.operators import SubmitIsaacLabJobOperator, WaitForIsaacL
     doc_md=__doc__,
     params=dag_params(),
     tags=["isaac-lab", "training", "gpu"],
-    default_args={"owner": "robotics", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={"owner": "robotics", "retries": 2, "retry_delay": timedelta(seconds=30),
+                  "on_failure_callback": vams.on_task_failure},
     max_active_tasks=4,
+    # runs started by VAMS report back to its Step Functions task token (no-ops otherwise); see docs/vams.md
+    on_success_callback=vams.on_dag_success,
+    on_failure_callback=vams.on_dag_failure,
 )
 def isaac_lab_training() -> None:
     """The five steps; each is a small call into plugins/isaaclab_pipeline."""

@@ -1,0 +1,243 @@
+"""Callbacks that report a VAMS-triggered run back to Step Functions: success once, failure exactly once, heartbeats.
+
+A run is VAMS's when its conf has ``vams.callback: true``; its task token waits in SSM (``token_store``), keyed
+by the run id, so it is in no conf, XCom, template or log. Every other run makes these callbacks no-ops.
+
+- ``on_task_failure`` (every task's ``on_failure_callback``, on the worker): the step that failed and why;
+- ``on_dag_failure`` (the DAG's, in the dag processor): a backstop for failures no task reported (a killed
+  worker, a run timeout); the claim in ``token_store`` makes sure VAMS hears one failure only;
+- ``on_dag_success``: ``send_task_success`` with the output location, job UUID and headline metrics;
+- ``on_job_progress``: called by the wait step on progress; a heartbeat at most every
+  ``isaaclab_vams_heartbeat_minutes`` (default 5).
+
+Deployment settings (Airflow Variables): ``isaaclab_vams_token_prefix`` (default ``/isaac-lab-training/vams``),
+``isaaclab_vams_heartbeat_minutes``, and ``isaaclab_aws_conn_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from isaaclab_pipeline.settings import get_setting
+from isaaclab_pipeline.vams.token_store import DEFAULT_PREFIX, TokenStore
+
+log = logging.getLogger(__name__)
+
+CAUSE_LIMIT = 256  # Step Functions' limit on a failure cause
+DEAD_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
+_last_heartbeat: dict[str, float] = {}  # run id -> monotonic time of the last heartbeat from this process
+
+
+def clip(text: str, limit: int = CAUSE_LIMIT) -> str:
+    """Fit ``text`` on one line of at most ``limit`` characters, marking a cut with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_conf(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the run's conf, unwrapped from the seed's ``parameters`` wrapper."""
+    dag_run = context.get("dag_run")
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    inner = conf.get("parameters")
+    return dict(inner) if isinstance(inner, Mapping) else conf
+
+
+def is_vams_run(conf: Mapping[str, Any]) -> bool:
+    """True when VAMS triggered the run and waits for a callback."""
+    vams = conf.get("vams")
+    return isinstance(vams, Mapping) and vams.get("callback") is True
+
+
+def _run_id(context: Mapping[str, Any]) -> str:
+    dag_run = context.get("dag_run")
+    return str(context.get("run_id") or getattr(dag_run, "run_id", ""))
+
+
+def _clients() -> tuple[Any, TokenStore]:
+    """Step Functions client and token store, through the amazon provider's hooks (the deployment's connection)."""
+    from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+    from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+
+    conn_id = get_setting("aws_conn_id", "aws_default") or None
+    prefix = get_setting("vams_token_prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
+    return StepFunctionHook(aws_conn_id=conn_id).conn, TokenStore(SsmHook(aws_conn_id=conn_id).conn, prefix)
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def _scrubbed(exc: Exception, token: str) -> RuntimeError:
+    """The exception as a new one whose text cannot carry the token (botocore may quote request values)."""
+    return RuntimeError(f"{type(exc).__name__}: {str(exc).replace(token, '<task token>')}")
+
+
+def _report(run_id: str, outcome: str, send: Callable[[Any, str], None]) -> bool:
+    """Send the run's final report through the claim protocol; True if this call sent it."""
+    sfn, store = _clients()
+    if not store.claim(run_id, outcome):
+        log.info("VAMS: run %s was already reported; not sending %s", run_id, outcome)
+        return False
+    try:
+        token = store.get(run_id)
+    except Exception:
+        store.release(run_id)
+        raise
+    if token is None:
+        store.release(run_id)
+        log.info("VAMS: run %s has no task token left (reported before); not sending %s", run_id, outcome)
+        return False
+    try:
+        send(sfn, token)
+    except Exception as exc:
+        if _error_code(exc) in DEAD_TOKEN_ERRORS:  # VAMS gave up on the run (timeout); nothing left to tell
+            log.warning("VAMS: Step Functions refused the %s of run %s: %s", outcome, run_id, _error_code(exc))
+            store.delete(run_id)
+            store.release(run_id)
+            return False
+        store.release(run_id)  # a later callback may try again
+        raise _scrubbed(exc, token) from None
+    store.delete(run_id)
+    store.release(run_id)
+    log.info("VAMS: sent %s for run %s", outcome, run_id)
+    return True
+
+
+def report_failure(run_id: str, step: str, detail: str) -> bool:
+    """Send ``send_task_failure`` once for the run, with a cause (≤ 256 chars) naming the failed step.
+
+    :param run_id: the DAG run id (the token's key).
+    :param step: the task id that failed.
+    :param detail: why, e.g. the exception's message.
+    :return: True if this call sent the failure.
+    """
+    error = clip(f"IsaacLabTraining.{step}Failed")
+    cause = clip(f"isaac-lab-training step {step} failed: {detail}")
+
+    def send(sfn: Any, token: str) -> None:
+        sfn.send_task_failure(taskToken=token, error=error, cause=cause.replace(token, "<task token>"))
+
+    return _report(run_id, "failure", send)
+
+
+def report_success(run_id: str, output: Mapping[str, Any]) -> bool:
+    """Send ``send_task_success`` once for the run with ``output`` as its JSON.
+
+    :return: True if this call sent it.
+    """
+    body = json.dumps(dict(output), sort_keys=True)
+    return _report(run_id, "success", lambda sfn, token: sfn.send_task_success(taskToken=token, output=body))
+
+
+def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
+    """The small JSON VAMS receives on success: status, output location, job UUID and headline metrics.
+
+    :param conf: the run's conf (raw; it is normalized here).
+    """
+    from isaaclab_pipeline import storage
+    from isaaclab_pipeline.config import job_uuid, validate_conf
+
+    normalized = validate_conf(conf)
+    job_id = job_uuid(dag_id, run_id)
+    out_uri = storage.join(normalized["outputS3Path"], job_id)
+    tc = normalized["trainingConfig"]
+    output: dict[str, Any] = {"status": "SUCCEEDED", "dagId": dag_id, "dagRunId": run_id, "jobId": job_id,
+                              "mode": tc["mode"], "task": tc["task"], "rlLibrary": tc["rlLibrary"],
+                              "outputS3Path": out_uri + "/", "manifest": storage.join(out_uri, "manifest.json")}
+    conn_id = get_setting("aws_conn_id", "aws_default") or "aws_default"
+    raw = storage.for_uri(out_uri, conn_id).read_bytes(storage.join(out_uri, "summary.json"))
+    if raw:
+        output["metrics"] = headline_metrics(json.loads(raw))
+    return output
+
+
+def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Pick the few numbers a VAMS user looks at first from summary.json."""
+    tags = summary.get("tags", {})
+    out: dict[str, Any] = {}
+    best = summary.get("best_mean_reward")
+    if best:
+        out["bestMeanReward"], out["bestMeanRewardStep"] = best["value"], best["step"]
+    for tag, key in (("Train/mean_reward", "lastMeanReward"), ("Train/mean_episode_length", "lastEpisodeLength")):
+        if tag in tags:
+            out[key], out["lastStep"] = tags[tag]["last"], tags[tag]["last_step"]
+    return out
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """Task ``on_failure_callback``: tell VAMS which step failed and why (no-op for runs VAMS did not start)."""
+    try:
+        if not is_vams_run(run_conf(context)):
+            return
+        ti = context.get("ti")
+        step = getattr(ti, "task_id", None) or "unknown"
+        exc = context.get("exception")
+        detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no error message"
+        report_failure(_run_id(context), step, detail)
+    except Exception:  # a callback must not hide the task's own failure
+        log.exception("VAMS: could not report the failure of run %s", _run_id(context))
+
+
+def on_dag_failure(context: Mapping[str, Any]) -> None:
+    """DAG ``on_failure_callback``: the backstop; sends a failure only if no task reported one."""
+    try:
+        if not is_vams_run(run_conf(context)):
+            return
+        ti = context.get("ti")
+        step = getattr(ti, "task_id", None) or "unknown"
+        report_failure(_run_id(context), step, f"the DAG run failed ({context.get('reason') or 'no reason given'})")
+    except Exception:
+        log.exception("VAMS: could not report the failure of run %s", _run_id(context))
+
+
+def on_dag_success(context: Mapping[str, Any]) -> None:
+    """DAG ``on_success_callback``: ``send_task_success`` with the output location and headline metrics."""
+    run_id = _run_id(context)
+    try:
+        conf = run_conf(context)
+        if not is_vams_run(conf):
+            return
+        dag = context.get("dag")
+        report_success(run_id, success_output(conf, getattr(dag, "dag_id", "isaac-lab-training"), run_id))
+    except Exception:
+        log.exception("VAMS: could not report the success of run %s", run_id)
+
+
+def on_job_progress(context: Mapping[str, Any], progress: Mapping[str, Any] | None = None) -> bool:
+    """Wait-step hook: ``send_task_heartbeat`` for a VAMS run, at most every N minutes per run; never raises.
+
+    :param context: the wait task's context.
+    :param progress: the job's latest progress (unused beyond logging; the heartbeat itself carries no data).
+    :return: True if a heartbeat was sent.
+    """
+    run_id = _run_id(context)
+    try:
+        if not is_vams_run(run_conf(context)):
+            return False
+        every_s = 60 * float(get_setting("vams_heartbeat_minutes", "5") or 5)
+        now = time.monotonic()
+        if run_id in _last_heartbeat and now - _last_heartbeat[run_id] < every_s:
+            return False
+        sfn, store = _clients()
+        token = store.get(run_id)
+        if token is None:
+            return False
+        try:
+            sfn.send_task_heartbeat(taskToken=token)
+        except Exception as exc:
+            if _error_code(exc) in DEAD_TOKEN_ERRORS:
+                log.warning("VAMS: heartbeat of run %s refused (%s); VAMS stopped waiting", run_id,
+                            _error_code(exc))
+                return False
+            raise _scrubbed(exc, token) from None
+        _last_heartbeat[run_id] = now
+        it = (progress or {}).get("iteration")
+        log.info("VAMS: heartbeat sent for run %s%s", run_id, f" (iteration {it})" if it is not None else "")
+        return True
+    except Exception as exc:  # progress reporting must never break the wait
+        log.warning("VAMS: heartbeat of run %s failed: %s", run_id, exc)
+        return False
