@@ -1,0 +1,168 @@
+"""The Batch backend, trigger and wait operator against a moto server on loopback (S3 + Batch + IAM APIs).
+
+moto runs Batch jobs without Docker here (``use_docker: false``): a submitted job succeeds within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from isaaclab_pipeline.backends import JobHandle, JobState
+from isaaclab_pipeline.backends.batch import BatchBackend
+from isaaclab_pipeline.jobspec import JobSpec
+from isaaclab_pipeline.operators import WaitForIsaacLabJobOperator
+from isaaclab_pipeline.settings import PipelineSettings
+from isaaclab_pipeline.triggers import IsaacLabBatchJobTrigger
+
+JOB = "7e0c1a9e-2222-4333-8444-955566667777"
+RUN = "manual__2026-11-26T11:00:00+00:00"
+MOTO = Path(sys.executable).parent / "moto_server"
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/moto-api/")
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def aws(endpoint, monkeypatch):
+    """Fresh moto state with Batch in no-Docker mode, a bucket, a queue and both job definitions."""
+    post = lambda path, body=b"": urllib.request.urlopen(urllib.request.Request(endpoint + path, data=body,  # noqa: E731
+                                                                               method="POST"))
+    post("/moto-api/reset")
+    post("/moto-api/config", json.dumps({"batch": {"use_docker": False}}).encode())
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws",
+                                                               "extra": {"region_name": "us-east-1"}}))
+    kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    boto3.client("s3", **kw).create_bucket(Bucket="stage")
+    batch = boto3.client("batch", **kw)
+    role = boto3.client("iam", **kw).create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
+    ce = batch.create_compute_environment(computeEnvironmentName="gpu-ce", type="UNMANAGED", state="ENABLED",
+                                          serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
+    batch.create_job_queue(jobQueueName="gpu-queue", state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+    container = {"image": "isaaclab-runner:latest", "command": ["python", "-m", "isaaclab_runner", "--help"],
+                 "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"},
+                                          {"type": "GPU", "value": "1"}]}
+    batch.register_job_definition(jobDefinitionName="isaaclab-single", type="container",
+                                  containerProperties=container)
+    batch.register_job_definition(jobDefinitionName="isaaclab-mnp", type="multinode", nodeProperties={
+        "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+    settings = PipelineSettings(compute_backend="batch", staging_uri="s3://stage/isaaclab", poll_interval_s=0.2,
+                                batch_job_queue="gpu-queue", batch_job_definition="isaaclab-single",
+                                batch_multinode_job_definition="isaaclab-mnp", heartbeat_interval_s=600)
+    for name, value in (("compute_backend", "batch"), ("staging_uri", settings.staging_uri),
+                        ("batch_job_queue", "gpu-queue"), ("batch_job_definition", "isaaclab-single"),
+                        ("batch_multinode_job_definition", "isaaclab-mnp"), ("poll_interval_s", "0.2")):
+        monkeypatch.setenv(f"AIRFLOW_VAR_ISAACLAB_{name.upper()}", value)
+    yield settings, batch, boto3.client("s3", **kw)
+
+
+def _spec(num_nodes: int = 1) -> JobSpec:
+    return JobSpec(job_id=JOB, mode="train", task="Isaac-Custom-Cartpole-Direct", rl_library="rsl_rl", seed=1,
+                   num_envs=64, staging_uri=f"s3://stage/isaaclab/{JOB}", num_nodes=num_nodes)
+
+
+def _wait_done(backend: BatchBackend, handle: JobHandle) -> JobState:
+    for _ in range(50):
+        state = backend.status(handle).state
+        if state.done:
+            return state
+        time.sleep(0.1)
+    raise AssertionError("job did not finish")
+
+
+@pytest.mark.parametrize("num_nodes", [1, 2])
+def test_submit_describe_list_and_a_retried_submit_reattaches(aws, num_nodes: int) -> None:
+    settings, batch, s3 = aws
+    backend = BatchBackend(settings, RUN)
+    handle = backend.submit(_spec(num_nodes))
+    spec = json.loads(s3.get_object(Bucket="stage", Key=f"isaaclab/{JOB}/spec.json")["Body"].read())
+    assert spec["jobId"] == JOB and spec["numNodes"] == num_nodes
+    job = batch.describe_jobs(jobs=[handle.external_id])["jobs"][0]
+    assert job["jobName"] == handle.details["jobName"] and job["tags"]["isaaclab:jobId"] == JOB
+    assert job["jobDefinition"].split("/")[-1].startswith("isaaclab-mnp" if num_nodes > 1 else "isaaclab-single")
+    assert _wait_done(backend, handle) == JobState.SUCCEEDED
+    # the submit step retried (a new worker, a new backend object): same job, no second one
+    again = BatchBackend(settings, RUN).submit(_spec(num_nodes))
+    assert again.external_id == handle.external_id
+    listed = batch.list_jobs(jobQueue="gpu-queue", filters=[{"name": "JOB_NAME", "values": [job["jobName"]]}])
+    assert [j["jobId"] for j in listed["jobSummaryList"]] == [handle.external_id]
+
+
+def test_killed_blocking_wait_terminates_the_job(aws) -> None:
+    settings, batch, _ = aws
+    handle = BatchBackend(settings, RUN).submit(_spec())
+    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict(),
+                                    staging_uri=f"s3://stage/isaaclab/{JOB}", deferrable=False)
+    op._backend = BatchBackend(settings)  # what execute() sets before it starts polling
+    op.on_kill()
+    job = batch.describe_jobs(jobs=[handle.external_id])["jobs"][0]
+    assert job["statusReason"] == "the Airflow task was killed"
+
+
+def test_trigger_reports_progress_and_success(aws) -> None:
+    settings, _, s3 = aws
+    handle = BatchBackend(settings, RUN).submit(_spec())
+    s3.put_object(Bucket="stage", Key=f"isaaclab/{JOB}/progress.json",
+                  Body=json.dumps({"state": "running", "iteration": 40, "maxIterations": 150, "meanReward": 3.2}))
+    trigger = IsaacLabBatchJobTrigger(job_id=handle.external_id, staging_uri=f"s3://stage/isaaclab/{JOB}",
+                                      region_name="us-east-1", poll_interval_s=0.1)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "isaaclab_pipeline.triggers.IsaacLabBatchJobTrigger" and json.dumps(kwargs)
+    event = asyncio.run(_first_event(IsaacLabBatchJobTrigger(**kwargs)))
+    assert event["status"] == "success" and event["batch_status"] == "SUCCEEDED"
+    assert event["progress"]["iteration"] == 40
+    assert event["transitions"][-1]["status"] == "SUCCEEDED"
+
+
+def test_killed_deferred_wait_terminates_the_job(aws) -> None:
+    settings, batch, _ = aws
+    handle = BatchBackend(settings, RUN).submit(_spec())
+    trigger = IsaacLabBatchJobTrigger(job_id=handle.external_id, staging_uri=f"s3://stage/isaaclab/{JOB}",
+                                      region_name="us-east-1")
+    asyncio.run(trigger.on_kill())
+    assert batch.describe_jobs(jobs=[handle.external_id])["jobs"][0]["statusReason"] == "the Airflow task was killed"
+
+
+def test_execute_complete_fails_with_the_reason(aws) -> None:
+    settings, _, _ = aws
+    handle = BatchBackend(settings, RUN).submit(_spec())
+    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict(),
+                                    staging_uri=f"s3://stage/isaaclab/{JOB}")
+    event = {"status": "error", "job_id": handle.external_id, "batch_status": "FAILED", "message":
+             "Host EC2 (instance i-0abc) terminated.", "progress": {"iteration": 7, "maxIterations": 10},
+             "transitions": [{"status": "FAILED", "reason": "Host EC2 (instance i-0abc) terminated.", "attempts": 3}]}
+    with pytest.raises(Exception, match=r"error: Host EC2 \(instance i-0abc\) terminated"):
+        op.execute_complete({"ti": None}, event)
+    assert op.execute_complete({"ti": None}, {**event, "status": "success"}) == {"iteration": 7, "maxIterations": 10}
+
+
+async def _first_event(trigger: IsaacLabBatchJobTrigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
