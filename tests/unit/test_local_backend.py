@@ -94,3 +94,41 @@ def test_missing_interpreter_says_how_to_fix(tmp_path: Path) -> None:
     backend = LocalBackend(PipelineSettings(isaaclab_python=str(tmp_path / "nope")), root=tmp_path / "jobs")
     with pytest.raises(FileNotFoundError, match="make install"):
         backend.submit(_spec())
+
+
+def _wait_through_retries(backend: LocalBackend, handle, timeout: float = 20.0):
+    """Poll like the wait step: status() is what starts the next attempt."""
+    return _wait(backend, handle, timeout)
+
+
+def test_sigterm_exit_is_retried_as_a_new_attempt(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, 'echo "attempt $ISAACLAB_JOB_ATTEMPT"; [ "$ISAACLAB_JOB_ATTEMPT" = 2 ] || exit 143')
+    handle = backend.submit(_spec())
+    status = _wait_through_retries(backend, handle)
+    assert status.state == JobState.SUCCEEDED
+    lines, _ = backend.read_log(handle, 0)
+    assert "attempt 1" in lines and "attempt 2" in lines
+    assert "[backend] attempt 1 exited with 143; starting attempt 2" in lines
+    assert (tmp_path / "jobs" / JOB / "attempt-1" / "exit_code").read_text().strip() == "143"
+
+
+def test_retries_stop_at_max_attempts(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "exit 143")
+    backend.max_attempts = 2
+    status = _wait_through_retries(backend, backend.submit(_spec()))
+    assert status.state == JobState.FAILED and status.exit_code == 143
+    assert (tmp_path / "jobs" / JOB / "attempt").read_text() == "2"
+
+
+def test_other_failures_and_cancelled_jobs_are_not_retried(tmp_path: Path) -> None:
+    backend = _backend(tmp_path, "exit 1")
+    assert _wait(backend, backend.submit(_spec())).state == JobState.FAILED
+    assert not (tmp_path / "jobs" / JOB / "attempt-1").exists()
+    (tmp_path / "b").mkdir()
+    backend = _backend(tmp_path / "b", "trap 'exit 143' TERM; sleep 30 & wait")
+    handle = backend.submit(_spec())
+    time.sleep(0.3)
+    backend.cancel(handle, "user")
+    status = _wait(backend, handle, timeout=5)
+    assert status.state == JobState.FAILED
+    assert not (tmp_path / "b" / "jobs" / JOB / "attempt-1").exists()
