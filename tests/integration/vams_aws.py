@@ -1,0 +1,125 @@
+"""A moto server on loopback standing in for SSM, Step Functions, SQS and S3, plus real task tokens.
+
+A token comes from a real (moto-executed) state machine whose task waits with ``sqs:sendMessage.waitForTaskToken``,
+as VAMS's pipeline state waits on its Lambda; the execution's history then shows what the callbacks sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MOTO_SERVER = Path(__file__).resolve().parents[2] / ".venvs" / "airflow" / "bin" / "moto_server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Start ``moto_server`` on a free loopback port with state machines executing; point boto3 at it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(MOTO_SERVER), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    old = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        _post(url, "/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        os.environ["AWS_ENDPOINT_URL"] = url
+        yield url
+    finally:
+        if old is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = old
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _post(url: str, path: str, body: Any = None) -> None:
+    data = json.dumps(body).encode() if body is not None else b""
+    urllib.request.urlopen(urllib.request.Request(url + path, data=data, method="POST",
+                                                  headers={"Content-Type": "application/json"}))
+
+
+def start_recording(url: str) -> None:
+    """Record every request moto receives from now on."""
+    _post(url, "/moto-api/recorder/reset-recording")
+    _post(url, "/moto-api/recorder/start-recording")
+
+
+def recorded_calls(url: str, target: str) -> list[dict[str, Any]]:
+    """The recorded requests with ``X-Amz-Target`` ``target`` (e.g. ``AWSStepFunctions.SendTaskFailure``), decoded."""
+    raw = urllib.request.urlopen(f"{url}/moto-api/recorder/download-recording").read().decode()
+    calls = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        if req["headers"].get("X-Amz-Target") == target:
+            body = req.get("body") or ""
+            calls.append(json.loads(base64.b64decode(body) if req.get("body_encoded") else body))
+    return calls
+
+
+class PipelineExecution:
+    """One waiting Step Functions execution, as VAMS starts for a pipeline with ``waitForCallback``."""
+
+    def __init__(self, name: str = "vams-pipeline") -> None:
+        import boto3
+
+        self.sfn = boto3.client("stepfunctions")
+        sqs = boto3.client("sqs")
+        queue = sqs.create_queue(QueueName=f"{name}-{time.time_ns()}")["QueueUrl"]
+        definition = {"StartAt": "RunPipeline", "States": {"RunPipeline": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+            "HeartbeatSeconds": 3600, "End": True}}}
+        machine = self.sfn.create_state_machine(
+            name=f"{name}-{time.time_ns()}", definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/vams-pipeline")["stateMachineArn"]
+        self.arn = self.sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        for _ in range(100):
+            messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages")
+            if messages:
+                self.token = json.loads(messages[0]["Body"])["token"]
+                return
+        raise TimeoutError("the state machine never handed out its task token")
+
+    def wait_done(self, timeout_s: float = 15) -> dict[str, Any]:
+        """Wait for the execution to leave RUNNING; return describe_execution."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            desc = self.sfn.describe_execution(executionArn=self.arn)
+            if desc["status"] != "RUNNING" or time.monotonic() > deadline:
+                return desc
+            time.sleep(0.2)
+
+    def status(self) -> str:
+        return self.sfn.describe_execution(executionArn=self.arn)["status"]
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.sfn.get_execution_history(executionArn=self.arn)["events"]
+
+    def failure(self) -> dict[str, Any]:
+        """The TaskFailed event's details (error, cause)."""
+        failed = [e for e in self.events() if e["type"] == "TaskFailed"]
+        assert len(failed) == 1, [e["type"] for e in self.events()]
+        return failed[0]["taskFailedEventDetails"]
