@@ -1,0 +1,142 @@
+"""The Lambda VAMS invokes: store the task token, trigger ``isaac-lab-training`` on MWAA, fail fast if refused.
+
+Handler: ``vams_bridge.handler.lambda_handler``. Environment:
+
+- ``MWAA_ENV_NAME`` (the MWAA environment), or ``AIRFLOW_URL`` (+ ``AIRFLOW_API_TOKEN``) for a self-hosted
+  api-server;
+- ``TOKEN_PARAMETER_PREFIX`` (default ``/isaac-lab-training/vams``), ``TOKEN_KMS_KEY_ID`` (optional);
+- ``DAG_ID`` (default ``isaac-lab-training``), ``DEFAULT_CONF`` (JSON, the pipeline's defaults).
+
+Nothing here logs, returns or forwards the task token; the DAG run's conf carries only ``vams.callback``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from vams_bridge.airflow_api import ApiResponse, HttpApi, MwaaApi
+from vams_bridge.payload import BridgeInputError, build_conf, dag_run_id, parse_body, task_token, trigger_body
+from vams_bridge.token_store import DEFAULT_PREFIX, TokenStore
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)
+
+DAG_ID = "isaac-lab-training"
+CAUSE_LIMIT = 256  # Step Functions' limit on a failure cause
+ERROR_LIMIT = 256
+
+
+def clip(text: str, limit: int = CAUSE_LIMIT) -> str:
+    """Fit ``text`` into ``limit`` characters, marking a cut with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fail_token(sfn: Any, store: TokenStore, run_id: str, token: str, error: str, cause: str) -> bool:
+    """Send ``send_task_failure`` for a run unless it was reported already (the protocol of token_store).
+
+    Returns:
+        True if this call sent the failure.
+    """
+    if not store.claim(run_id, "failure"):
+        return False
+    try:
+        sfn.send_task_failure(taskToken=token, error=clip(error, ERROR_LIMIT),
+                              cause=clip(cause.replace(token, "<task token>")))
+    except Exception:
+        store.release(run_id)  # let the DAG (or a retried Lambda) report instead
+        raise
+    store.delete(run_id)
+    store.release(run_id)
+    return True
+
+
+def _read_json(s3: Any) -> Any:
+    def read(uri: str) -> Any:
+        if not uri.startswith("s3://"):
+            raise BridgeInputError(f"{uri!r}: config files must be s3:// URIs")
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        try:
+            raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise BridgeInputError(f"{uri}: cannot read the config file ({code})") from None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BridgeInputError(f"{uri}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    return read
+
+
+def make_api(env: dict[str, str]) -> MwaaApi | HttpApi:
+    """Build the Airflow API client the environment names (``MWAA_ENV_NAME`` or ``AIRFLOW_URL``)."""
+    if env.get("MWAA_ENV_NAME"):
+        import boto3
+
+        return MwaaApi(boto3.client("mwaa"), env["MWAA_ENV_NAME"])
+    if env.get("AIRFLOW_URL"):
+        return HttpApi(env["AIRFLOW_URL"], env.get("AIRFLOW_API_TOKEN") or None)
+    raise RuntimeError("set MWAA_ENV_NAME (the MWAA environment) or AIRFLOW_URL (a self-hosted api-server)")
+
+
+def trigger(event: dict[str, Any], *, api: MwaaApi | HttpApi, ssm: Any, sfn: Any, s3: Any,
+            dag_id: str = DAG_ID, prefix: str = DEFAULT_PREFIX, kms_key_id: str | None = None,
+            defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Handle one VAMS call with the given clients (the Lambda entry point builds them from the environment).
+
+    Returns:
+        ``{"statusCode": ..., "body": json}``: 200 with the run id when the run exists, else Airflow's status
+        (or 400 for a bad payload) with the reason. On any refusal the task token has been failed already.
+    """
+    try:
+        body = parse_body(event)
+    except BridgeInputError as exc:  # no token can be read from it, so there is nothing to fail
+        return {"statusCode": 400, "body": json.dumps({"error": "VamsPayloadInvalid", "cause": str(exc)})}
+    token = task_token(body)
+    run_id = dag_run_id(token)
+    store = TokenStore(ssm, prefix, kms_key_id)
+    if token:
+        store.put(run_id, token)  # before the trigger: the run may fail (and report) at once
+
+    def refuse(status: int, error: str, cause: str) -> dict[str, Any]:
+        log.warning("run %s refused: %s", run_id, cause)
+        if token:
+            fail_token(sfn, store, run_id, token, error, cause)
+        return {"statusCode": status, "body": json.dumps({"dagRunId": run_id, "error": error, "cause": cause})}
+
+    try:
+        conf = build_conf(body, _read_json(s3), defaults)
+    except BridgeInputError as exc:
+        return refuse(400, "VamsPayloadInvalid", clip(f"{dag_id} not triggered: {exc}"))
+
+    note = f"VAMS run for {body.get('executingUserName') or 'unknown user'}: {conf.get('inputS3AssetFilePath', '')}"
+    try:
+        resp = api.call("POST", f"/dags/{dag_id}/dagRuns", trigger_body(run_id, conf, clip(note, 1000)))
+    except Exception as exc:
+        return refuse(502, "AirflowUnreachable", clip(f"{dag_id} not triggered: {type(exc).__name__}: {exc}"))
+    if resp.ok or resp.status == 409:  # 409: a retried Lambda; the first attempt created the run
+        log.info("run %s %s for %s", run_id, "created" if resp.ok else "already exists",
+                 conf.get("inputS3AssetFilePath"))
+        return {"statusCode": 200, "body": json.dumps({"dagRunId": run_id, "dagId": dag_id})}
+    return refuse(resp.status, f"AirflowRefused{resp.status}", refusal_cause(dag_id, resp))
+
+
+def refusal_cause(dag_id: str, resp: ApiResponse) -> str:
+    """A readable, ≤ 256-character cause for a refused trigger, keeping Airflow's detail (it names the field)."""
+    what = "refused the conf" if 400 <= resp.status < 500 else "failed to create the run"
+    return clip(f"{dag_id} {what} (HTTP {resp.status}): {resp.detail()}")
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """AWS Lambda entry point."""
+    import boto3
+
+    env = dict(os.environ)
+    return trigger(event, api=make_api(env), ssm=boto3.client("ssm"), sfn=boto3.client("stepfunctions"),
+                   s3=boto3.client("s3"), dag_id=env.get("DAG_ID", DAG_ID),
+                   prefix=env.get("TOKEN_PARAMETER_PREFIX", DEFAULT_PREFIX),
+                   kms_key_id=env.get("TOKEN_KMS_KEY_ID") or None,
+                   defaults=json.loads(env.get("DEFAULT_CONF") or "{}"))
