@@ -2,6 +2,8 @@
 
     python -m isaaclab_pipeline.cli run --conf conf.json     # what `make run CONF=...` calls
     python -m isaaclab_pipeline.cli demo                      # what `make demo` calls
+    python -m isaaclab_pipeline.cli trigger --conf conf.json [--airflow-url URL | --mwaa-env NAME]
+    python -m isaaclab_pipeline.cli status RUN_ID [--airflow-url URL | --mwaa-env NAME]
 
 ``${VAR}`` in a conf file is expanded from the environment (e.g. ``${ISAACLAB_PIPELINE_HOME}``), so example
 confs work on any machine.
@@ -135,7 +137,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--conf", type=Path, required=True)
     demo = sub.add_parser("demo", help="package the example env and train it through the DAG")
     demo.add_argument("--started-at", type=float, default=None, help="epoch seconds the demo started (wall time)")
+    # trigger/status go through Airflow's REST API (a running api-server or MWAA): docs/triggering.md
+    trig = sub.add_parser("trigger", help="trigger the DAG on a conf through the REST API; print run id and link")
+    trig.add_argument("--conf", type=Path, required=True)
+    trig.add_argument("--run-id", default=None, help="the DAG run id (default: Airflow picks one)")
+    stat = sub.add_parser("status", help="print a run's state and each step's")
+    stat.add_argument("run_id")
+    for p in (trig, stat):
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--airflow-url", help="api-server URL (default $AIRFLOW_URL or http://127.0.0.1:8080)")
+        where.add_argument("--mwaa-env", help="MWAA environment name (mwaa:InvokeRestApi)")
     args = parser.parse_args(argv)
+    if args.command in ("trigger", "status"):
+        from isaaclab_pipeline import trigger_cli
+
+        if args.command == "trigger":
+            return trigger_cli.cmd_trigger(load_conf(args.conf), args.airflow_url, args.mwaa_env, args.run_id)
+        return trigger_cli.cmd_status(args.run_id, args.airflow_url, args.mwaa_env)
     os.environ.setdefault("ISAACLAB_PIPELINE_HOME", str(pipeline_home()))
 
     if args.command == "run":
