@@ -2,7 +2,8 @@
 
 Layout (the seed's, plus what it lost):
 
-    checkpoints/model_*.pt          every checkpoint (.pt/.pth), path below the run folder kept
+    checkpoints/<name>              every checkpoint (.pt/.pth): synced while training (staging checkpoints/)
+                                    and in the final run folder; the run folder's copy wins a name clash
     metrics.csv, summary.json, reward_curve.png
     training-config.json            the normalized conf (secrets removed)
     env-params.txt, agent-params.txt, git-<name>.txt, runner-log.txt    text views of params, diffs, log
@@ -38,14 +39,18 @@ def output_name(rel: str) -> str:
         return "runner-log.txt"
     if rel == "result.json":
         return "job-result.json"
+    if parts[0] == "checkpoints" and path.suffix in CHECKPOINT_SUFFIXES:
+        return f"checkpoints/{path.name}"  # synced while training, kept across interrupted attempts
+    if parts[0] == "nodes" and path.name == "runner.log":
+        return f"runner-log-node{parts[1]}.txt"  # workers of a multi-node job
     if parts[0] != "run":
         return f"staging/{rel}"
     inner = PurePosixPath(*parts[1:])
     if inner.parts[0] in ("exported", "videos"):
         return str(inner)
     if inner.suffix in CHECKPOINT_SUFFIXES:
-        below = inner.parts[1:] if inner.parts[0] == "checkpoints" else inner.parts
-        return str(PurePosixPath("checkpoints", *below))
+        # one library per job, so checkpoint names are unique (model_<it>.pt, agent_<step>.pt, nn/<name>.pth)
+        return f"checkpoints/{inner.name}"
     if "events.out.tfevents" in inner.name:
         return str(PurePosixPath("tensorboard", inner))
     if inner.parts[0] == "params" and inner.suffix in (".yaml", ".yml"):
@@ -89,9 +94,10 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
         staged = {storage.relative_key(o.uri, staging_uri): o.uri for o in src.list(staging_uri)}
         staged.pop("progress.json", None)  # a live view for the wait step, not an output
         files: dict[str, Path] = {}
-        for rel, uri in sorted(staged.items()):
+        # synced checkpoints first, so the final run folder's copy of the same checkpoint replaces it
+        for rel, uri in sorted(staged.items(), key=lambda kv: (not kv[0].startswith("checkpoints/"), kv[0])):
             name = output_name(rel)
-            if name in files:
+            if name in files and not rel.startswith("run/"):
                 raise ValueError(f"two staged files map to {name}: refusing to overwrite one with the other")
             files[name] = src.download(uri, scratch / "files" / name)
         config = scratch / "files" / "training-config.json"

@@ -13,7 +13,9 @@ from isaaclab_pipeline.publish import output_name, publish_outputs, redact
 @pytest.mark.parametrize(("staged", "published"), [
     ("run/model_150.pt", "checkpoints/model_150.pt"),
     ("run/checkpoints/agent_100.pt", "checkpoints/agent_100.pt"),
-    ("run/nn/cartpole.pth", "checkpoints/nn/cartpole.pth"),
+    ("run/nn/cartpole.pth", "checkpoints/cartpole.pth"),
+    ("checkpoints/rsl_rl/custom_cartpole/2026-11-26_10-00-00/model_50.pt", "checkpoints/model_50.pt"),
+    ("nodes/1/runner.log", "runner-log-node1.txt"),
     ("run/events.out.tfevents.1.host.1.0", "tensorboard/events.out.tfevents.1.host.1.0"),
     ("run/rank_1/events.out.tfevents.2", "tensorboard/rank_1/events.out.tfevents.2"),
     ("run/params/env.yaml", "env-params.txt"),
@@ -79,3 +81,18 @@ def test_publish_twice_gives_the_same_result(tmp_path: Path) -> None:
     publish_outputs(str(staging), str(out), conf, "job-1")
     second = {p: p.read_bytes() for p in (out / "job-1").rglob("*") if p.is_file()}
     assert first == second
+
+
+def test_synced_checkpoints_of_an_interrupted_attempt_are_published(tmp_path: Path) -> None:
+    """Attempt 1 synced model_0/model_50 and died; attempt 2 resumed and uploaded model_50..model_149."""
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    files = {
+        "checkpoints/rsl_rl/exp/attempt1/model_0.pt": b"a1-0", "checkpoints/rsl_rl/exp/attempt1/model_50.pt": b"a1-50",
+        "run/model_50.pt": b"a2-50", "run/model_149.pt": b"a2-149", "runner.log": b"log\n",
+    }
+    for rel, data in files.items():
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_bytes(data)
+    publish_outputs(str(staging), str(out), {"trainingConfig": {"task": "T"}}, "job-2")
+    ckpts = {p.name: p.read_bytes() for p in (out / "job-2" / "checkpoints").iterdir()}
+    assert ckpts == {"model_0.pt": b"a1-0", "model_50.pt": b"a2-50", "model_149.pt": b"a2-149"}
