@@ -1,0 +1,185 @@
+"""infra/isaaclab-training.yaml: cfn-lint clean, in step with the Batch backend and the settings, least privilege.
+
+No AWS account is reachable, and moto's CloudFormation drops too much of AWS::Batch (it ignores job definition
+names, types and multi-node properties) to deploy this template meaningfully, so the template is checked as
+data: parsed with cfn-lint's own decoder, and its contracts compared with the code that depends on them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+from isaaclab_pipeline.backends.batch import RETRY_STRATEGY
+from isaaclab_pipeline.settings import PipelineSettings
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "infra" / "isaaclab-training.yaml"
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+# Actions that accept no resource ARN (AWS's service authorization reference), the only ones allowed on "*".
+RESOURCELESS = {
+    "batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
+    "logs:DescribeLogGroups", "s3:GetAccountPublicAccessBlock", "cloudwatch:PutMetricData",
+    "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    tpl, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    return tpl
+
+
+def _camel(obj: Any) -> Any:
+    """CloudFormation's PascalCase keys → the API's camelCase (what the backend sends)."""
+    if isinstance(obj, dict):
+        return {k[0].lower() + k[1:]: _camel(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_camel(v) for v in obj]
+    return obj
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for policy in role["Properties"].get("Policies", []):
+        out += policy["PolicyDocument"]["Statement"]
+    return out
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement.get("Action", [])
+    return [action] if isinstance(action, str) else list(action)
+
+
+def test_cfn_lint_clean() -> None:
+    proc = subprocess.run([str(CFN_LINT), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_job_definitions_retry_like_the_backend(template) -> None:
+    resources = template["Resources"]
+    for name in ("TrainJobDefinition", "MultiNodeTrainJobDefinition"):
+        props = resources[name]["Properties"]
+        assert _camel(props["RetryStrategy"]) == RETRY_STRATEGY, name
+        assert props["Timeout"] == {"AttemptDurationSeconds": {"Ref": "MaxRuntimeSeconds"}}
+        assert props["PlatformCapabilities"] == ["EC2"]
+    assert resources["TrainJobDefinition"]["Properties"]["Type"] == "container"
+    multinode = resources["MultiNodeTrainJobDefinition"]["Properties"]
+    assert multinode["Type"] == "multinode"
+    # the backend's nodeOverrides target "0:" — one range covering every node, main included
+    assert [r["TargetNodes"] for r in multinode["NodeProperties"]["NodeRangeProperties"]] == ["0:"]
+
+
+def test_containers_gpu_logs_image_role(template) -> None:
+    resources = template["Resources"]
+    containers = [resources["TrainJobDefinition"]["Properties"]["ContainerProperties"],
+                  resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]
+                  ["NodeRangeProperties"][0]["Container"]]
+    for container in containers:
+        reqs = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+        assert reqs["GPU"] == {"Ref": "GpusPerNode"}
+        log = container["LogConfiguration"]
+        assert log["LogDriver"] == "awslogs"
+        assert log["Options"]["awslogs-group"] == {"Ref": "JobLogGroup"}
+        assert container["JobRoleArn"] == {"Fn::GetAtt": ["BatchJobRole", "Arn"]}
+        assert "TaskImageRepository.RepositoryUri" in container["Image"]["Fn::Sub"]
+        assert container["LinuxParameters"]["SharedMemorySize"] == {"Ref": "SharedMemoryMiB"}
+
+
+def test_compute_spot_first_then_on_demand_with_gpu_ami(template) -> None:
+    resources = template["Resources"]
+    spot = resources["SpotComputeEnvironment"]["Properties"]["ComputeResources"]
+    on_demand = resources["OnDemandComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert spot["Type"] == "SPOT" and on_demand["Type"] == "EC2"
+    for compute in (spot, on_demand):
+        assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+        assert compute["MinvCpus"] == 0  # no idle GPU bill
+    spot_first = resources["JobQueue"]["Properties"]["ComputeEnvironmentOrder"]["Fn::If"][1]
+    assert [e["ComputeEnvironment"]["Ref"] for e in sorted(spot_first, key=lambda e: e["Order"])] == [
+        "SpotComputeEnvironment", "OnDemandComputeEnvironment"]
+    # multi-node parallel jobs can't run on Spot: the on-demand queue holds no spot environment
+    on_demand_queue = resources["OnDemandJobQueue"]["Properties"]["ComputeEnvironmentOrder"]
+    assert [e["ComputeEnvironment"]["Ref"] for e in on_demand_queue] == ["OnDemandComputeEnvironment"]
+    for param in ("SpotInstanceTypes", "OnDemandInstanceTypes"):
+        assert set(template["Parameters"][param]["Default"].split(",")) <= {"g4dn", "g5", "g6", "g6e", "p4d", "p5"}
+
+
+def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
+    outputs = template["Outputs"]
+    raw, _ = outputs["AirflowVariablesJson"]["Value"]["Fn::Sub"]
+    values = {"JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training",
+              "NamePrefix": "isaaclab", "GpusPerNode": "4", "MaxRuntimeSeconds": "7200",
+              "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1"}
+    variables = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], raw))
+    # every Batch-related setting the DAG reads has a value, under the exact Variable name
+    wanted = {f"isaaclab_{f}" for f in PipelineSettings.__dataclass_fields__
+              if f.startswith("batch_") or f in ("compute_backend", "staging_uri", "aws_conn_id")}
+    assert set(variables) == wanted
+    # each one also has its own output, whose description names the Variable
+    described = {m.group(0) for o in outputs.values() for m in re.finditer(r"isaaclab_\w+", o["Description"])}
+    assert wanted <= described
+    # and the settings loader takes them as they are (AIRFLOW_VAR_ form, as a secrets backend would give them)
+    for key, value in variables.items():
+        monkeypatch.setenv(f"AIRFLOW_VAR_{key.upper()}", value)
+    settings = PipelineSettings.load()
+    assert settings.compute_backend == "batch"
+    assert settings.batch_job_queue == values["JobQueue"]
+    assert settings.batch_job_definition == "isaaclab-train"
+    assert settings.batch_multinode_job_definition == "isaaclab-train-multinode"
+    assert (settings.batch_gpus_per_node, settings.batch_max_runtime_s) == (4, 7200)
+    assert settings.staging_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/staging"
+    # the names in the JSON match the job definitions' names in the template
+    resources = template["Resources"]
+    assert resources["TrainJobDefinition"]["Properties"]["JobDefinitionName"] == {"Fn::Sub": "${NamePrefix}-train"}
+    assert resources["MultiNodeTrainJobDefinition"]["Properties"]["JobDefinitionName"] == {
+        "Fn::Sub": "${NamePrefix}-train-multinode"}
+
+
+def test_least_privilege(template) -> None:
+    resources = template["Resources"]
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    for name, role in roles.items():
+        for st in _statements(role):
+            if st["Effect"] != "Allow":
+                continue
+            for action in _actions(st):
+                assert action != "*" and not action.endswith(":*"), (name, action)
+            if st.get("Resource") == "*":
+                assert set(_actions(st)) <= RESOURCELESS, (name, st)
+    job = [a for st in _statements(roles["BatchJobRole"]) for a in _actions(st)]
+    assert not [a for a in job if not a.startswith("s3:")], job  # the container touches S3 only
+    assert "s3:DeleteObject" not in job and "s3:PutObject" in job and "s3:GetObject" in job
+    # the job's writes are confined to the staging and output prefixes
+    writes = [st for st in _statements(roles["BatchJobRole"]) if "s3:PutObject" in _actions(st)]
+    assert [r["Fn::Sub"] for st in writes for r in st["Resource"]] == [
+        "${PipelineBucket.Arn}/staging/*", "${PipelineBucket.Arn}/${OutputPrefix}*"]
+    mwaa = {a for st in _statements(roles["MwaaExecutionRole"]) if st["Effect"] == "Allow" for a in _actions(st)}
+    assert {"batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob", "batch:TagResource",
+            "logs:GetLogEvents", "s3:GetObject", "s3:PutObject", "states:SendTaskSuccess",
+            "states:SendTaskFailure", "states:SendTaskHeartbeat", "airflow:PublishMetrics"} <= mwaa
+    submit = next(st for st in _statements(roles["MwaaExecutionRole"]) if _actions(st) == ["batch:SubmitJob"])
+    assert {"Fn::GetAtt": ["JobQueue", "JobQueueArn"]} in submit["Resource"]  # these queues, not any queue
+    trust = roles["MwaaExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+    assert set(trust["Service"]) == {"airflow.amazonaws.com", "airflow-env.amazonaws.com"}
+
+
+def test_buckets_private_and_mwaa_source_versioned(template) -> None:
+    resources = template["Resources"]
+    for name in ("PipelineBucket", "MwaaSourceBucket"):
+        block = resources[name]["Properties"]["PublicAccessBlockConfiguration"]
+        assert all(block.values()), name
+    source = resources["MwaaSourceBucket"]["Properties"]
+    assert source["VersioningConfiguration"] == {"Status": "Enabled"}  # MWAA refuses unversioned buckets
+    assert source["BucketName"]["Fn::Sub"].startswith("airflow-")  # MWAA's naming rule
+    env = resources["MwaaEnvironment"]
+    assert env["Condition"] == "CreateMwaa"
+    assert (env["Properties"]["PluginsS3Path"], env["Properties"]["RequirementsS3Path"],
+            env["Properties"]["DagS3Path"]) == ("plugins.zip", "requirements.txt", "dags")
+    assert template["Parameters"]["MwaaAirflowVersion"]["Default"] == "3.3.1"
