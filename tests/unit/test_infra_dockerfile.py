@@ -1,0 +1,161 @@
+"""The task image's Dockerfiles: hadolint clean, build context complete, one requirements file, the entrypoint.
+
+No Docker engine runs here, so what a build would catch is checked piece by piece: every COPY source exists and
+passes the Dockerfile's .dockerignore, the version rewrite of requirements.txt is run for real, and the
+entrypoint script is run for real against the Isaac Lab venv's runner.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILES = [REPO / "task_image" / "Dockerfile", REPO / "task_image" / "Dockerfile.isaaclab2"]
+ENTRYPOINT = REPO / "task_image" / "docker" / "entrypoint.sh"
+ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
+
+
+def _hadolint() -> str | None:
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.exists() else shutil.which("hadolint")
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(
+        line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")))
+    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*(\w+)\s+(.*)$", text, re.M)]
+
+
+def _copy_sources(dockerfile: Path) -> list[str]:
+    sources = []
+    for inst, args in _instructions(dockerfile):
+        if inst == "COPY" and "--from=" not in args:
+            parts = [p for p in args.split() if not p.startswith("--")]
+            sources += parts[:-1]
+    return sources
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last matching pattern wins; ``!`` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(p, pat) or fnmatch.fnmatchcase(p, pat.replace("**/", "")) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_clean(dockerfile: Path) -> None:
+    hadolint = _hadolint()
+    if hadolint is None:
+        pytest.skip("hadolint is not installed: `make dev-tools` installs it into .venvs/airflow")
+    proc = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_build_context_holds_every_copy_source(dockerfile: Path) -> None:
+    ignore = Path(f"{dockerfile}.dockerignore")
+    patterns = [line.strip() for line in ignore.read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    sources = _copy_sources(dockerfile)
+    assert sources
+    for src in sources:
+        assert (REPO / src).exists(), f"{dockerfile.name}: COPY {src} (context = repo root) does not exist"
+        files = [src] if (REPO / src).is_file() else [
+            p.relative_to(REPO).as_posix() for p in (REPO / src).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts]
+        kept = [f for f in files if not _ignored(f, patterns)]
+        assert kept, f"{ignore.name} drops everything under {src}"
+        if src.startswith(("task_image/isaaclab_runner", "include/schemas")):
+            assert kept == files, f"{ignore.name} drops part of {src}"
+    # nothing heavy reaches the daemon
+    for heavy in (".venvs/airflow/bin/python", ".local/x", "dist/mwaa/plugins.zip", "tests/conftest.py"):
+        assert _ignored(heavy, patterns), heavy
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_runtime_contract(dockerfile: Path) -> None:
+    insts = _instructions(dockerfile)
+    last_from = max(i for i, (inst, _) in enumerate(insts) if inst == "FROM")
+    final = insts[last_from:]
+    users = [args for inst, args in final if inst == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root"), "the image must run as a non-root user"
+    assert ("ENTRYPOINT", '["/usr/local/bin/isaaclab-entrypoint"]') in final
+    env = " ".join(args for inst, args in final if inst == "ENV")
+    schemas_dir = re.search(r"ISAACLAB_RUNNER_SCHEMAS_DIR=(\S+)", env).group(1)
+    assert f"COPY include/schemas {schemas_dir}" in [f"{i} {a}" for i, a in insts]
+
+
+def test_requirements_file_is_the_single_source() -> None:
+    insts = _instructions(DOCKERFILES[0])
+    assert ("COPY", "task_image/requirements.txt /tmp/requirements.txt") in insts
+    runs = " ".join(args for inst, args in insts if inst == "RUN")
+    assert "pip install -r /tmp/requirements.txt" in runs
+    assert "pip install --no-deps /src/task_image" in runs
+    # the build argument's default is the version requirements.txt pins (local venv == image)
+    default = re.search(r"^ARG ISAACLAB_VERSION=(\S+)", DOCKERFILES[0].read_text(), re.M).group(1)
+    pin = re.search(r"^isaaclab(\[[^\]]*\])?==(\S+)", (REPO / "task_image" / "requirements.txt").read_text(), re.M)
+    assert pin and pin.group(2) == default
+
+
+def test_version_build_arg_rewrites_the_pin(tmp_path: Path) -> None:
+    # run the Dockerfile's own shell step on a copy of requirements.txt
+    run = next(args for inst, args in _instructions(DOCKERFILES[0])
+               if inst == "RUN" and "ISAACLAB_VERSION" in args and "sed" in args)
+    step = run.split("&& pip install")[0].replace("/tmp/requirements.txt", str(tmp_path / "requirements.txt"))
+    original = (REPO / "task_image" / "requirements.txt").read_text()
+    for version, expect in (("3.0.1", "3.0.1"), ("", None)):
+        (tmp_path / "requirements.txt").write_text(original)
+        proc = subprocess.run(["sh", "-c", step], env={**os.environ, "ISAACLAB_VERSION": version},
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        rewritten = (tmp_path / "requirements.txt").read_text()
+        if expect is None:
+            assert rewritten == original
+        else:
+            pin_lines = [line for line in rewritten.splitlines() if line.startswith("isaaclab")]
+            assert pin_lines and all(line.endswith(f"=={expect}") for line in pin_lines), pin_lines
+            # extras and every other line are untouched
+            assert [line.split("==")[0] for line in rewritten.splitlines()] == [
+                line.split("==")[0] for line in original.splitlines()]
+    # a version that can't be applied fails the build instead of silently keeping the old pin
+    (tmp_path / "requirements.txt").write_text("jsonschema>=4.20\n")
+    proc = subprocess.run(["sh", "-c", step], env={**os.environ, "ISAACLAB_VERSION": "3.0.1"})
+    assert proc.returncode != 0
+
+
+@pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (.venvs/isaaclab)")
+def test_entrypoint_takes_both_command_forms(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # the image's `python` is its venv's (a wrapper: a bare symlink would lose the venv)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{ISAACLAB_PYTHON}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=120)
+
+    short = run("--help")  # the image's CMD
+    assert short.returncode == 0 and "run" in short.stdout and "list-tasks" in short.stdout
+    explicit = run("python", "-m", "isaaclab_runner", "--help")  # the Batch backend's command override
+    assert explicit.returncode == 0 and explicit.stdout == short.stdout
+    bad = run("run", "--spec", str(tmp_path / "missing.json"), "--workdir", str(tmp_path / "w"))
+    assert bad.returncode == 2, bad.stdout + bad.stderr  # the runner's "bad input" exit code reaches Batch
+    other = run("echo", "debug shell")
+    assert other.stdout.strip() == "debug shell"
