@@ -1,13 +1,71 @@
-"""Build Isaac Lab's own command lines (the ``isaaclab`` CLI of Isaac Lab 3.x) from a job spec."""
+"""Build Isaac Lab's own command lines from a job spec: the ``isaaclab`` CLI of 3.x, or the 2.x scripts.
+
+Isaac Lab 3.x (``pip install isaaclab``) has one console script: ``isaaclab train --rl_library L ...``.
+Isaac Lab 2.x (the ``nvcr.io/nvidia/isaac-lab:2.x`` image) runs one script per library through its launcher:
+``/workspace/isaaclab/isaaclab.sh -p scripts/reinforcement_learning/<lib>/train.py --task T --headless ...``,
+resumes with ``--resume --load_run <run> --checkpoint <file>`` (rsl_rl) or ``--checkpoint PATH`` (skrl,
+rl_games), and names tasks with a ``-v0`` suffix. ``detect_isaaclab`` tells them apart; ``resolve_task_id``
+accepts the seed's 2.x ids on 3.x through an alias table.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+ISAACLAB_2_ROOT = "/workspace/isaaclab"  # where the 2.x container has the repository and isaaclab.sh
+
+# 2.x ids the seed and VAMS users write → 3.x ids (isaaclab_tasks' CHANGELOG); other ``-v0`` ids follow the rule
+# in ``task_candidates`` (drop ``-v0``; tasks moved to isaaclab_tasks_contrib gained the ``IsaacContrib-`` prefix).
+TASK_ALIASES = {
+    "Isaac-Ant-v0": "Isaac-Ant",
+    "Isaac-Cartpole-v0": "Isaac-Cartpole",
+    "Isaac-Cartpole-Direct-v0": "Isaac-Cartpole-Direct",
+    "Isaac-Humanoid-v0": "Isaac-Humanoid",
+    "Isaac-Reach-Franka-v0": "Isaac-Reach-Franka",
+    "Isaac-Lift-Cube-Franka-v0": "IsaacContrib-Lift-Cube-Franka",
+    "Isaac-Velocity-Flat-Anymal-C-v0": "IsaacContrib-Velocity-Flat-AnymalC",
+    "Isaac-Velocity-Rough-Anymal-C-v0": "IsaacContrib-Velocity-Rough-AnymalC",
+    "Isaac-Velocity-Flat-Anymal-D-v0": "Isaac-Velocity-Flat-AnymalD",
+    "Isaac-Velocity-Rough-Anymal-D-v0": "Isaac-Velocity-Rough-AnymalD",
+}
+
+
+@dataclass(frozen=True)
+class IsaacLabInstall:
+    """Which Isaac Lab this environment has: ``major`` 3 (the ``isaaclab`` CLI) or 2 (``isaaclab.sh`` scripts)."""
+
+    major: int
+    root: Path | None = None  # the 2.x repository (holds isaaclab.sh and scripts/)
+
+
+def detect_isaaclab(env: Mapping[str, str] | None = None) -> IsaacLabInstall:
+    """Detect the installed Isaac Lab: 3.x has the ``isaaclab.cli`` module, 2.x the ``isaaclab.sh`` launcher.
+
+    Args:
+        env: the environment to read ``ISAACLAB_PATH`` from (default: ``os.environ``).
+
+    Raises:
+        FileNotFoundError: if neither is installed.
+    """
+    env = os.environ if env is None else env
+    if importlib.util.find_spec("isaaclab") is not None and importlib.util.find_spec("isaaclab.cli") is not None:
+        return IsaacLabInstall(3)
+    root = Path(env.get("ISAACLAB_PATH") or ISAACLAB_2_ROOT)
+    if (root / "isaaclab.sh").is_file():
+        return IsaacLabInstall(2, root)
+    raise FileNotFoundError("no Isaac Lab found: install isaaclab 3.x (`pip install 'isaaclab[rsl-rl]==3.0.0'`) or "
+                            f"set ISAACLAB_PATH to an Isaac Lab 2.x checkout (looked for {root}/isaaclab.sh)")
 
 
 def isaaclab_executable() -> str:
@@ -21,6 +79,30 @@ def isaaclab_executable() -> str:
     return found
 
 
+def task_candidates(task: str) -> list[str]:
+    """Return the 3.x ids a task id may mean, the id itself first."""
+    out = [task]
+    if task in TASK_ALIASES:
+        out.append(TASK_ALIASES[task])
+    if task.endswith("-v0"):
+        stem = task[: -len("-v0")]
+        out += [stem, stem.replace("-Play", "")]
+        if stem.startswith("Isaac-"):
+            out.append("IsaacContrib-" + stem[len("Isaac-"):])
+    return list(dict.fromkeys(out))
+
+
+def resolve_task_id(task: str, registered: Iterable[str]) -> str | None:
+    """Return the registered id ``task`` stands for (itself, or its 3.x alias with a warning), else None."""
+    known = set(registered)
+    for candidate in task_candidates(task):
+        if candidate in known:
+            if candidate != task:
+                log.warning("task %r is an Isaac Lab 2.x id; running the Isaac Lab 3 task %r", task, candidate)
+            return candidate
+    return None
+
+
 def resolve_device(requested: str) -> str:
     """Map ``auto`` to ``cuda`` when a GPU is visible, else ``cpu``."""
     if requested != "auto":
@@ -30,19 +112,101 @@ def resolve_device(requested: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path | None = None) -> list[str]:
-    """Return ``isaaclab train ...`` for the spec: flags first, then Hydra overrides."""
+def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path | None = None,
+                  max_iterations: int | None = None) -> list[str]:
+    """Return ``isaaclab train ...`` (3.x) for the spec: flags first, then Hydra overrides.
+
+    Args:
+        spec: the job spec.
+        library: the RL library module (``libraries.get_library``).
+        device: ``cpu`` or ``cuda[:N]``.
+        checkpoint: a local checkpoint to resume from.
+        max_iterations: overrides the spec's ``maxIterations`` (a resumed rl_games run counts from epoch 0).
+    """
     cmd = [
         isaaclab_executable(), "train",
         "--rl_library", library.NAME,
         "--task", spec["task"],
         "--num_envs", str(spec["numEnvs"]),
-        "--max_iterations", str(spec["maxIterations"]),
+        "--max_iterations", str(max_iterations or spec["maxIterations"]),
         "--seed", str(spec["seed"]),
         "--device", device,
     ]
     if checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]
+    if spec.get("recordVideo"):  # a clip every video_interval steps (Isaac Lab's default 2000), kit-less
+        cmd += ["--video", "--video_length", "200", "--viz", "newton_gl"]
+    return cmd + library.device_overrides(device) + library.train_overrides(spec) + list(spec.get("overrides", []))
+
+
+def policy_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path, output_dir: Path, *,
+                   num_episodes: int | None = None, num_steps: int | None = None, num_envs: int | None = None,
+                   export: bool = False, video_length: int = 200) -> list[str]:
+    """Return the ``isaaclab_runner.evaluate`` command (evaluate: ``num_episodes``; play/export: ``num_steps``).
+
+    Kit-less video needs a visualizer to capture from: ``--viz newton_gl`` (Mesa EGL on a CPU).
+    """
+    cmd = [
+        sys.executable, "-m", "isaaclab_runner.evaluate",
+        "--rl_library", library.NAME,
+        "--task", spec["task"],
+        "--checkpoint", str(checkpoint),
+        "--num_envs", str(num_envs or spec["numEnvs"]),
+        "--seed", str(spec["seed"]),
+        "--device", device,
+        "--output_dir", str(output_dir),
+    ]
+    cmd += ["--num_episodes", str(num_episodes)] if num_episodes is not None else ["--num_steps", str(num_steps or 0)]
+    if export:
+        cmd.append("--export")
+    if spec.get("recordVideo") and (num_episodes or num_steps):
+        cmd += ["--video", "--video_length", str(video_length), "--viz", "newton_gl"]
+    return cmd + library.device_overrides(device) + list(spec.get("overrides", []))
+
+
+def train_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root: Path,
+                     checkpoint: Path | None = None) -> list[str]:
+    """Return the Isaac Lab 2.x equivalent of ``train_command``.
+
+    ``isaaclab.sh -p scripts/reinforcement_learning/<lib>/train.py --task T --num_envs N --max_iterations M
+    --seed S --headless --device D``. A resumed rsl_rl run uses ``--resume --load_run <run folder>
+    --checkpoint <file name>``, which 2.x looks up under ``logs/rsl_rl/<experiment_name>/``: the checkpoint
+    must sit in ``logs/rsl_rl/<experiment>/<run folder>/`` of the working directory (the runner copies it there
+    and sets ``agent.experiment_name`` to that experiment). skrl and rl_games take ``--checkpoint PATH``.
+    """
+    cmd = [
+        str(root / "isaaclab.sh"), "-p", f"scripts/reinforcement_learning/{library.NAME}/train.py",
+        "--task", spec["task"],
+        "--num_envs", str(spec["numEnvs"]),
+        "--max_iterations", str(spec["maxIterations"]),
+        "--seed", str(spec["seed"]),
+        "--headless",
+        "--device", device,
+    ]
+    overrides = list(library.device_overrides(device))
+    if checkpoint is not None:
+        if library.NAME == "rsl_rl":
+            run_dir, experiment = checkpoint.parent, checkpoint.parent.parent
+            cmd += ["--resume", "--load_run", run_dir.name, "--checkpoint", checkpoint.name]
+            overrides.append(f"agent.experiment_name={experiment.name}")
+        else:
+            cmd += ["--checkpoint", str(checkpoint)]
+    return cmd + overrides + list(spec.get("overrides", []))
+
+
+def play_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root: Path, checkpoint: Path,
+                    video_length: int = 200) -> list[str]:
+    """Return the Isaac Lab 2.x ``play.py`` command; with video it ends after the first clip (2.x play's rule)."""
+    cmd = [
+        str(root / "isaaclab.sh"), "-p", f"scripts/reinforcement_learning/{library.NAME}/play.py",
+        "--task", spec["task"],
+        "--num_envs", str(spec["numEnvs"]),
+        "--checkpoint", str(checkpoint),
+        "--headless",
+        "--device", device,
+    ]
+    if spec.get("recordVideo"):
+        cmd += ["--video", "--video_length", str(video_length)]
     return cmd + library.device_overrides(device) + list(spec.get("overrides", []))
 
 

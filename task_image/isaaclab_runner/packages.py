@@ -111,11 +111,21 @@ def registered_tasks() -> list[str]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def verify_task(task: str) -> None:
-    """Fail with the registered ids and the usual causes if ``task`` is not registered."""
+def verify_task(task: str) -> str:
+    """Return the registered id ``task`` stands for (a 2.x id maps to its 3.x alias, with a warning).
+
+    Raises:
+        PackageError: with the registered ids and the usual causes, if ``task`` is not registered.
+    """
+    from isaaclab_runner.isaaclab_cli import resolve_task_id
+
     tasks = registered_tasks()
-    if task in tasks:
-        return
+    resolved = resolve_task_id(task, tasks)
+    if resolved is not None:
+        if resolved != task:
+            print(f"[runner] WARNING: {task!r} is an Isaac Lab 2.x task id; using its Isaac Lab 3 id {resolved!r}",
+                  flush=True)
+        return resolved
     raise PackageError(
         f"task {task!r} is not registered (gymnasium.error.UnregisteredEnv). Registered ids ({len(tasks)}): "
         f"{', '.join(tasks)}\nHints: the env package must declare [project.entry-points.\"isaaclab.tasks\"] "

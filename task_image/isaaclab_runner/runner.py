@@ -1,22 +1,38 @@
-"""Run one job spec: resolve → fetch and install the env package → run Isaac Lab → collect → upload to staging."""
+"""Run one job spec: fetch and install the env package → verify the task → train / evaluate / play → upload.
+
+Modes: ``train`` runs ``isaaclab train`` (resuming from ``resumeCheckpointUri`` when set) and exports the final
+policy; ``evaluate`` runs exactly ``numEpisodes`` episodes of ``checkpointUri`` (evaluate.py, Isaac Lab's
+Python API); ``play`` runs the policy for ``PLAY_STEPS`` steps, with a video when ``recordVideo`` is set.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
-from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, isaaclab_cli, packages, storage
+from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, evaluate, isaaclab_cli, packages, storage
 from isaaclab_runner.libraries import get_library
 
 log = logging.getLogger("isaaclab_runner")
 
 PROGRESS_INTERVAL_S = 2.0  # progress.json is rewritten at most this often (an S3 PUT each time in production)
+PLAY_STEPS = 300  # a play run's length in env steps (5 s of simulated time at 60 Hz), one video clip
+EXPORTABLE = ("rsl_rl",)  # libraries whose runner exports policy.pt/policy.onnx (rsl_rl's export_policy_to_*)
+# ISAACLAB_RUNNER_EXPORT=0 skips the export after training (~30 s of ONNX tracing on a CPU)
+EXPORT_ENV = "ISAACLAB_RUNNER_EXPORT"
+
+ProgressParser = Callable[[str, dict[str, Any]], bool]
 
 
 class Tee:
@@ -44,6 +60,7 @@ class JobRunner:
         self.progress: dict[str, Any] = {"jobId": spec["jobId"], "state": "starting", "mode": spec["mode"]}
         self._last_progress = 0.0
         self._child: subprocess.Popen[str] | None = None
+        self.task: str = spec["task"]  # the registered id (a 2.x id is mapped to its 3.x alias)
 
     def run(self) -> int:
         """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure)."""
@@ -71,37 +88,118 @@ class JobRunner:
 
     def _run_stages(self, result: dict[str, Any]) -> int:
         spec = self.spec
-        if spec["mode"] != "train":
-            raise packages.PackageError(f"mode {spec['mode']!r} is not supported by this runner yet; use train")
         library = get_library(spec["rlLibrary"])
+        install = isaaclab_cli.detect_isaaclab()
         # Fetch and install
         self._set_state("installing")
         if spec.get("envPackageUri"):
             packages.fetch_and_install(spec["envPackageUri"], self.workdir)
-        packages.verify_task(spec["task"])
-        self.say(f"Task {spec['task']} is registered")
+        if install.major >= 3:
+            self.task = packages.verify_task(spec["task"])
+            self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
         device = isaaclab_cli.resolve_device(spec.get("device", "auto"))
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
-        cmd = isaaclab_cli.train_command(spec, library, device)
-        self.progress.update(state="running", iteration=0, maxIterations=spec["maxIterations"])
-        exit_code = self._stream(cmd, cwd, isaaclab_cli.child_env(device), library)
+        stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec["mode"]]
+        exit_code, run_dir = stage(library, install, device, cwd)
         # Collect and upload
-        run_dir = library.find_run_dir(cwd)
-        if run_dir is not None:
+        if run_dir is not None and run_dir.is_dir():
             n = storage.upload_tree(run_dir, storage.join(self.staging, "run"))
             self.say(f"Uploaded {n} files of {run_dir} to {storage.join(self.staging, 'run')}")
             result["runDir"] = run_dir.name
-            result["checkpoints"] = sorted(p.name for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat))
+            result["checkpoints"] = sorted(p.relative_to(run_dir).as_posix() for pat in library.CHECKPOINT_PATTERNS
+                                           for p in run_dir.glob(pat))
         result["iterations"] = self.progress.get("iteration", 0)
+        if "episodes" in self.progress:
+            result["episodes"] = self.progress["episodes"]
         if exit_code != 0:
-            result["error"] = f"isaaclab train exited with {exit_code}; see runner.log"
+            result["error"] = f"isaaclab {spec['mode']} exited with {exit_code}; see runner.log"
             return EXIT_FAILED
         result["status"] = "succeeded"
         return EXIT_OK
 
-    def _stream(self, cmd: list[str], cwd: Path, env: dict[str, str], library: Any) -> int:
+    def _train(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+               cwd: Path) -> tuple[int, Path | None]:
+        """Train (resuming from ``resumeCheckpointUri`` when set); export the final policy where supported."""
+        spec = {**self.spec, "task": self.task}
+        resume = self._fetch(spec.get("resumeCheckpointUri"), "resume")
+        max_iterations = spec["maxIterations"]
+        if install.major >= 3:
+            if resume is not None and hasattr(library, "resume_max_iterations"):
+                max_iterations = library.resume_max_iterations(resume, max_iterations)
+            cmd = isaaclab_cli.train_command(spec, library, device, resume, max_iterations)
+        else:
+            if resume is not None and library.NAME == "rsl_rl":  # 2.x finds it only under logs/rsl_rl/<exp>/<run>/
+                staged = cwd / "logs" / library.NAME / "resumed" / "checkpoint" / resume.name
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                resume = Path(shutil.copyfile(resume, staged))
+            cmd = isaaclab_cli.train_command_v2(spec, library, device, install.root, resume)
+        self.progress.update(state="running", iteration=0, maxIterations=max_iterations)
+        exit_code = self._stream(cmd, cwd, isaaclab_cli.child_env(device), library.parse_progress)
+        run_dir = library.find_run_dir(cwd)
+        export = os.environ.get(EXPORT_ENV, "1") != "0" and library.NAME in EXPORTABLE
+        if exit_code == 0 and run_dir is not None and install.major >= 3 and export:
+            self._export(library, device, run_dir)
+        return exit_code, run_dir
+
+    def _export(self, library: ModuleType, device: str, run_dir: Path) -> None:
+        """Export the last checkpoint to ``exported/policy.{pt,onnx}`` (what robotics teams deploy)."""
+        rx = re.compile(library.CHECKPOINT_REGEX)
+        ckpts = [(int(m.group(1)), p) for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat)
+                 if (m := rx.search(p.name))]
+        if not ckpts:
+            self.say("No checkpoint to export")
+            return
+        last = max(ckpts)[1]
+        cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, last, run_dir,
+                                          num_steps=0, num_envs=1, export=True)
+        if self._stream(cmd, run_dir.parent, isaaclab_cli.child_env(device), None) != 0:
+            self.say(f"WARNING: exporting {last.name} failed; the checkpoints are published without exported/")
+
+    def _evaluate(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+                  cwd: Path) -> tuple[int, Path | None]:
+        """Run exactly ``numEpisodes`` episodes of the checkpoint (evaluate.py); results in ``cwd/run``."""
+        if install.major < 3:
+            raise packages.PackageError("mode 'evaluate' needs Isaac Lab 3 (its Python API counts episodes); this "
+                                        "image has Isaac Lab 2.x: use mode 'play' or an Isaac Lab 3 image")
+        checkpoint = self._require_checkpoint()
+        out = cwd / "run"
+        cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, checkpoint, out,
+                                          num_episodes=self.spec["numEpisodes"], export=library.NAME in EXPORTABLE)
+        self.progress.update(state="running", episodes=0, numEpisodes=self.spec["numEpisodes"])
+        return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
+
+    def _play(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+              cwd: Path) -> tuple[int, Path | None]:
+        """Play the policy for ``PLAY_STEPS`` env steps (one video clip of that length when asked)."""
+        checkpoint = self._require_checkpoint()
+        spec = {**self.spec, "task": self.task}
+        out = cwd / "run"
+        if install.major < 3:
+            cmd = isaaclab_cli.play_command_v2(spec, library, device, install.root, checkpoint, PLAY_STEPS)
+        else:
+            cmd = isaaclab_cli.policy_command(spec, library, device, checkpoint, out, num_steps=PLAY_STEPS,
+                                              export=library.NAME in EXPORTABLE, video_length=PLAY_STEPS)
+        self.progress.update(state="running", episodes=0)
+        return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
+
+    def _require_checkpoint(self) -> Path:
+        path = self._fetch(self.spec.get("checkpointUri"), "checkpoint")
+        if path is None:
+            raise packages.PackageError(f"mode {self.spec['mode']!r} needs a checkpoint: set checkpointPath, "
+                                        "policyS3Uri or policyPath in the conf")
+        return path
+
+    def _fetch(self, uri: str | None, kind: str) -> Path | None:
+        """Download a checkpoint into ``inputs/<kind>/`` keeping its name (libraries parse numbers from it)."""
+        if not uri:
+            return None
+        path = storage.download(uri, self.workdir / "inputs" / kind / uri.rstrip("/").rsplit("/", 1)[-1])
+        self.say(f"Fetched {kind} {uri}")
+        return path
+
+    def _stream(self, cmd: list[str], cwd: Path, env: dict[str, str], parse: ProgressParser | None) -> int:
         """Run ``cmd``, copying its output line by line and turning it into progress."""
         self.say("Running: " + " ".join(cmd))
         start = time.monotonic()
@@ -110,7 +208,7 @@ class JobRunner:
         assert self._child.stdout is not None
         for line in self._child.stdout:
             self.tee.write(line)
-            if library.parse_progress(line, self.progress):
+            if parse is not None and parse(line, self.progress):
                 self.progress["elapsedS"] = round(time.monotonic() - start, 1)
                 self._write_progress()
         code = self._child.wait()

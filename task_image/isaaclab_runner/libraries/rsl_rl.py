@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 NAME = "rsl_rl"
+AGENT_ENTRY_POINT = "rsl_rl_cfg_entry_point"
 CHECKPOINT_PATTERNS = ("model_*.pt",)
+CHECKPOINT_REGEX = r"model_(\d+)\.pt$"
+# rsl_rl restores current_learning_iteration on load and runs max_iterations more: model_<it> numbers continue
+RESUME_CONTINUES_COUNT = True
 
 _ITERATION = re.compile(r"Learning iteration (\d+)/(\d+)")
 _FIELDS = {
@@ -21,6 +25,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def device_overrides(device: str) -> list[str]:
     """rsl_rl's agent defaults to cuda:0 whatever ``--device`` says, so pin it to the simulation's device."""
     return [f"agent.device={device}"]
+
+
+def train_overrides(spec: dict[str, Any]) -> list[str]:
+    """No extra overrides: rsl_rl logs every iteration and saves every ``save_interval`` and at the end."""
+    return []
 
 
 def find_run_dir(workdir: Path) -> Path | None:

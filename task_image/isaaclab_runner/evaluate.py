@@ -1,0 +1,386 @@
+"""Evaluate or play a checkpoint on Isaac Lab's Python API: exactly N complete episodes, or a bounded run.
+
+Isaac Lab 3 has no evaluate mode (``isaaclab play`` loops until Ctrl+C; ``isaaclab benchmark play`` counts
+steps, not episodes), so this module builds one from the same pieces as Isaac Lab's play backends
+(``isaaclab_rl/entrypoints/backends/play_<lib>.py``): ``resolve_task_config`` → ``launch_simulation`` →
+``create_isaaclab_env`` → the library's env wrapper and policy loader. Episodes are counted on the
+environment itself (``reward_buf``, ``reset_terminated``, ``reset_time_outs`` of the unwrapped Isaac Lab env),
+the same for every library, never by reading console output.
+
+Every env gets a quota of episodes (``numEpisodes`` spread over ``numEnvs``) and only its first quota episodes
+count; stopping at the first N finished episodes would favour short (failed) episodes.
+
+Run as ``python -m isaaclab_runner.evaluate --rl_library L --task T --checkpoint P --output_dir D
+(--num_episodes K | --num_steps S) [--export] [--video --video_length L --viz newton_gl] [overrides...]``.
+It writes into ``D``:
+
+    events.out.tfevents.*             Eval/episode_return, Eval/episode_length[, Eval/success] per episode
+    evaluation/summary.json           mean, std, min, max of return and length; success rate when reported
+    evaluation/evaluation-config.json what was evaluated (task, library, checkpoint, envs, episodes, seed)
+    evaluation/episodes.csv           one row per episode: episode, env, return, length, success
+    videos/<mode>/*.mp4               with --video
+    exported/policy.pt, policy.onnx   with --export (rsl_rl)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_PROGRESS = re.compile(r"\[evaluate\] episodes (\d+)/(\d+|-)")
+
+EVALUATION_DIR = "evaluation"
+SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "evaluation-config.json"
+EPISODES_NAME = "episodes.csv"
+
+
+def episode_quotas(num_episodes: int, num_envs: int) -> list[int]:
+    """Spread ``num_episodes`` over ``num_envs`` envs as evenly as possible (the first envs take the remainder).
+
+    Args:
+        num_episodes: complete episodes wanted in total.
+        num_envs: parallel environments.
+
+    Returns:
+        Episodes each env must complete; they sum to ``num_episodes``.
+    """
+    base, extra = divmod(num_episodes, num_envs)
+    return [base + (1 if i < extra else 0) for i in range(num_envs)]
+
+
+@dataclass
+class EpisodeRecorder:
+    """Accumulates per-env returns and lengths and keeps the episodes that count toward the quotas.
+
+    Args:
+        quotas: episodes each env must complete (``None``: every finished episode counts, as in play mode).
+        num_envs: parallel environments.
+    """
+
+    num_envs: int
+    quotas: list[int] | None = None
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._returns = [0.0] * self.num_envs
+        self._lengths = [0] * self.num_envs
+        self._counted = [0] * self.num_envs
+
+    @property
+    def done(self) -> bool:
+        """True when every env has completed its quota."""
+        return self.quotas is not None and all(c >= q for c, q in zip(self._counted, self.quotas, strict=True))
+
+    def record(self, rewards: list[float], dones: list[bool], successes: list[bool] | None = None) -> None:
+        """Add one step of every env; close the episodes of the envs that are done."""
+        for env_id, (reward, finished) in enumerate(zip(rewards, dones, strict=True)):
+            self._returns[env_id] += reward
+            self._lengths[env_id] += 1
+            if not finished:
+                continue
+            if self.quotas is None or self._counted[env_id] < self.quotas[env_id]:
+                self._counted[env_id] += 1
+                self.episodes.append({
+                    "episode": len(self.episodes) + 1,
+                    "env": env_id,
+                    "return": self._returns[env_id],
+                    "length": self._lengths[env_id],
+                    "success": None if successes is None else bool(successes[env_id]),
+                })
+            self._returns[env_id], self._lengths[env_id] = 0.0, 0
+
+
+def parse_progress(line: str, state: dict[str, Any]) -> bool:
+    """Update ``state`` from this module's ``[evaluate] episodes k/N`` lines (read by the runner)."""
+    match = _PROGRESS.search(line)
+    if not match:
+        return False
+    state["episodes"] = int(match.group(1))
+    if match.group(2) != "-":
+        state["numEpisodes"] = int(match.group(2))
+    return True
+
+
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return mean, std (population), min and max of return and length, and the success rate when reported."""
+    out: dict[str, Any] = {"episodes": len(episodes)}
+    for key in ("return", "length"):
+        values = [float(e[key]) for e in episodes]
+        if not values:
+            out[key] = None
+            continue
+        mean = sum(values) / len(values)
+        out[key] = {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)),
+                    "min": min(values), "max": max(values)}
+    reported = [e["success"] for e in episodes if e["success"] is not None]
+    out["successRate"] = sum(reported) / len(reported) if reported else None
+    return out
+
+
+def write_results(out_dir: Path, episodes: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """Write the TensorBoard events and ``evaluation/{summary.json, evaluation-config.json, episodes.csv}``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    summary = summarize(episodes)
+    writer = SummaryWriter(log_dir=str(out_dir))
+    for e in episodes:  # one TensorBoard step per episode, in completion order
+        writer.add_scalar("Eval/episode_return", e["return"], e["episode"])
+        writer.add_scalar("Eval/episode_length", e["length"], e["episode"])
+        if e["success"] is not None:
+            writer.add_scalar("Eval/success", float(e["success"]), e["episode"])
+    writer.close()
+    folder = out_dir / EVALUATION_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SUMMARY_NAME).write_text(json.dumps({**summary, "mode": config["mode"]}, indent=2) + "\n")
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    with (folder / EPISODES_NAME).open("w", newline="") as f:
+        rows = csv.DictWriter(f, fieldnames=["episode", "env", "return", "length", "success"])
+        rows.writeheader()
+        rows.writerows(episodes)
+    return summary
+
+
+"""
+Per-library policy loading (as in Isaac Lab's play_<lib>.py backends).
+"""
+
+
+@dataclass
+class Policy:
+    """A loaded policy bound to its wrapped env: ``step()`` infers actions and steps the env once."""
+
+    step: Callable[[], None]
+    export: Callable[[Path], list[Path]] | None = None
+
+
+def _load_rsl_rl(env: Any, agent_cfg: Any, checkpoint: str) -> Policy:
+    from isaaclab_rl.rsl_rl import (
+        RslRlVecEnvWrapper,
+        check_rsl_rl_version,
+        create_rsl_rl_runner,
+        handle_deprecated_rsl_rl_cfg,
+    )
+
+    agent_cfg = handle_deprecated_rsl_rl_cfg(agent_cfg, check_rsl_rl_version())
+    wrapped = RslRlVecEnvWrapper(env, clip_actions=agent_cfg.clip_actions)
+    runner = create_rsl_rl_runner(wrapped, agent_cfg)
+    runner.load(checkpoint)
+    policy = runner.get_inference_policy(device=wrapped.unwrapped.device)
+    obs = wrapped.get_observations()
+
+    def step() -> None:
+        nonlocal obs
+        obs, _, dones, _ = wrapped.step(policy(obs))
+        policy.reset(dones)  # recurrent policies forget the finished episodes
+
+    def export(folder: Path) -> list[Path]:
+        runner.export_policy_to_jit(path=str(folder), filename="policy.pt")
+        runner.export_policy_to_onnx(path=str(folder), filename="policy.onnx")
+        return [folder / "policy.pt", folder / "policy.onnx"]
+
+    return Policy(step, export)
+
+
+def _load_skrl(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
+    from isaaclab_rl.skrl import SkrlVecEnvWrapper, import_skrl_runner
+
+    wrapped = SkrlVecEnvWrapper(env, ml_framework="torch")
+    agent_cfg["trainer"]["close_environment_at_exit"] = False
+    agent_cfg["agent"]["experiment"]["write_interval"] = 0  # no training logs or checkpoints from an evaluation
+    agent_cfg["agent"]["experiment"]["checkpoint_interval"] = 0
+    runner = import_skrl_runner("torch")(wrapped, agent_cfg)
+    runner.agent.load(checkpoint)
+    runner.agent.enable_training_mode(False, apply_to_models=True)
+    obs, _ = wrapped.reset()
+    states = wrapped.state()
+
+    def step() -> None:
+        nonlocal obs, states
+        outputs = runner.agent.act(obs, states, timestep=0, timesteps=0)
+        obs, *_ = wrapped.step(outputs[-1].get("mean_actions", outputs[0]))  # deterministic actions
+        states = wrapped.state()
+
+    return Policy(step)
+
+
+def _load_rl_games(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
+    from isaaclab.utils import index_fill_
+    from isaaclab_rl.rl_games import RlGamesVecEnvWrapper, register_rl_games_env
+    from rl_games.torch_runner import Runner
+
+    wrapped = RlGamesVecEnvWrapper.from_agent_cfg(env, agent_cfg)
+    register_rl_games_env(wrapped)
+    params = agent_cfg["params"]
+    params["load_checkpoint"], params["load_path"] = True, checkpoint
+    params["config"]["num_actors"] = wrapped.unwrapped.num_envs
+    runner = Runner()
+    runner.load(agent_cfg)
+    agent = runner.create_player()
+    agent.restore(checkpoint)
+    agent.reset()
+    obs = wrapped.reset()
+    obs = obs["obs"] if isinstance(obs, dict) else obs
+    agent.get_batch_size(obs, 1)
+    if agent.is_rnn:
+        agent.init_rnn()
+
+    def step() -> None:
+        nonlocal obs
+        actions = agent.get_action(agent.obs_to_torch(obs), is_deterministic=True)
+        obs, _, dones, _ = wrapped.step(actions)
+        if agent.is_rnn and agent.states is not None and len(dones) > 0:
+            for state in agent.states:
+                index_fill_(state, dones, 0.0, dim=1)
+
+    return Policy(step)
+
+
+LOADERS: dict[str, Callable[[Any, Any, str], Policy]] = {
+    "rsl_rl": _load_rsl_rl, "skrl": _load_skrl, "rl_games": _load_rl_games,
+}
+
+
+"""
+The episode loop.
+"""
+
+
+def _success_term(unwrapped: Any) -> Callable[[], Any] | None:
+    """Per-env success flags when the task reports them (a ``success`` termination term), else None."""
+    manager = getattr(unwrapped, "termination_manager", None)
+    names = getattr(manager, "active_terms", None) or []
+    name = next((n for n in names if "success" in n.lower()), None)
+    return (lambda: manager.get_term(name)) if name else None
+
+
+def run_loop(policy: Policy, unwrapped: Any, recorder: EpisodeRecorder, max_steps: int) -> int:
+    """Step until the recorder's quotas are met (or ``max_steps`` in play mode); return the steps taken.
+
+    Raises:
+        RuntimeError: if the quotas are not met within ``max_steps`` (episodes that never end).
+    """
+    import torch
+
+    success = _success_term(unwrapped)
+    target = "-" if recorder.quotas is None else str(sum(recorder.quotas))
+    steps = reported = 0
+    with torch.inference_mode():
+        while steps < max_steps and not recorder.done:
+            policy.step()
+            steps += 1
+            dones = (unwrapped.reset_terminated | unwrapped.reset_time_outs).tolist()
+            flags = success().tolist() if success is not None else None
+            recorder.record(unwrapped.reward_buf.reshape(-1).tolist(), dones, flags)
+            if len(recorder.episodes) != reported:  # progress for the runner (one line per finished episode)
+                reported = len(recorder.episodes)
+                print(f"[evaluate] episodes {reported}/{target} after {steps} steps", flush=True)
+    if recorder.quotas is not None and not recorder.done:
+        raise RuntimeError(f"only {len(recorder.episodes)} of {sum(recorder.quotas)} episodes finished in "
+                           f"{max_steps} steps; does the task end its episodes (episode_length_s)?")
+    return steps
+
+
+def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from isaaclab.app import add_launcher_args
+    from isaaclab_rl.entrypoints.common import add_common_play_args
+    from isaaclab_tasks.utils import setup_preset_cli
+
+    parser = argparse.ArgumentParser(prog="isaaclab_runner.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_play_args(parser, agent_default=None, agent_help="Agent config entry point (default: the library's).")
+    parser.add_argument("--rl_library", required=True, choices=sorted(LOADERS))
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file of the library")
+    parser.add_argument("--output_dir", required=True, type=Path)
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--num_episodes", type=int, help="evaluate: complete episodes to run")
+    budget.add_argument("--num_steps", type=int, help="play: env steps to run (0: only load and export)")
+    parser.add_argument("--export", action="store_true", help="export the policy to <output_dir>/exported/")
+    add_launcher_args(parser)
+    return setup_preset_cli(parser, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate or play one checkpoint; return 0 on success."""
+    argv = sys.argv[1:] if argv is None else argv
+    args, hydra_args = _parse_args(argv)
+    import isaaclab_tasks  # noqa: F401  registers the built-in tasks
+    from isaaclab.app import launch_simulation
+    from isaaclab.cli import load_external_tasks
+    from isaaclab.envs import DirectMARLEnvCfg
+    from isaaclab_rl.entrypoints.common import (
+        apply_env_overrides,
+        apply_video_recording,
+        close_env,
+        create_isaaclab_env,
+        enable_cameras_for_video,
+        pre_launch_video_config,
+        video_playback_steps,
+    )
+    from isaaclab_tasks.utils import resolve_task_config
+
+    from isaaclab_runner.libraries import get_library
+
+    load_external_tasks()  # the env package's tasks, through its isaaclab.tasks entry point
+    library = get_library(args.rl_library)
+    mode = "evaluate" if args.num_episodes is not None else "play"
+    out_dir: Path = args.output_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    enable_cameras_for_video(args)
+    started = time.monotonic()
+
+    env_cfg, agent_cfg = resolve_task_config(args.task, args.agent or library.AGENT_ENTRY_POINT, play_mode=True,
+                                             overrides=hydra_args)
+    pre_launch_video_config(env_cfg, args)
+    with launch_simulation(env_cfg, args), contextlib.ExitStack() as cleanup:
+        apply_env_overrides(args, env_cfg)
+        if args.seed is not None:
+            env_cfg.seed = args.seed
+        env_cfg.log_dir = str(out_dir)
+        apply_video_recording(env_cfg, str(out_dir), args, subdir=mode)
+        env = create_isaaclab_env(args.task, env_cfg, args,
+                                  convert_marl_to_single_agent=isinstance(env_cfg, DirectMARLEnvCfg))
+        cleanup.callback(lambda: close_env(env))
+        unwrapped = env.unwrapped
+        policy = LOADERS[library.NAME](env, agent_cfg, str(Path(args.checkpoint).resolve()))
+        exported: list[str] = []
+        if args.export:
+            if policy.export is None:
+                print(f"[evaluate] exporting a {library.NAME} policy is not supported; skipped", flush=True)
+            else:
+                exported = [str(p) for p in policy.export(out_dir / "exported")]
+                print(f"[evaluate] exported {', '.join(exported)}", flush=True)
+        num_envs = int(unwrapped.num_envs)
+        if mode == "evaluate":
+            recorder = EpisodeRecorder(num_envs, episode_quotas(args.num_episodes, num_envs))
+            # every env's quota of full-length episodes, plus one episode of slack for the one under way
+            max_steps = int(unwrapped.max_episode_length) * (max(recorder.quotas) + 1) + 1
+        else:
+            recorder = EpisodeRecorder(num_envs)
+            max_steps = max(args.num_steps, video_playback_steps(args, env_cfg) or 0) if args.num_steps else 0
+        steps = run_loop(policy, unwrapped, recorder, max_steps)
+        if mode == "play" and not args.num_steps:
+            return 0  # export only
+        config = {"mode": mode, "task": args.task, "rlLibrary": library.NAME, "checkpoint": args.checkpoint,
+                  "numEnvs": num_envs, "numEpisodes": args.num_episodes, "numSteps": steps, "seed": env_cfg.seed,
+                  "device": str(unwrapped.device), "video": bool(args.video), "exported": exported,
+                  "overrides": hydra_args, "wallTimeS": round(time.monotonic() - started, 2)}
+        summary = write_results(out_dir, recorder.episodes, config)
+        ret = summary["return"] or {}
+        print(f"[evaluate] {mode}: {summary['episodes']} episodes in {steps} steps; return mean "
+              f"{ret.get('mean', float('nan')):.3f} std {ret.get('std', float('nan')):.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
