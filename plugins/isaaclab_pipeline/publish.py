@@ -8,7 +8,10 @@ Layout (the seed's, plus what it lost):
     training-config.json            the normalized conf (secrets removed)
     env-params.txt, agent-params.txt, git-<name>.txt, runner-log.txt    text views of params, diffs, log
     tensorboard/                    the raw event files
-    exported/, videos/              exported policies and videos when the run made them
+    exported/, videos/              exported policies (policy.pt, policy.onnx) and mp4 videos when the run made them
+    evaluation-config.json, episodes.csv    evaluate/play: what was evaluated, one row per episode
+                                    (its summary.json, mean/std/min/max of return and length, takes the
+                                    top-level name; the convert step's per-tag summary becomes metrics-summary.json)
     run/                            anything else the run wrote, so nothing is lost
     manifest.json                   every file above with size and sha256; written last
 """
@@ -29,12 +32,18 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _SECRET_KEY = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 
 
-def output_name(rel: str) -> str:
-    """Map a path relative to the staging folder to its place in the published layout."""
+EVALUATION_SUMMARY = "run/evaluation/summary.json"  # written by the runner's evaluate.py
+
+
+def output_name(rel: str, evaluation: bool = False) -> str:
+    """Map a path relative to the staging folder to its place in the published layout.
+
+    :param evaluation: the run is an evaluation (its ``run/evaluation/summary.json`` is the top-level summary).
+    """
     path = PurePosixPath(rel)
     parts = path.parts
     if parts[0] == "metrics":
-        return path.name
+        return f"metrics-{path.name}" if evaluation and path.name == "summary.json" else path.name
     if rel == "runner.log":
         return "runner-log.txt"
     if rel == "result.json":
@@ -48,6 +57,8 @@ def output_name(rel: str) -> str:
     inner = PurePosixPath(*parts[1:])
     if inner.parts[0] in ("exported", "videos"):
         return str(inner)
+    if inner.parts[0] == "evaluation" and len(inner.parts) == 2:
+        return inner.name
     if inner.suffix in CHECKPOINT_SUFFIXES:
         # one library per job, so checkpoint names are unique (model_<it>.pt, agent_<step>.pt, nn/<name>.pth)
         return f"checkpoints/{inner.name}"
