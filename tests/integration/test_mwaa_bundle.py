@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,13 @@ def test_bundle_layout(bundle: Path) -> None:
                         'constraints-3.3.1/constraints-3.12.txt"')
     assert not [line for line in lines if line.lower().startswith("apache-airflow==")]
     assert not [line for line in lines if line.split("=")[0].split(">")[0] in ("torch", "isaaclab")]
+
+
+def test_bundle_targets_the_stacks_airflow_version() -> None:
+    # the --constraint line and the MWAA environment the CloudFormation stack creates must name one version
+    template = (REPO / "infra" / "isaaclab-training.yaml").read_text()
+    default = re.search(r"MwaaAirflowVersion:\n(?:\s+\w+:.*\n)*?\s+Default: \"([\d.]+)\"", template).group(1)
+    assert default == builder.MWAA_AIRFLOW_VERSION
 
 
 def test_plugins_zip_is_reproducible(tmp_path: Path) -> None:
