@@ -16,7 +16,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(ROOT)/plugins
 PIPELINE := $(AF)/bin/python -m isaaclab_pipeline.cli
 
-.PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle
+.PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle demo-eval list-tasks
 .DEFAULT_GOAL := demo
 
 install: $(AF)/.installed $(IL)/.installed
@@ -38,6 +38,15 @@ $(IL)/.installed: task_image/requirements.txt task_image/pyproject.toml
 demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory -j2 install && \
 	$(PIPELINE) demo --started-at $$start
+
+# The demo, then an evaluation of its policy (20 episodes, exact count) with an mp4 video under {uuid}/videos/.
+demo-eval:
+	@start=$$(date +%s); $(MAKE) --no-print-directory -j2 install && \
+	$(PIPELINE) demo-eval --started-at $$start
+
+# The tasks the Isaac Lab environment registers; saved so resolve refuses unknown ids before any GPU time.
+list-tasks: $(IL)/.installed
+	$(PIPELINE) list-tasks $(if $(PACKAGE),--package "$(PACKAGE)")
 
 run:
 	@test -n "$(CONF)" || { echo "usage: make run CONF=path/to/conf.json"; exit 2; }

@@ -2,6 +2,8 @@
 
     python -m isaaclab_pipeline.cli run --conf conf.json     # what `make run CONF=...` calls
     python -m isaaclab_pipeline.cli demo                      # what `make demo` calls
+    python -m isaaclab_pipeline.cli demo-eval                 # what `make demo-eval` calls: demo + evaluation
+    python -m isaaclab_pipeline.cli list-tasks [--package P]  # the Isaac Lab environment's task ids
     python -m isaaclab_pipeline.cli trigger --conf conf.json [--airflow-url URL | --mwaa-env NAME]
     python -m isaaclab_pipeline.cli status RUN_ID [--airflow-url URL | --mwaa-env NAME]
 
@@ -128,6 +130,67 @@ def run_conf(conf: dict[str, Any], started: float) -> int:
     return 0
 
 
+def demo_eval(started: float) -> int:
+    """Train the example as ``demo`` does, then evaluate its last checkpoint (20 episodes, with a video)."""
+    from isaaclab_pipeline.storage import local_path
+
+    asset = package_env(EXAMPLE_ENV, pipeline_home() / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
+    print(f"Packaged {EXAMPLE_ENV} as {asset}")
+    train = load_conf(DEMO_CONF)
+    params = train.get("parameters", train)
+    state, run_id = run_dag(train)
+    print(f"\nTraining DAG run {run_id}: {state}")
+    if state != "success":
+        return 1
+    trained = local_path(f"{params['outputS3Path'].rstrip('/')}/{job_uuid(DAG_ID, run_id)}")
+    checkpoint = max(trained.glob("checkpoints/model_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+    conf = {"trainingConfig": {"mode": "evaluate", "task": params["trainingConfig"]["task"], "rlLibrary": "rsl_rl",
+                               "numEnvs": 16, "numEpisodes": 20, "recordVideo": True,
+                               "policyS3Uri": checkpoint.as_uri()},
+            "inputS3AssetFilePath": params["inputS3AssetFilePath"], "outputS3Path": params["outputS3Path"]}
+    print(f"Evaluating {checkpoint} over 20 episodes with a video")
+    state, run_id = run_dag(conf)
+    print(f"\nEvaluation DAG run {run_id}: {state}")
+    if state != "success":
+        return 1
+    out = local_path(f"{params['outputS3Path'].rstrip('/')}/{job_uuid(DAG_ID, run_id)}")
+    summary = json.loads((out / "summary.json").read_text())
+    ret, length = summary["return"], summary["length"]
+    print(f"{summary['episodes']} episodes: return mean {ret['mean']:.3f} (std {ret['std']:.3f}, min {ret['min']:.3f},"
+          f" max {ret['max']:.3f}); length mean {length['mean']:.1f} (min {length['min']:.0f}, "
+          f"max {length['max']:.0f})")
+    for video in sorted(out.glob("videos/**/*.mp4")):
+        print(f"video: {video}")
+    print(f"wall time: {time.time() - started:.0f} s")
+    print(f"outputs: {out}")
+    return 0
+
+
+def list_tasks(package: str | None) -> int:
+    """Print the tasks of the local Isaac Lab environment (and of ``package``) and save the list for resolve."""
+    from isaaclab_pipeline.resolve import known_tasks_path
+    from isaaclab_pipeline.settings import PipelineSettings
+
+    cmd = [PipelineSettings.load().isaaclab_python, "-m", "isaaclab_runner", "list-tasks", "--json"]
+    cmd += ["--package", package] if package else []
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(proc.stderr[-4000:], file=sys.stderr)
+        return proc.returncode
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    for source, ids in doc["sources"].items():
+        for task in ids:
+            print(f"{task}\t{source}")
+    for old, new in doc["aliases"].items():
+        print(f"{old}\talias of {new}")
+    path = known_tasks_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"saved to {path}: the resolve step now refuses unknown task ids of confs without an env package")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command."""
     parser = argparse.ArgumentParser(prog="isaaclab_pipeline.cli", description=__doc__,
@@ -137,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--conf", type=Path, required=True)
     demo = sub.add_parser("demo", help="package the example env and train it through the DAG")
     demo.add_argument("--started-at", type=float, default=None, help="epoch seconds the demo started (wall time)")
+    demo_ev = sub.add_parser("demo-eval", help="the demo, then an evaluation of its policy with a video")
+    demo_ev.add_argument("--started-at", type=float, default=None, help="epoch seconds the demo started (wall time)")
+    tasks = sub.add_parser("list-tasks", help="list the tasks of the Isaac Lab environment (and of an env package)")
+    tasks.add_argument("--package", default=None, help="env package to install and list too (path or URI)")
     # trigger/status go through Airflow's REST API (a running api-server or MWAA): docs/triggering.md
     trig = sub.add_parser("trigger", help="trigger the DAG on a conf through the REST API; print run id and link")
     trig.add_argument("--conf", type=Path, required=True)
@@ -158,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return run_conf(load_conf(args.conf), time.time())
+    if args.command == "list-tasks":
+        return list_tasks(args.package)
+    if args.command == "demo-eval":
+        return demo_eval(args.started_at or time.time())
     started = args.started_at or time.time()
     asset = package_env(EXAMPLE_ENV, pipeline_home() / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
     print(f"Packaged {EXAMPLE_ENV} as {asset}")

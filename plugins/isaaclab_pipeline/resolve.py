@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from collections.abc import Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from isaaclab_pipeline import storage
@@ -14,8 +16,12 @@ from isaaclab_pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
+# .tar.gz covers both a tarred project folder (the seed's `tar -czf`) and an sdist (`python -m build --sdist`)
 PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+# written by `python -m isaaclab_pipeline.cli list-tasks` from the Isaac Lab environment (the image's task list)
+KNOWN_TASKS_ENV = "ISAACLAB_KNOWN_TASKS"
+KNOWN_TASKS_NAME = "known-tasks.json"
 
 
 class ResolveError(ValueError):
@@ -77,6 +83,42 @@ def _relative_or_uri(value: str | None, root: str | None) -> str | None:
     return storage.join(root, value)
 
 
+def known_tasks_path() -> Path:
+    """Where the image's task list is kept: ``$ISAACLAB_KNOWN_TASKS``, else ``{pipeline home}/known-tasks.json``."""
+    from isaaclab_pipeline.settings import pipeline_home
+
+    return Path(os.environ.get(KNOWN_TASKS_ENV) or pipeline_home() / KNOWN_TASKS_NAME)
+
+
+def load_known_tasks(path: Path | None = None) -> tuple[set[str], dict[str, str]] | None:
+    """Return (registered ids, 2.x aliases) of the image, or None when no list was saved."""
+    path = path or known_tasks_path()
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return {t for ids in doc.get("sources", {}).values() for t in ids}, dict(doc.get("aliases", {}))
+
+
+def check_task(task: str, has_package: bool, known: tuple[set[str], dict[str, str]] | None) -> None:
+    """Fail before any GPU time when the image's task list is known and ``task`` is not in it.
+
+    A task of an env package is only known once the package is installed (in the container), so a conf with a
+    package is not checked here; the runner checks it right after installing.
+
+    :raises ResolveError: naming the closest registered ids and the fix.
+    """
+    if known is None or has_package:
+        return
+    ids, aliases = known
+    if task in ids or task in aliases:
+        return
+    words = set(task.lower().replace("-v0", "").split("-")) - {"isaac"}
+    close = sorted(ids, key=lambda t: -len(words & set(t.lower().split("-"))))[:5]
+    raise ResolveError(f"trainingConfig.task: {task!r} is not registered in the Isaac Lab image and no env package "
+                       f"was given (closest: {', '.join(close)}); fix the id, or point inputS3AssetFilePath at the "
+                       "env package that registers it (`python -m isaaclab_pipeline.cli list-tasks` lists them)")
+
+
 def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings) -> JobSpec:
     """Resolve the conf against the asset and the deployment settings into a JobSpec.
 
@@ -102,6 +144,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
                           or tc.get("policyS3Uri") or discover_checkpoint(objects))
     else:
         checkpoint = tc.get("policyS3Uri") or tc.get("policyPath")
+    check_task(tc["task"], package is not None, load_known_tasks())
     if tc["mode"] != "train" and not checkpoint:
         raise ResolveError(f"trainingConfig.checkpointPath: no checkpoint (.pt/.pth) found under {asset_uri}; "
                            "set checkpointPath or policyS3Uri")

@@ -23,13 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run one job spec")
     run.add_argument("--spec", required=True, help="job spec JSON: s3:// URI, file:// URI or path")
     run.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temp folder)")
-    sub.add_parser("list-tasks", help="print the task ids registered in this environment")
+    tasks = sub.add_parser("list-tasks", help="print the task ids registered in this environment")
+    tasks.add_argument("--package", default=None, help="also install this env package and mark the ids it adds")
+    tasks.add_argument("--json", action="store_true", help='print {"sources": {source: [ids]}, "aliases": {2.x id: id}}')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[runner] %(levelname)s %(message)s", stream=sys.stdout)
 
     if args.command == "list-tasks":
-        print("\n".join(packages.registered_tasks()))
-        return 0
+        return _list_tasks(args.package, args.json)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="isaaclab-job-"))
     try:
         spec = load_spec(storage.download(args.spec, workdir / "spec.json").read_text())
@@ -39,6 +40,32 @@ def main(argv: list[str] | None = None) -> int:
     from isaaclab_runner.runner import JobRunner
 
     return JobRunner(spec, workdir).run()
+
+
+def _list_tasks(package: str | None, as_json: bool) -> int:
+    """Print the registered task ids per source (the image's isaaclab_tasks, each env package).
+
+    With ``package``, the package is installed first (as a job would), so its ids are listed too.
+    """
+    import json
+
+    if package:
+        try:
+            packages.fetch_and_install(package, Path(tempfile.mkdtemp(prefix="isaaclab-list-")))
+        except packages.PackageError as exc:
+            print(f"[runner] ERROR: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    from isaaclab_runner.isaaclab_cli import TASK_ALIASES
+
+    sources = packages.tasks_by_source()
+    if as_json:
+        known = {t for ids in sources.values() for t in ids}
+        aliases = {old: new for old, new in TASK_ALIASES.items() if new in known}
+        print(json.dumps({"sources": sources, "aliases": aliases}))  # the last line: pip's output may precede it
+        return 0
+    for source, ids in sources.items():
+        print("\n".join(f"{task}\t{source}" for task in ids))
+    return 0
 
 
 if __name__ == "__main__":

@@ -93,22 +93,37 @@ def fetch_and_install(uri: str, workdir: Path) -> str:
 
 
 _LIST_TASKS = """
-import json, gymnasium as gym
+import json, importlib.metadata, gymnasium as gym
 import isaaclab_tasks  # noqa: F401  registers the built-in tasks
-from isaaclab.cli import load_external_tasks
-load_external_tasks()  # Isaac Lab's own loader of the isaaclab.tasks entry points, as `isaaclab train` does
-print(json.dumps(sorted(s.id for s in gym.registry.values() if "env_cfg_entry_point" in s.kwargs)))
+def ids():
+    return {s.id for s in gym.registry.values() if "env_cfg_entry_point" in s.kwargs}
+sources, seen = {"isaaclab_tasks": sorted(ids())}, ids()
+# the isaaclab.tasks entry points, loaded one at a time as `isaaclab train` does, to tell whose ids are whose
+for ep in importlib.metadata.entry_points(group="isaaclab.tasks"):
+    ep.load()
+    name = ep.dist.name if ep.dist is not None else ep.value
+    sources.setdefault(name, []).extend(sorted(ids() - seen))
+    seen = ids()
+print(json.dumps(sources))
 """
 
 
-def registered_tasks() -> list[str]:
-    """Return the task ids Isaac Lab's CLI would find, in a fresh interpreter so a just-installed package counts."""
+def tasks_by_source() -> dict[str, list[str]]:
+    """Return the registered task ids per source: ``isaaclab_tasks`` (the image) and each env package's dist name.
+
+    A fresh interpreter is used, so a package installed a moment ago counts.
+    """
     proc = subprocess.run([sys.executable, "-c", _LIST_TASKS], capture_output=True, text=True)
     if proc.returncode != 0:
         raise PackageError(f"importing the registered tasks failed:\n{proc.stderr[-4000:]}\nHint: a "
                            "ModuleNotFoundError means the env package imports something not installed; add it to "
                            "its dependencies.")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def registered_tasks() -> list[str]:
+    """Return the task ids Isaac Lab's CLI would find (built-in and every installed env package's), sorted."""
+    return sorted({t for ids in tasks_by_source().values() for t in ids})
 
 
 def verify_task(task: str) -> str:
