@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +34,10 @@ def moto_server() -> Iterator[str]:
     """Start ``moto_server`` on a free loopback port with state machines executing; point boto3 at it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(MOTO_SERVER), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the recorder writes ./moto_recording: keep it out of the checkout
+    workdir = tempfile.mkdtemp(prefix="moto-")
+    proc = subprocess.Popen([str(MOTO_SERVER), "-p", str(port)], cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     old = os.environ.get("AWS_ENDPOINT_URL")
     try:
         for _ in range(100):
@@ -51,6 +56,7 @@ def moto_server() -> Iterator[str]:
             os.environ["AWS_ENDPOINT_URL"] = old
         proc.terminate()
         proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _post(url: str, path: str, body: Any = None) -> None:
