@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -112,8 +113,7 @@ def check_task(task: str, has_package: bool, known: tuple[set[str], dict[str, st
     ids, aliases = known
     if task in ids or task in aliases:
         return
-    words = set(task.lower().replace("-v0", "").split("-")) - {"isaac"}
-    close = sorted(ids, key=lambda t: -len(words & set(t.lower().split("-"))))[:5]
+    close = difflib.get_close_matches(task, sorted(ids), n=5, cutoff=0.5) or ["none"]
     raise ResolveError(f"trainingConfig.task: {task!r} is not registered in the Isaac Lab image and no env package "
                        f"was given (closest: {', '.join(close)}); fix the id, or point inputS3AssetFilePath at the "
                        "env package that registers it (`python -m isaaclab_pipeline.cli list-tasks` lists them)")

@@ -84,3 +84,34 @@ def test_job_spec_round_trips_through_its_schema(tmp_path: Path) -> None:
     data = spec.to_json_dict()
     assert data["envPackageUri"] == str(pkg) and data["numEnvs"] == 4096
     assert JobSpec.from_json_dict(data) == spec
+
+
+def _known(tmp_path: Path) -> Path:
+    import json
+
+    path = tmp_path / "known-tasks.json"
+    path.write_text(json.dumps({"sources": {"isaaclab_tasks": ["Isaac-Ant", "Isaac-Cartpole-Direct"]},
+                                "aliases": {"Isaac-Ant-v0": "Isaac-Ant"}}))
+    return path
+
+
+def test_unknown_image_task_is_refused_before_any_gpu_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(_known(tmp_path)))
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Antt"}, "outputS3Path": "/out"})
+    with pytest.raises(ResolveError, match=r"trainingConfig.task: 'Isaac-Antt' is not registered .*closest: Isaac-A"):
+        build_job_spec(conf, JOB, SETTINGS)
+    for task in ("Isaac-Ant", "Isaac-Ant-v0"):  # registered, or a 2.x alias the runner maps
+        conf = validate_conf({"trainingConfig": {"task": task}, "outputS3Path": "/out"})
+        assert build_job_spec(conf, JOB, SETTINGS).task == task
+
+
+def test_package_tasks_are_checked_by_the_runner_not_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(_known(tmp_path)))
+    pkg = _touch(tmp_path / "asset" / "custom_cartpole-1.0.0.tar.gz")  # an sdist name is a package too
+    assert build_job_spec(_conf(str(pkg)), JOB, SETTINGS).env_package_uri == str(pkg)
+
+
+def test_no_saved_task_list_means_no_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(tmp_path / "absent.json"))
+    conf = validate_conf({"trainingConfig": {"task": "Anything-Goes"}, "outputS3Path": "/out"})
+    assert build_job_spec(conf, JOB, SETTINGS).task == "Anything-Goes"
