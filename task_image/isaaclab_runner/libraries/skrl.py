@@ -14,6 +14,8 @@ CHECKPOINT_REGEX = r"agent_(\d+)\.pt$"
 # skrl's trainer restarts its timestep counter on load: a resumed run numbers checkpoints from 0 again
 RESUME_CONTINUES_COUNT = False
 
+SHORT_RUN = 100  # iterations below which skrl's automatic write interval can be 0
+
 # tqdm progress of skrl's SequentialTrainer: " 40%|████   | 38/96 [00:00<00:01, 44.69it/s]"
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
 
@@ -24,11 +26,13 @@ def device_overrides(device: str) -> list[str]:
 
 
 def train_overrides(spec: dict[str, Any]) -> list[str]:
-    """Write TensorBoard scalars once per iteration (``rollouts`` timesteps).
+    """Short runs write TensorBoard scalars every timestep; longer ones keep the agent config's interval.
 
-    skrl's ``write_interval: auto`` is timesteps/100, which is 0 (never) for short runs: no events, no metrics.
+    skrl's ``write_interval: auto`` is int(timesteps / 100): 0 (never) when iterations x rollouts < 100, so a
+    short run would leave no events and no metrics.csv. From 100 iterations on, ``auto`` gives ~100 points.
+    (A Hydra interpolation such as ``${agent.agent.rollouts}`` reaches skrl as an unresolved string.)
     """
-    return ["agent.agent.experiment.write_interval=${agent.agent.rollouts}"]
+    return ["agent.agent.experiment.write_interval=1"] if spec.get("maxIterations", 0) < SHORT_RUN else []
 
 
 def find_run_dir(workdir: Path) -> Path | None:

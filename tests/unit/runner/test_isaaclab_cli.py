@@ -25,7 +25,7 @@ def test_3x_train_with_resume_video_and_library_overrides() -> None:
     assert cmd[cmd.index("--rl_library") + 1] == "skrl"
     assert cmd[cmd.index("--checkpoint") + 1] == "/w/agent_96.pt"
     assert cmd[cmd.index("--viz") + 1] == "newton_gl" and "--video" in cmd
-    assert cmd[-2:] == ["agent.agent.experiment.write_interval=${agent.agent.rollouts}", "agent.save_interval=25"]
+    assert cmd[-2:] == ["agent.agent.experiment.write_interval=1", "agent.save_interval=25"]
 
 
 def test_3x_rl_games_resume_passes_the_absolute_epoch_limit() -> None:

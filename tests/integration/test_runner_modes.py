@@ -1,0 +1,186 @@
+"""The task runner for real on this CPU: every RL library trains and evaluates, resume continues, every package
+format installs (and one of each format group trains). Isaac Lab runs one process at a time, tiny settings.
+
+Each test runs ``python -m isaaclab_runner run --spec`` in the Isaac Lab venv, as the local backend does, and
+checks the staging folder it leaves (the contract with the Airflow side). The example env package is rebuilt in
+every format with its own version label (``1.0.0+<format>``), so each test proves its format was installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
+EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
+TASK = "Isaac-Custom-Cartpole-Direct"
+# rl_games' minibatch must divide num_envs x horizon_length (16 x 32); the example yaml's 16384 suits 4096 envs
+RL_GAMES_SMALL = ["agent.params.config.minibatch_size=128"]
+
+pytestmark = [
+    pytest.mark.isaaclab,
+    pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)"),
+]
+
+
+def _project(tmp: Path, label: str) -> Path:
+    """Copy the example project with version ``1.0.0+<label>``; build leftovers left out."""
+    dest = tmp / f"src-{label}" / "custom_cartpole"
+    shutil.copytree(EXAMPLE_ENV, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pyproject = dest / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "1.0.0"', f'version = "1.0.0+{label}"'))
+    return dest
+
+
+def build_package(tmp: Path, fmt: str) -> Path:
+    """Build the example env package as ``fmt``: tar.gz / tgz / zip of the project folder, sdist, or wheel."""
+    project = _project(tmp, fmt.replace(".", ""))
+    out = tmp / "dist" / fmt
+    out.mkdir(parents=True)
+    if fmt in ("tar.gz", "tgz"):  # the seed's `tar -czf pkg.tar.gz -C parent folder`
+        archive = out / f"custom_cartpole.{fmt}"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(project, arcname=project.name)
+        return archive
+    if fmt == "zip":
+        archive = out / "custom_cartpole.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(project.rglob("*")):
+                zf.write(path, Path(project.name, path.relative_to(project)))
+        return archive
+    # sdist and wheel through setuptools' PEP 517 backend (what `python -m build` calls), no index needed
+    hook = "build_sdist" if fmt == "sdist" else "build_wheel"
+    code = f"import setuptools.build_meta as b; print(b.{hook}({str(out)!r}))"
+    subprocess.run([str(ISAACLAB_PYTHON), "-c", code], cwd=project, check=True, capture_output=True)
+    return next(out.iterdir())
+
+
+def run_job(tmp: Path, name: str, export: bool = False, **fields: object) -> tuple[int, Path, str]:
+    """Run one job spec through the runner; return (exit code, staging folder, runner output)."""
+    staging = tmp / name / "staging"
+    spec = {"jobId": str(uuid.uuid4()), "task": TASK, "seed": 1, "numEnvs": 16, "maxIterations": 3,
+            "stagingUri": str(staging), "device": "cpu", **fields}
+    spec_path = tmp / name / "spec.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["ISAACLAB_RUNNER_EXPORT"] = "1" if export else "0"  # ONNX export costs ~30 s; one training checks it
+    proc = subprocess.run([str(ISAACLAB_PYTHON), "-m", "isaaclab_runner", "run", "--spec", str(spec_path),
+                           "--workdir", str(tmp / name / "work")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    return proc.returncode, staging, proc.stdout + proc.stderr
+
+
+def installed_version() -> str:
+    code = "import importlib.metadata as m; print(m.version('isaaclab-custom-cartpole'))"
+    return subprocess.run([str(ISAACLAB_PYTHON), "-c", code], capture_output=True, text=True).stdout.strip()
+
+
+def episodes(staging: Path) -> list[dict[str, str]]:
+    with (staging / "run" / "evaluation" / "episodes.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runner-modes")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp: Path) -> dict[str, Path]:
+    """Staging folders of the three libraries' tiny trainings, each from another package format."""
+    return {}
+
+
+@pytest.mark.parametrize(("library", "fmt", "overrides", "checkpoint_rx"), [
+    ("rsl_rl", "tar.gz", [], r"^model_\d+\.pt$"),
+    ("skrl", "wheel", [], r"^checkpoints/agent_\d+\.pt$"),
+    ("rl_games", "sdist", RL_GAMES_SMALL, r"^nn/.+\.pth$"),
+])
+def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, library: str, fmt: str,
+                                                overrides: list[str], checkpoint_rx: str) -> None:
+    package = build_package(tmp, fmt)
+    code, staging, out = run_job(tmp, f"train-{library}", export=library == "rsl_rl", mode="train",
+                                 rlLibrary=library, envPackageUri=str(package), overrides=overrides)
+    assert code == 0, out[-4000:]
+    assert installed_version() == f"1.0.0+{fmt.replace('.', '')}"  # this format was what got installed
+    result = json.loads((staging / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    assert result["checkpoints"] and all(re.match(checkpoint_rx, c) for c in result["checkpoints"]), result
+    assert list((staging / "run").rglob("events.out.tfevents*")), "no TensorBoard events: no metrics.csv"
+    progress = json.loads((staging / "progress.json").read_text())
+    assert progress["iteration"] == 3 and progress["state"] == "succeeded"
+    if library == "rsl_rl":  # the exported policy robotics teams deploy
+        assert (staging / "run" / "exported" / "policy.pt").stat().st_size > 0
+        assert (staging / "run" / "exported" / "policy.onnx").stat().st_size > 0
+    trained[library] = staging
+
+    checkpoint = sorted((staging / "run").glob(result["checkpoints"][-1]))[0]
+    code, ev, out = run_job(tmp, f"eval-{library}", mode="evaluate", rlLibrary=library, numEnvs=4, numEpisodes=6,
+                            checkpointUri=str(checkpoint), overrides=overrides)
+    assert code == 0, out[-4000:]
+    rows = episodes(ev)
+    assert len(rows) == 6  # exactly numEpisodes, spread 2/2/1/1 over the 4 envs
+    assert sorted(int(r["env"]) for r in rows) == [0, 0, 1, 1, 2, 3]
+    summary = json.loads((ev / "run" / "evaluation" / "summary.json").read_text())
+    returns = [float(r["return"]) for r in rows]
+    assert summary["episodes"] == 6
+    assert summary["return"]["mean"] == pytest.approx(sum(returns) / 6)
+    assert summary["return"]["min"] == pytest.approx(min(returns))
+    assert 0 < summary["length"]["min"] <= summary["length"]["max"] <= 420  # 7 s episodes at 60 Hz
+    config = json.loads((ev / "run" / "evaluation" / "evaluation-config.json").read_text())
+    assert (config["numEpisodes"], config["numEnvs"], config["rlLibrary"]) == (6, 4, library)
+    assert list((ev / "run").glob("events.out.tfevents*"))
+    assert json.loads((ev / "result.json").read_text())["episodes"] == 6
+
+
+def test_resume_continues_the_iteration_count(tmp: Path, trained: dict) -> None:
+    if "rsl_rl" not in trained:
+        pytest.skip("needs the rsl_rl training above")
+    checkpoint = trained["rsl_rl"] / "run" / "model_2.pt"  # the last of iterations 0..2
+    package = build_package(tmp, "zip")
+    code, staging, out = run_job(tmp, "resume", mode="train", rlLibrary="rsl_rl", maxIterations=2,
+                                 envPackageUri=str(package), resumeCheckpointUri=f"file://{checkpoint}")
+    assert code == 0, out[-4000:]
+    assert installed_version() == "1.0.0+zip"
+    assert "--checkpoint" in out and "inputs/resume/model_2.pt" in out
+    names = json.loads((staging / "result.json").read_text())["checkpoints"]
+    # rsl_rl loads iteration 2 and runs 2 more: iterations 2..3, last checkpoint model_3 (not model_1)
+    assert max(int(re.search(r"\d+", n).group()) for n in names) == 3, names
+    progress = json.loads((staging / "progress.json").read_text())
+    assert progress["iteration"] == 4  # rsl_rl prints "Learning iteration 3/4": the count went on from 2
+
+
+def test_tgz_installs_and_registers_the_task(tmp: Path) -> None:
+    package = build_package(tmp, "tgz")
+    proc = subprocess.run([str(ISAACLAB_PYTHON), "-m", "isaaclab_runner", "list-tasks", "--json", "--package",
+                           str(package)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["sources"]["isaaclab-custom-cartpole"] == [TASK]
+    assert "Isaac-Cartpole-Direct" in doc["sources"]["isaaclab_tasks"]
+    assert doc["aliases"]["Isaac-Cartpole-Direct-v0"] == "Isaac-Cartpole-Direct"
+    assert installed_version() == "1.0.0+tgz"
+
+
+def test_unregistered_task_fails_with_the_list_and_hints(tmp: Path) -> None:
+    code, staging, out = run_job(tmp, "bad-task", mode="train", rlLibrary="rsl_rl", task="Isaac-No-Such-Task")
+    assert code == 2
+    error = json.loads((staging / "result.json").read_text())["error"]
+    assert "not registered" in error and TASK in error and "isaaclab.tasks" in error
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
