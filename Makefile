@@ -71,13 +71,13 @@ mwaa-bundle: $(AF)/.installed
 	$(AF)/bin/python scripts/build_mwaa_bundle.py --out dist/mwaa
 
 test: install dev-tools
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lint: $(AF)/.installed dev-tools
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts
+	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 
 clean:
