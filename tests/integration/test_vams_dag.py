@@ -130,6 +130,7 @@ def test_convert_failure(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     assert_failed_once_at(env, run, states, execution, "convert_tensorboard_logs", "no TensorBoard event files")
 
 
+@pytest.mark.e2e  # a tiny real Isaac Lab training (~50 s on 2 cores)
 def test_success_reports_outputs_and_leaks_the_token_nowhere(env: dict[str, Any], capfd: pytest.CaptureFixture[str],
                                                               caplog: pytest.LogCaptureFixture) -> None:
     assert ISAACLAB_PYTHON.exists(), "the Isaac Lab venv is missing: run `make install`"
