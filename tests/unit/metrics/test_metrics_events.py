@@ -171,11 +171,14 @@ def test_crc_checked_on_records_the_fast_path_skips(tmp_path: Path, tb) -> None:
         read_event_file(path)
 
 
-@pytest.mark.parametrize("cut", [1, 4, 8, 20], ids=["crc-byte", "whole-crc", "into-payload", "into-header"])
+@pytest.mark.parametrize("cut", [1, 4, 8, -12, -5], ids=["crc-byte", "whole-crc", "into-payload", "header-only",
+                                                          "into-header"])
 def test_truncated_final_record_warns_and_keeps_the_rest(tmp_path: Path, tb, caplog, cut: int) -> None:
     path = tb.write_event_file(tmp_path, [tb.simple_event("a", s, float(s), T0 + s) for s in range(10)])
     data = path.read_bytes()
-    path.write_bytes(data[:-cut])  # a job killed mid-write
+    last, _ = tb.record_offsets(path)[-1]
+    # a job killed mid-write: cut > 0 drops that many bytes, cut < 0 keeps only -cut bytes of the last record
+    path.write_bytes(data[:-cut] if cut > 0 else data[: last - cut])
 
     with caplog.at_level(logging.WARNING, logger="isaaclab_pipeline.metrics.events"):
         fs = read_event_file(path)
