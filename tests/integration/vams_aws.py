@@ -96,8 +96,9 @@ class PipelineExecution:
         queue = sqs.create_queue(QueueName=f"{name}-{time.time_ns()}")["QueueUrl"]
         definition = {"StartAt": "RunPipeline", "States": {"RunPipeline": {
             "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            # explicit TimeoutSeconds: moto times a service task out after 60 s by default (States.Timeout)
             "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
-            "HeartbeatSeconds": 3600, "End": True}}}
+            "TimeoutSeconds": 3600, "HeartbeatSeconds": 1800, "End": True}}}
         machine = self.sfn.create_state_machine(
             name=f"{name}-{time.time_ns()}", definition=json.dumps(definition),
             roleArn="arn:aws:iam::123456789012:role/vams-pipeline")["stateMachineArn"]
