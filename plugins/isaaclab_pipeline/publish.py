@@ -105,9 +105,10 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
         staged = {storage.relative_key(o.uri, staging_uri): o.uri for o in src.list(staging_uri)}
         staged.pop("progress.json", None)  # a live view for the wait step, not an output
         files: dict[str, Path] = {}
+        evaluation = EVALUATION_SUMMARY in staged  # its summary.json takes the top-level name
         # synced checkpoints first, so the final run folder's copy of the same checkpoint replaces it
         for rel, uri in sorted(staged.items(), key=lambda kv: (not kv[0].startswith("checkpoints/"), kv[0])):
-            name = output_name(rel)
+            name = output_name(rel, evaluation)
             if name in files and not rel.startswith("run/"):
                 raise ValueError(f"two staged files map to {name}: refusing to overwrite one with the other")
             files[name] = src.download(uri, scratch / "files" / name)
