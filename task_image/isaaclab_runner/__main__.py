@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--spec", required=True, help="job spec JSON: s3:// URI, file:// URI or path")
     run.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temp folder)")
     tasks = sub.add_parser("list-tasks", help="print the task ids registered in this environment")
-    tasks.add_argument("--package", default=None, help="also install this env package and mark the ids it adds")
-    tasks.add_argument("--json", action="store_true", help='print {"sources": {source: [ids]}, "aliases": {2.x id: id}}')
+    tasks.add_argument("--package", default=None, help="install this env package first, so its ids are listed")
+    tasks.add_argument("--json", action="store_true", help='print {"sources": {source: [ids]}, "aliases": {...}}')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[runner] %(levelname)s %(message)s", stream=sys.stdout)
 
