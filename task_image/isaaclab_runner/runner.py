@@ -15,17 +15,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, evaluate, isaaclab_cli, packages, storage
+from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, evaluate, isaaclab_cli, launch, packages, storage, sync
 from isaaclab_runner.libraries import get_library
 
 log = logging.getLogger("isaaclab_runner")
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what Batch's retryStrategy matches for a retry
+STOP_GRACE_S = 8.0  # after SIGINT, Isaac Lab gets this long before SIGKILL
+SYNC_FLUSH_TIMEOUT_S = 15.0  # of the 30 s Batch allows between SIGTERM and SIGKILL
 PROGRESS_INTERVAL_S = 2.0  # progress.json is rewritten at most this often (an S3 PUT each time in production)
 PLAY_STEPS = 300  # a play run's length in env steps (5 s of simulated time at 60 Hz), one video clip
 EXPORTABLE = ("rsl_rl",)  # libraries whose runner exports policy.pt/policy.onnx (rsl_rl's export_policy_to_*)
@@ -61,13 +65,18 @@ class JobRunner:
         self._last_progress = 0.0
         self._child: subprocess.Popen[str] | None = None
         self.task: str = spec["task"]  # the registered id (a 2.x id is mapped to its 3.x alias)
+        self.node = launch.NodeInfo()  # this node's place in a multi-node job; read in run()
+        self.sync: sync.CheckpointSync | None = None  # stages checkpoints and progress while training
+        self._terminated = False
 
     def run(self) -> int:
-        """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure)."""
+        """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure, 143 after SIGTERM)."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
         result: dict[str, Any] = {"jobId": self.spec["jobId"], "status": "failed"}
         code = EXIT_FAILED
         try:
+            self.node = launch.detect_node()
+            launch.check_shape(self.spec.get("numNodes", 1), self.node)
             code = self._run_stages(result)
         except packages.PackageError as exc:
             self.say(f"ERROR: {exc}")
@@ -76,14 +85,20 @@ class JobRunner:
             log.exception("runner failed")
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
+            if self._terminated:  # 143 = 128 + SIGTERM: Batch's retryStrategy and the local backend retry it
+                code = EXIT_TERMINATED
             result["exitCode"] = code
             self.progress["state"] = "succeeded" if code == EXIT_OK else "failed"
-            self._write_progress(force=True)
             self.tee.file.close()
-            storage.upload(self.workdir / "runner.log", storage.join(self.staging, "runner.log"))
-            # result.json last: its presence tells the Airflow side the staging folder is complete
-            storage.write_text(storage.join(self.staging, "result.json"), json.dumps(result, indent=2),
-                               self.workdir / "result.json")
+            if self.node.uploads:
+                self._write_progress(force=True)
+                storage.upload(self.workdir / "runner.log", storage.join(self.staging, "runner.log"))
+                # result.json last: its presence tells the Airflow side the staging folder is complete
+                storage.write_text(storage.join(self.staging, "result.json"), json.dumps(result, indent=2),
+                                   self.workdir / "result.json")
+            else:  # a worker node reports only its log; rank 0 owns the staging folder
+                storage.upload(self.workdir / "runner.log",
+                               storage.join(self.staging, "nodes", str(self.node.node_rank), "runner.log"))
         return code
 
     def _run_stages(self, result: dict[str, Any]) -> int:
@@ -103,9 +118,11 @@ class JobRunner:
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec["mode"]]
         exit_code, run_dir = stage(library, install, device, cwd)
-        # Collect and upload
-        if run_dir is not None and run_dir.is_dir():
-            n = storage.upload_tree(run_dir, storage.join(self.staging, "run"))
+        # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
+        if run_dir is not None and run_dir.is_dir() and self.node.uploads:
+            # after SIGTERM the checkpoints are staged already (sync flushed them): send the rest, quickly
+            skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
+            n = storage.upload_tree(run_dir, storage.join(self.staging, "run"), skip=skip)
             self.say(f"Uploaded {n} files of {run_dir} to {storage.join(self.staging, 'run')}")
             result["runDir"] = run_dir.name
             result["checkpoints"] = sorted(p.relative_to(run_dir).as_posix() for pat in library.CHECKPOINT_PATTERNS
@@ -113,6 +130,9 @@ class JobRunner:
         result["iterations"] = self.progress.get("iteration", 0)
         if "episodes" in self.progress:
             result["episodes"] = self.progress["episodes"]
+        if self._terminated:
+            result["error"] = "interrupted by SIGTERM; checkpoints are staged for the next attempt to resume from"
+            return EXIT_TERMINATED
         if exit_code != 0:
             result["error"] = f"isaaclab {spec['mode']} exited with {exit_code}; see runner.log"
             return EXIT_FAILED
@@ -125,10 +145,20 @@ class JobRunner:
         spec = {**self.spec, "task": self.task}
         resume = self._fetch(spec.get("resumeCheckpointUri"), "resume")
         max_iterations = spec["maxIterations"]
+        point = self._staged_resume_point(library)
+        if point is not None and point.complete:
+            self.say(f"The final checkpoint {point.uri} is staged already; nothing left to train")
+            return 0, None
+        if point is not None:  # a retried attempt: continue from the latest staged checkpoint
+            resume = sync.fetch_checkpoint(point, self.workdir / "inputs" / "resume")
+            max_iterations = point.remaining
+            self.say(f"Attempt {launch.job_attempt()}: resuming from {point.uri} for the remaining "
+                     f"{max_iterations} of {spec['maxIterations']} iterations")
         if install.major >= 3:
-            if resume is not None and hasattr(library, "resume_max_iterations"):
+            if resume is not None and point is None and hasattr(library, "resume_max_iterations"):
                 max_iterations = library.resume_max_iterations(resume, max_iterations)
-            cmd = isaaclab_cli.train_command(spec, library, device, resume, max_iterations)
+            cmd = launch.launch_command(isaaclab_cli.train_command(spec, library, device, resume, max_iterations),
+                                        spec.get("gpusPerNode", 1), self.node)
         else:
             if resume is not None and library.NAME == "rsl_rl":  # 2.x finds it only under logs/rsl_rl/<exp>/<run>/
                 staged = cwd / "logs" / library.NAME / "resumed" / "checkpoint" / resume.name
@@ -136,10 +166,19 @@ class JobRunner:
                 resume = Path(shutil.copyfile(resume, staged))
             cmd = isaaclab_cli.train_command_v2(spec, library, device, install.root, resume)
         self.progress.update(state="running", iteration=0, maxIterations=max_iterations)
-        exit_code = self._stream(cmd, cwd, isaaclab_cli.child_env(device), library.parse_progress)
+        if self.node.uploads:  # checkpoints reach staging while training runs, so an interruption loses little
+            self.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
+                                            self.workdir / "sync").start()
+        try:
+            exit_code = self._stream(cmd, cwd, isaaclab_cli.child_env(device), library.parse_progress)
+        finally:
+            if self.sync is not None:
+                self.sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
+                self.say(f"Checkpoint sync staged {len(self.sync.uploaded)} file(s), {self.sync.errors} error(s)")
+                self.sync = None
         run_dir = library.find_run_dir(cwd)
         export = os.environ.get(EXPORT_ENV, "1") != "0" and library.NAME in EXPORTABLE
-        if exit_code == 0 and run_dir is not None and install.major >= 3 and export:
+        if exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and export:
             self._export(library, device, run_dir)
         return exit_code, run_dir
 
@@ -184,6 +223,12 @@ class JobRunner:
         self.progress.update(state="running", episodes=0)
         return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
 
+    def _staged_resume_point(self, library: ModuleType) -> sync.ResumePoint | None:
+        """On a retried attempt (Batch or local), the latest checkpoint an earlier attempt staged."""
+        if launch.job_attempt() < 2 or not hasattr(library, "CHECKPOINT_REGEX") or library.NAME != "rsl_rl":
+            return None  # resume by iteration number is rsl_rl's numbering (model_<it>.pt)
+        return sync.find_resume_checkpoint(self.staging, self.spec["maxIterations"], library.CHECKPOINT_REGEX)
+
     def _require_checkpoint(self) -> Path:
         path = self._fetch(self.spec.get("checkpointUri"), "checkpoint")
         if path is None:
@@ -224,6 +269,11 @@ class JobRunner:
         self._write_progress(force=True)
 
     def _write_progress(self, force: bool = False) -> None:
+        if not self.node.uploads:
+            return
+        if self.sync is not None and not force:  # uploaded from the sync thread: training never waits on S3
+            self.sync.put_progress(self.progress)
+            return
         now = time.monotonic()
         if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
             return
@@ -233,7 +283,16 @@ class JobRunner:
                            self.workdir / "progress.json")
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
-        """Stop Isaac Lab and let ``run`` upload what exists (Batch sends SIGTERM before killing)."""
-        self.say("SIGTERM received: stopping Isaac Lab and uploading what exists")
-        if self._child is not None and self._child.poll() is None:
-            self._child.terminate()
+        """Stop Isaac Lab and let ``run`` stage what exists (Batch sends SIGTERM 30 s before SIGKILL).
+
+        Nothing is uploaded here: the sync thread may hold its lock; ``run`` flushes after Isaac Lab exits.
+        """
+        self._terminated = True
+        self.say("SIGTERM received: stopping Isaac Lab and staging what exists")
+        child = self._child
+        if child is not None and child.poll() is None:
+            # Isaac Lab 3 catches SIGTERM and trains on; SIGINT ends its learn loop cleanly within an iteration
+            child.send_signal(signal.SIGINT)
+            timer = threading.Timer(STOP_GRACE_S, lambda: child.poll() is None and child.kill())
+            timer.daemon = True
+            timer.start()

@@ -66,10 +66,15 @@ def write_text(uri: str, text: str, scratch: Path) -> None:
     upload(scratch, uri)
 
 
-def upload_tree(root: Path, uri: str) -> int:
-    """Upload every file under ``root`` to ``uri`` keeping relative paths; return the number of files."""
+def upload_tree(root: Path, uri: str, skip: tuple[str, ...] = ()) -> int:
+    """Upload every file under ``root`` to ``uri`` keeping relative paths; return the number of files.
+
+    Files whose path relative to ``root`` matches a glob in ``skip`` are left out.
+    """
     count = 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if any(path.relative_to(root).match(pattern) for pattern in skip):
+            continue
         upload(path, join(uri, path.relative_to(root).as_posix()))
         count += 1
     return count
