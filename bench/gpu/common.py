@@ -66,7 +66,11 @@ def write_json(path: Path, data: object) -> Path:
 
 def gpu_name() -> str:
     """The GPU model, from nvidia-smi."""
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True)
+    except FileNotFoundError:
+        return "none (CPU)"
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 

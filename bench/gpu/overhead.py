@@ -32,7 +32,9 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/isaaclab-bench"))
+    parser.add_argument("--device", default="cuda:0", help="cpu only to smoke-test this script")
     args = parser.parse_args()
+    agent_device = [f"agent.device={args.device}"]
     out, scratch = args.out.resolve(), args.scratch
     package = scratch / "custom_cartpole.tar.gz"
     package.parent.mkdir(parents=True, exist_ok=True)
@@ -40,10 +42,11 @@ def main() -> int:
                     "--exclude=*.egg-info", "--exclude=__pycache__", "custom_cartpole"], check=True)
     isaaclab = str(Path(sys.executable).parent / "isaaclab")
     bare_args = ["train", "--rl_library", "rsl_rl", "--task", TASK, "--num_envs", str(args.num_envs),
-                 "--max_iterations", str(args.iterations), "--seed", "42", "--device", "cuda:0", "agent.device=cuda:0"]
+                 "--max_iterations", str(args.iterations), "--seed", "42", "--device", args.device, *agent_device]
 
     # Warm-up: installs the package (as the bare side needs it) and compiles Warp's CUDA kernels once
-    warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3)
+    warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3,
+                    device=args.device)
     code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                              str(write_json(scratch / "warm" / "spec.json", warm)), "--workdir",
                              str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm")
@@ -61,7 +64,7 @@ def main() -> int:
 
         job = scratch / f"job{rep}"
         spec = job_spec(f"00000000-0000-4000-8000-00000000000{rep + 1}", job / "staging", package, args.num_envs,
-                        args.iterations)
+                        args.iterations, device=args.device)
         code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                                  str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
                                 out / "logs" / f"runner{rep}.log", job)
