@@ -85,17 +85,21 @@ def report(output_uri: str, started: float) -> None:
     print(f"\nPublished files under {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(out)}  ({path.stat().st_size} bytes)")
-    summary_path = out / "summary.json"
-    if summary_path.exists():
-        tags = json.loads(summary_path.read_text()).get("tags", {})
-        for tag in ("Train/mean_reward", "Train/mean_episode_length"):
-            if tag in tags:
-                print(f"{tag} at the last iteration ({tags[tag]['last_step']}): {tags[tag]['last']:.3f}")
-        limit = episode_step_limit(out / "env-params.txt")
-        if limit and "Train/mean_episode_length" in tags:
-            share = tags["Train/mean_episode_length"]["last"] / limit
-            print(f"episode step limit: {limit}; last mean episode length is {share:.0%} of it "
-                  f"({'balances' if share >= 0.9 else 'not yet balancing'})")
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    if "episodes" in summary:  # an evaluation: summary.json holds the episode statistics
+        ret, length = summary["return"], summary["length"]
+        print(f"evaluation: {summary['episodes']} episodes, return mean {ret['mean']:.3f} (std {ret['std']:.3f}), "
+              f"length mean {length['mean']:.1f}, success rate {summary.get('successRate')}")
+    tags = summary.get("tags", {})
+    for tag in ("Train/mean_reward", "Train/mean_episode_length"):
+        if tags.get(tag, {}).get("last") is not None:  # non-finite values are null in summary.json
+            print(f"{tag} at the last iteration ({tags[tag]['last_step']}): {tags[tag]['last']:.3f}")
+    limit = episode_step_limit(out / "env-params.txt")
+    last_length = tags.get("Train/mean_episode_length", {}).get("last")
+    if limit and last_length is not None:
+        share = last_length / limit
+        print(f"episode step limit: {limit}; last mean episode length is {share:.0%} of it "
+              f"({'balances' if share >= 0.9 else 'not yet balancing'})")
     print(f"wall time: {time.time() - started:.0f} s")
     print(f"outputs: {out}")
 
