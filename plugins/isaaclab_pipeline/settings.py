@@ -57,6 +57,7 @@ class PipelineSettings:
     poll_interval_s: float = 5.0
     # AWS Batch (compute_backend "batch"); names shared with the CloudFormation template
     batch_job_queue: str = ""
+    batch_multinode_job_queue: str = ""  # Batch runs no multi-node parallel job on Spot: an on-demand queue
     batch_job_definition: str = ""
     batch_multinode_job_definition: str = ""
     batch_gpus_per_node: int = 1
@@ -85,6 +86,7 @@ class PipelineSettings:
             isaaclab_python=get_setting("isaaclab_python") or _default_isaaclab_python() or sys.executable,
             poll_interval_s=float(get_setting("poll_interval_s", "5") or 5),
             batch_job_queue=get_setting("batch_job_queue", "") or "",
+            batch_multinode_job_queue=get_setting("batch_multinode_job_queue", "") or "",
             batch_job_definition=get_setting("batch_job_definition", "") or "",
             batch_multinode_job_definition=get_setting("batch_multinode_job_definition", "") or "",
             batch_gpus_per_node=_positive_int("batch_gpus_per_node", 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import boto3
@@ -93,6 +94,22 @@ def test_multi_node_submit_request(aws) -> None:
         "retryStrategy": RETRY_STRATEGY, "timeout": {"attemptDurationSeconds": 28800}, "tags": TAGS,
         "propagateTags": True})
     assert backend.submit(_spec(num_nodes=2)).external_id == "batch-mnp"
+
+
+def test_multi_node_jobs_go_to_their_own_queue_and_are_found_there() -> None:
+    """Batch runs no multi-node parallel job on Spot: an on-demand queue can be set for them."""
+    settings = dataclasses.replace(SETTINGS, batch_multinode_job_queue="ondemand-queue")
+    with mock_aws():
+        hook = BatchClientHook(aws_conn_id="aws_default", region_name="us-east-1")
+        backend = BatchBackend(settings, RUN, hook=hook)
+        assert (backend.job_queue(1), backend.job_queue(2)) == ("gpu-queue", "ondemand-queue")
+        with Stubber(hook.client) as stub:  # a retried submit looks for its job in both queues
+            for queue in ("gpu-queue", "ondemand-queue"):
+                stub.add_response("list_jobs", {"jobSummaryList": []},
+                                  {"jobQueue": queue, "filters": [{"name": "JOB_NAME", "values": [NAME]}]})
+            assert backend.find_jobs(NAME, JOB) == []
+            stub.assert_no_pending_responses()
+    assert BatchBackend(SETTINGS, RUN, hook=hook).job_queue(2) == "gpu-queue"  # unset: the one queue
 
 
 def test_retried_submit_reattaches_to_the_running_job(aws) -> None:

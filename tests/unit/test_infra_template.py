@@ -115,6 +115,7 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     outputs = template["Outputs"]
     raw, _ = outputs["AirflowVariablesJson"]["Value"]["Fn::Sub"]
     values = {"JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training",
+              "OnDemandJobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training-ondemand",
               "NamePrefix": "isaaclab", "GpusPerNode": "4", "MaxRuntimeSeconds": "7200",
               "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1"}
     variables = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], raw))
@@ -131,6 +132,7 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     settings = PipelineSettings.load()
     assert settings.compute_backend == "batch"
     assert settings.batch_job_queue == values["JobQueue"]
+    assert settings.batch_multinode_job_queue == values["OnDemandJobQueue"]
     assert settings.batch_job_definition == "isaaclab-train"
     assert settings.batch_multinode_job_definition == "isaaclab-train-multinode"
     assert (settings.batch_gpus_per_node, settings.batch_max_runtime_s) == (4, 7200)

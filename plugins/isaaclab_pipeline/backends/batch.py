@@ -120,7 +120,7 @@ class BatchBackend:
         }
         request: dict[str, Any] = {
             "jobName": job_name,
-            "jobQueue": self.settings.batch_job_queue,
+            "jobQueue": self.job_queue(spec.num_nodes),
             "retryStrategy": RETRY_STRATEGY,
             "tags": {TAG_JOB_ID: spec.job_id, TAG_DAG_RUN_ID: self.dag_run_id or "none"},
             "propagateTags": True,
@@ -145,17 +145,17 @@ class BatchBackend:
         """
         client = self.hook.client
         ids: list[str] = []
-        token = None
-        while True:
-            kwargs: dict[str, Any] = {"jobQueue": self.settings.batch_job_queue,
-                                      "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
-            if token:
-                kwargs["nextToken"] = token
-            page = client.list_jobs(**kwargs)
-            ids += [j["jobId"] for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name]
-            token = page.get("nextToken")
-            if not token:
-                break
+        for queue in dict.fromkeys((self.job_queue(1), self.job_queue(2))):  # each distinct queue once
+            token = None
+            while True:
+                kwargs: dict[str, Any] = {"jobQueue": queue, "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
+                if token:
+                    kwargs["nextToken"] = token
+                page = client.list_jobs(**kwargs)
+                ids += [j["jobId"] for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name]
+                token = page.get("nextToken")
+                if not token:
+                    break
         jobs = []
         for chunk in _chunks(ids, 100):
             jobs += client.describe_jobs(jobs=chunk).get("jobs", [])
@@ -235,9 +235,15 @@ class BatchBackend:
         return infos[-1] if infos else None  # the newest attempt's stream is listed last
 
     def _handle(self, spec: JobSpec, batch_job_id: str, job_name: str) -> JobHandle:
-        details = {"jobName": job_name, "jobQueue": self.settings.batch_job_queue, "numNodes": spec.num_nodes,
+        details = {"jobName": job_name, "jobQueue": self.job_queue(spec.num_nodes), "numNodes": spec.num_nodes,
                    "regionName": self.hook.conn_region_name, "partition": self.hook.conn_partition}
         return JobHandle(self.name, spec.job_id, batch_job_id, details)
+
+    def job_queue(self, num_nodes: int) -> str:
+        """The queue for a job of ``num_nodes`` nodes: multi-node jobs may have their own (on-demand) queue."""
+        if num_nodes > 1 and self.settings.batch_multinode_job_queue:
+            return self.settings.batch_multinode_job_queue
+        return self.settings.batch_job_queue
 
     def _stage_spec(self, spec: JobSpec) -> str:
         uri = storage.join(spec.staging_uri, "spec.json")
