@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -48,6 +49,25 @@ def mean_fps(root: Path, first: int = 10, last: int = 99) -> float:
     if not window:
         raise RuntimeError(f"no {FPS_TAG} between {first} and {last} under {root}")
     return sum(window) / len(window)
+
+
+def bench_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every GPU benchmark takes: sizes, where results and scratch files go."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--num-envs", type=int, default=16384)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/isaaclab-bench"))
+    return parser
+
+
+def package_example(scratch: Path) -> Path:
+    """Package the example env as the seed's user guide does (tar -czf), as the job's env package."""
+    package = scratch / "custom_cartpole.tar.gz"
+    package.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-czf", str(package), "-C", str(REPO / "examples" / "envs"), "--exclude=build",
+                    "--exclude=*.egg-info", "--exclude=__pycache__", "custom_cartpole"], check=True)
+    return package
 
 
 def job_spec(job_id: str, staging: Path, package: Path, num_envs: int, iterations: int, **extra: object) -> dict:

@@ -11,7 +11,6 @@ address), one GPU each through CUDA_VISIBLE_DEVICES, rendezvous on 127.0.0.1. nu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, gpu_name, job_spec, mean_fps, run_logged, write_json  # noqa: E402
+from common import bench_arguments, gpu_name, job_spec, mean_fps, package_example, run_logged, write_json  # noqa: E402
 
 
 def runner_cmd(spec: Path, workdir: Path) -> list[str]:
@@ -30,18 +29,11 @@ def runner_cmd(spec: Path, workdir: Path) -> list[str]:
 
 def main() -> int:
     """Measure and print the scaling figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--num-envs", type=int, default=16384)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu")
-    parser.add_argument("--scratch", type=Path, default=Path("/tmp/isaaclab-bench"))
+    parser = bench_arguments(__doc__)
     parser.add_argument("--skip-single", action="store_true", help="reuse no baseline: measure 2-GPU shapes only")
     args = parser.parse_args()
     out, scratch = args.out.resolve(), args.scratch
-    package = scratch / "custom_cartpole.tar.gz"
-    package.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-czf", str(package), "-C", str(REPO / "examples" / "envs"), "--exclude=build",
-                    "--exclude=*.egg-info", "--exclude=__pycache__", "custom_cartpole"], check=True)
+    package = package_example(scratch)
     results: dict[str, dict] = {}
 
     def single(name: str, job_id: str, gpus: int, visible: str) -> None:

@@ -12,34 +12,25 @@ kernels, so drift hits both sides. Prints env-steps/s (mean Perf/total_fps over 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, TASK, gpu_name, job_spec, mean_fps, run_logged, write_json  # noqa: E402
+from common import TASK, bench_arguments, gpu_name, job_spec, mean_fps, package_example, run_logged, write_json  # noqa: E402
 
 
 def main() -> int:
     """Measure and print the overhead ratio."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_arguments(__doc__)
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--num-envs", type=int, default=16384)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu")
-    parser.add_argument("--scratch", type=Path, default=Path("/tmp/isaaclab-bench"))
     parser.add_argument("--device", default="cuda:0", help="cpu only to smoke-test this script")
     args = parser.parse_args()
     agent_device = [f"agent.device={args.device}"]
     out, scratch = args.out.resolve(), args.scratch
-    package = scratch / "custom_cartpole.tar.gz"
-    package.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-czf", str(package), "-C", str(REPO / "examples" / "envs"), "--exclude=build",
-                    "--exclude=*.egg-info", "--exclude=__pycache__", "custom_cartpole"], check=True)
+    package = package_example(scratch)
     isaaclab = str(Path(sys.executable).parent / "isaaclab")
     bare_args = ["train", "--rl_library", "rsl_rl", "--task", TASK, "--num_envs", str(args.num_envs),
                  "--max_iterations", str(args.iterations), "--seed", "42", "--device", args.device, *agent_device]
