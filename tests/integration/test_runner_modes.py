@@ -166,6 +166,20 @@ def test_resume_continues_the_iteration_count(tmp: Path, trained: dict) -> None:
     assert progress["iteration"] == 4  # rsl_rl prints "Learning iteration 3/4": the count went on from 2
 
 
+def test_play_is_bounded_and_records_a_video(tmp: Path, trained: dict) -> None:
+    """play runs the policy for a fixed number of steps (Isaac Lab's own play loops until SIGINT)."""
+    if "rsl_rl" not in trained:
+        pytest.skip("needs the rsl_rl training above")
+    checkpoint = trained["rsl_rl"] / "run" / "model_2.pt"
+    code, staging, out = run_job(tmp, "play", mode="play", rlLibrary="rsl_rl", numEnvs=2, recordVideo=True,
+                                 checkpointUri=f"file://{checkpoint}")
+    assert code == 0, out[-4000:]
+    assert "--num_steps 300" in out  # bounded: PLAY_STEPS
+    videos = list((staging / "run").rglob("*.mp4"))
+    assert videos and all(v.stat().st_size > 1000 for v in videos), out[-3000:]
+    assert json.loads((staging / "result.json").read_text())["status"] == "succeeded"
+
+
 def test_tgz_installs_and_registers_the_task(tmp: Path) -> None:
     package = build_package(tmp, "tgz")
     proc = subprocess.run([str(ISAACLAB_PYTHON), "-m", "isaaclab_runner", "list-tasks", "--json", "--package",
