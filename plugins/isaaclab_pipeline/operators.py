@@ -54,6 +54,8 @@ class SubmitIsaacLabJobOperator(BaseOperator):
         self.log.info("Job %s submitted to the %s backend: %s", spec.job_id, handle.backend, handle.external_id)
         if handle.backend == "batch":
             _persist_job_link(context, self, handle)
+        else:
+            _persist_no_links(context, self)
         return handle.to_dict()
 
 
@@ -86,6 +88,8 @@ class WaitForIsaacLabJobOperator(BaseOperator):
         self._backend = get_backend(settings)
         if handle.backend == "batch":
             _persist_job_link(context, self, handle)
+        else:
+            _persist_no_links(context, self)
         deferrable = handle.backend == "batch" if self.deferrable is None else self.deferrable
         if deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
@@ -172,6 +176,13 @@ class WaitForIsaacLabJobOperator(BaseOperator):
 def _persist_job_link(context: Any, operator: BaseOperator, handle: JobHandle) -> None:
     IsaacLabBatchJobLink.persist(context=context, operator=operator, region_name=handle.details.get("regionName"),
                                  aws_partition=handle.details.get("partition", "aws"), job_id=handle.external_id)
+
+
+def _persist_no_links(context: Any, operator: BaseOperator) -> None:
+    """A local job has no AWS console pages: store empty links, so rendering them finds no missing XCom."""
+    if operator.do_xcom_push:
+        for link in operator.operator_extra_links:
+            context["ti"].xcom_push(key=link.key, value={})
 
 
 def _persist_log_link(context: Any, operator: BaseOperator, handle: JobHandle, info: dict[str, str]) -> None:
