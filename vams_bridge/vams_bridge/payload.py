@@ -39,14 +39,19 @@ def parse_body(event: Mapping[str, Any]) -> dict[str, Any]:
         BridgeInputError: if the body is not a JSON object.
     """
     body = event.get("body", event) if isinstance(event, Mapping) else event
-    if isinstance(body, str | bytes):
+    return dict(_json_object(body, "body"))
+
+
+def _json_object(value: Any, field: str) -> Mapping[str, Any]:
+    """Decode ``value`` (an object or its JSON text) into an object; the error names ``field``."""
+    if isinstance(value, str | bytes):
         try:
-            body = json.loads(body)
+            value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise BridgeInputError(f"body: not valid JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(body, Mapping):
-        raise BridgeInputError(f"body: expected a JSON object, got {type(body).__name__}")
-    return dict(body)
+            raise BridgeInputError(f"{field}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, Mapping):
+        raise BridgeInputError(f"{field}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def task_token(body: Mapping[str, Any]) -> str | None:
@@ -71,13 +76,7 @@ def _layer(value: Any, field: str) -> dict[str, Any]:
     """Decode one config layer (object or JSON string; blank → empty) and unwrap the seed's wrapper."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return {}
-    if isinstance(value, str | bytes):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise BridgeInputError(f"{field}: not valid JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(value, Mapping):
-        raise BridgeInputError(f"{field}: expected a JSON object, got {type(value).__name__}")
+    value = _json_object(value, field)
     if "parameters" in value and isinstance(value["parameters"], Mapping):
         value = value["parameters"]
     return dict(value)
