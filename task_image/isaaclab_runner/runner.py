@@ -225,7 +225,7 @@ class JobRunner:
 
     def _staged_resume_point(self, library: ModuleType) -> sync.ResumePoint | None:
         """On a retried attempt (Batch or local), the latest checkpoint an earlier attempt staged."""
-        if launch.job_attempt() < 2 or not hasattr(library, "CHECKPOINT_REGEX") or library.NAME != "rsl_rl":
+        if launch.job_attempt() < 2 or library.NAME != "rsl_rl":
             return None  # resume by iteration number is rsl_rl's numbering (model_<it>.pt)
         return sync.find_resume_checkpoint(self.staging, self.spec["maxIterations"], library.CHECKPOINT_REGEX)
 
