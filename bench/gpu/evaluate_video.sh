@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
 # Evaluate mode with video on the GPU: 50 episodes of a trained checkpoint, recordVideo on, as a Batch job runs it.
 # Usage: bash bench/gpu/evaluate_video.sh OUT_DIR CHECKPOINT.pt
-# GL_ROOT=/opt/glroot points at an unpacked tree of Debian's libglvnd/Mesa packages, for a machine without
-# libGL/libEGL (the task image installs them; a bare GPU host may not have them).
-set -u
-OUT=${1:?out dir}; CKPT=${2:?checkpoint}; S=/tmp/evaluate-video; rm -rf $S; mkdir -p $S "$OUT"
-if [ -n "${GL_ROOT:-}" ]; then
-  export LD_LIBRARY_PATH="$GL_ROOT/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-  export LIBGL_DRIVERS_PATH="$GL_ROOT/usr/lib/x86_64-linux-gnu/dri"
-  # NVIDIA's EGL vendor file (if the driver's graphics libraries are mounted) first, then Mesa's
-  export __EGL_VENDOR_LIBRARY_DIRS="/usr/share/glvnd/egl_vendor.d:$GL_ROOT/usr/share/glvnd/egl_vendor.d"
-fi
+# GL_LIB_DIR=dir holding libglvnd's libGL.so.1, libEGL.so.1, libGLX.so.0, libGLdispatch.so.0 (from Debian's
+# packages), for a GPU host whose driver mounts NVIDIA's EGL vendor library but which lacks the glvnd loader
+# (the task image installs it: libegl1 libgl1).
+[ -n "${GL_LIB_DIR:-}" ] && export LD_LIBRARY_PATH="$GL_LIB_DIR:${LD_LIBRARY_PATH:-}"
 cat > $S/spec.json <<JSON
 {"jobId": "00000000-0000-4000-8000-0000000000e2", "mode": "evaluate", "task": "Isaac-Custom-Cartpole-Direct",
  "rlLibrary": "rsl_rl", "seed": 42, "numEnvs": 100, "numEpisodes": 50, "recordVideo": true, "maxIterations": 100,
