@@ -4,6 +4,8 @@
 # GL_LIB_DIR=dir holding libglvnd's libGL.so.1, libEGL.so.1, libGLX.so.0, libGLdispatch.so.0 (from Debian's
 # packages), for a GPU host whose driver mounts NVIDIA's EGL vendor library but which lacks the glvnd loader
 # (the task image installs it: libegl1 libgl1).
+set -u
+OUT=${1:?out dir}; CKPT=${2:?checkpoint}; S=/tmp/evaluate-video; rm -rf $S; mkdir -p $S "$OUT"
 [ -n "${GL_LIB_DIR:-}" ] && export LD_LIBRARY_PATH="$GL_LIB_DIR:${LD_LIBRARY_PATH:-}"
 cat > $S/spec.json <<JSON
 {"jobId": "00000000-0000-4000-8000-0000000000e2", "mode": "evaluate", "task": "Isaac-Custom-Cartpole-Direct",
