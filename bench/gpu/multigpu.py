@@ -47,7 +47,7 @@ def run_single(name: str, rep: int, gpus: int, visible: str, args, package: Path
                             env={**BENCH_ENV, "CUDA_VISIBLE_DEVICES": visible})
     fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
     return {"exit": code, "wall_s": round(secs, 1), "fps": fps,
-            "checkpoints": sorted(p.name for p in (job / "staging" / "run").glob("model_*.pt"))}
+            "checkpoints": sorted(p.name for p in (job / "staging").rglob("model_*.pt"))}
 
 
 def run_two_nodes(rep: int, args, package: Path, out: Path) -> dict:

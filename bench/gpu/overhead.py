@@ -60,7 +60,7 @@ def main() -> int:
                                  str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
                                 out / "logs" / f"runner{rep}.log", job)
         fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
-        staged = sorted(p.name for p in (job / "staging" / "run").glob("model_*.pt"))
+        staged = sorted(p.name for p in (job / "staging").rglob("model_*.pt"))
         results["runner"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged})
         print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
 

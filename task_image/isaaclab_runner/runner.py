@@ -67,6 +67,7 @@ class JobRunner:
         self.task: str = spec["task"]  # the registered id (a 2.x id is mapped to its 3.x alias)
         self.node = launch.NodeInfo()  # this node's place in a multi-node job; read in run()
         self.sync: sync.CheckpointSync | None = None  # stages checkpoints and progress while training
+        self._synced: dict[Path, str] = {}  # checkpoints the sync staged (unchanged since): local path → URI
         self._terminated = False
 
     def run(self) -> int:
@@ -120,13 +121,17 @@ class JobRunner:
         exit_code, run_dir = stage(library, install, device, cwd)
         # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
         if run_dir is not None and run_dir.is_dir() and self.node.uploads:
-            # after SIGTERM the checkpoints are staged already (sync flushed them): send the rest, quickly
+            # checkpoints the sync thread staged are not sent twice; after SIGTERM none are (the flush staged
+            # them all): send the rest, quickly
             skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
-            n = storage.upload_tree(run_dir, storage.join(self.staging, "run"), skip=skip)
-            self.say(f"Uploaded {n} files of {run_dir} to {storage.join(self.staging, 'run')}")
+            run_uri = storage.join(self.staging, sync.RUN_DIR)
+            n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude=self._synced)
+            self.say(f"Uploaded {n} files of {run_dir} to {run_uri} ({len(self._synced)} checkpoints were staged "
+                     "while training)")
             result["runDir"] = run_dir.name
-            result["checkpoints"] = sorted(p.relative_to(run_dir).as_posix() for pat in library.CHECKPOINT_PATTERNS
-                                           for p in run_dir.glob(pat))
+            checkpoints = sorted({p for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat)})
+            result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
+            result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
         result["iterations"] = self.progress.get("iteration", 0)
         if "episodes" in self.progress:
             result["episodes"] = self.progress["episodes"]
@@ -175,6 +180,7 @@ class JobRunner:
             if self.sync is not None:
                 self.sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
                 self.say(f"Checkpoint sync staged {len(self.sync.uploaded)} file(s), {self.sync.errors} error(s)")
+                self._synced = self.sync.staged()
                 self.sync = None
         run_dir = library.find_run_dir(cwd)
         export = os.environ.get(EXPORT_ENV, "1") != "0" and library.NAME in EXPORTABLE
@@ -222,6 +228,17 @@ class JobRunner:
                                               export=library.NAME in EXPORTABLE, video_length=PLAY_STEPS)
         self.progress.update(state="running", episodes=0)
         return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
+
+    def _staged_checkpoints(self, checkpoints: list[Path], run_dir: Path, run_uri: str) -> dict[str, str]:
+        """Where each checkpoint is in staging (relative to it): ``checkpoints/...`` if synced, else ``run/...``."""
+        prefix = self.staging.rstrip("/") + "/"
+        staged = {}
+        for path in checkpoints:
+            rel = path.relative_to(run_dir).as_posix()
+            uri = self._synced.get(path) or (None if self._terminated else storage.join(run_uri, rel))
+            if uri is not None:
+                staged[rel] = uri.removeprefix(prefix)
+        return staged
 
     def _staged_resume_point(self, library: ModuleType) -> sync.ResumePoint | None:
         """On a retried attempt (Batch or local), the latest checkpoint an earlier attempt staged."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -66,14 +67,14 @@ def write_text(uri: str, text: str, scratch: Path) -> None:
     upload(scratch, uri)
 
 
-def upload_tree(root: Path, uri: str, skip: tuple[str, ...] = ()) -> int:
+def upload_tree(root: Path, uri: str, skip: tuple[str, ...] = (), exclude: Collection[Path] = ()) -> int:
     """Upload every file under ``root`` to ``uri`` keeping relative paths; return the number of files.
 
-    Files whose path relative to ``root`` matches a glob in ``skip`` are left out.
+    Files whose path relative to ``root`` matches a glob in ``skip``, and the files in ``exclude``, are left out.
     """
     count = 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if any(path.relative_to(root).match(pattern) for pattern in skip):
+        if path in exclude or any(path.relative_to(root).match(pattern) for pattern in skip):
             continue
         upload(path, join(uri, path.relative_to(root).as_posix()))
         count += 1

@@ -56,6 +56,7 @@ class CheckpointSync:
         self._upload = upload or storage.upload
         self._seen: dict[Path, tuple[int, int]] = {}  # last scan's (size, mtime_ns): unchanged twice = complete
         self._done: dict[Path, tuple[int, int]] = {}  # what was uploaded, with the signature it had
+        self._uris: dict[Path, str] = {}  # where each of those went
         self._progress: dict[str, Any] | None = None
         self._progress_sent: str | None = None
         self._lock = threading.Lock()  # one upload pass at a time (the thread's and flush's)
@@ -99,6 +100,21 @@ class CheckpointSync:
             self._thread.join(timeout)
         return self.flush(timeout)
 
+    def staged(self) -> dict[Path, str]:
+        """Each local checkpoint whose staged copy is current (unchanged since its upload), with its URI.
+
+        Call after ``stop``: the runner's final upload leaves these out, so no checkpoint crosses the wire twice.
+        """
+        current = {}
+        for path, sig in self._done.items():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) == sig:
+                current[path] = self._uris[path]
+        return current
+
     def __enter__(self) -> CheckpointSync:
         return self.start()
 
@@ -126,7 +142,7 @@ class CheckpointSync:
                 continue  # already staged, or still being written
             uri = storage.join(self.staging, CHECKPOINTS_DIR, path.relative_to(self.watch_root).as_posix())
             if self._try(self._upload, path, uri):
-                self._done[path] = sig
+                self._done[path], self._uris[path] = sig, uri
                 self.uploaded.append(uri)
                 log.info("checkpoint sync: staged %s", uri)
         self._seen = current

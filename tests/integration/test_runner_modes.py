@@ -101,6 +101,11 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runner-modes")
 
 
+def staged_checkpoint(staging: Path, name: str) -> Path:
+    """A checkpoint of a finished job, where result.json says it was staged."""
+    return staging / json.loads((staging / "result.json").read_text())["stagedCheckpoints"][name]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp: Path) -> dict[str, Path]:
     """Staging folders of the three libraries' tiny trainings, each from another package format."""
@@ -122,6 +127,12 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
     result = json.loads((staging / "result.json").read_text())
     assert result["status"] == "succeeded"
     assert result["checkpoints"] and all(re.match(checkpoint_rx, c) for c in result["checkpoints"]), result
+    # each checkpoint crosses the wire once: staged by the sync thread, not uploaded again with the run folder
+    staged = result["stagedCheckpoints"]
+    assert set(staged) == set(result["checkpoints"])
+    assert all(path.startswith("checkpoints/") and (staging / path).is_file() for path in staged.values()), staged
+    again = [p for pat in ("*.pt", "*.pth") for p in (staging / "run").rglob(pat) if "exported" not in p.parts]
+    assert not again, again
     assert list((staging / "run").rglob("events.out.tfevents*")), "no TensorBoard events: no metrics.csv"
     progress = json.loads((staging / "progress.json").read_text())
     assert progress["iteration"] == 3 and progress["state"] == "succeeded"
@@ -130,7 +141,7 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
         assert (staging / "run" / "exported" / "policy.onnx").stat().st_size > 0
     trained[library] = staging
 
-    checkpoint = sorted((staging / "run").glob(result["checkpoints"][-1]))[0]
+    checkpoint = staging / staged[result["checkpoints"][-1]]
     code, ev, out = run_job(tmp, f"eval-{library}", mode="evaluate", rlLibrary=library, numEnvs=4, numEpisodes=6,
                             checkpointUri=str(checkpoint), overrides=overrides)
     assert code == 0, out[-4000:]
@@ -152,7 +163,7 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
 def test_resume_continues_the_iteration_count(tmp: Path, trained: dict) -> None:
     if "rsl_rl" not in trained:
         pytest.skip("needs the rsl_rl training above")
-    checkpoint = trained["rsl_rl"] / "run" / "model_2.pt"  # the last of iterations 0..2
+    checkpoint = staged_checkpoint(trained["rsl_rl"], "model_2.pt")  # the last of iterations 0..2
     package = build_package(tmp, "zip")
     code, staging, out = run_job(tmp, "resume", mode="train", rlLibrary="rsl_rl", maxIterations=2,
                                  envPackageUri=str(package), resumeCheckpointUri=f"file://{checkpoint}")
@@ -170,7 +181,7 @@ def test_play_is_bounded_and_records_a_video(tmp: Path, trained: dict) -> None:
     """play runs the policy for a fixed number of steps (Isaac Lab's own play loops until SIGINT)."""
     if "rsl_rl" not in trained:
         pytest.skip("needs the rsl_rl training above")
-    checkpoint = trained["rsl_rl"] / "run" / "model_2.pt"
+    checkpoint = staged_checkpoint(trained["rsl_rl"], "model_2.pt")
     code, staging, out = run_job(tmp, "play", mode="play", rlLibrary="rsl_rl", numEnvs=2, recordVideo=True,
                                  checkpointUri=f"file://{checkpoint}")
     assert code == 0, out[-4000:]

@@ -62,6 +62,30 @@ def test_a_file_still_being_written_waits_for_the_next_scan(tmp_path: Path) -> N
     assert len(sent) == 1  # staged once
 
 
+def test_staged_lists_only_checkpoints_unchanged_since_their_upload(tmp_path: Path) -> None:
+    """What the runner's final upload leaves out: a checkpoint rewritten or never staged is sent again."""
+    run = _run_dir(tmp_path)
+    fail = {"model_2.pt"}
+
+    def upload(src: Path, uri: str) -> None:
+        if src.name in fail:
+            raise OSError("store hiccup")
+
+    s = CheckpointSync(tmp_path / "logs", "s3://b/st", ["model_*.pt"], tmp_path / "scratch", upload=upload)
+    for name in ("model_0.pt", "model_1.pt", "model_2.pt"):
+        (run / name).write_bytes(name.encode())
+    s.flush()
+    (run / "model_1.pt").write_bytes(b"rewritten after its upload")
+    os.utime(run / "model_1.pt", ns=(1, 1))  # a new signature even within the clock's resolution
+    assert s.staged() == {run / "model_0.pt": "s3://b/st/checkpoints/rsl_rl/cartpole/2026-11-26_10-00-00/model_0.pt"}
+    assert s.errors == 1
+
+    final = tmp_path / "final"
+    assert storage.upload_tree(run, str(final), exclude=s.staged()) == 2
+    assert sorted(p.name for p in final.iterdir()) == ["model_1.pt", "model_2.pt"]
+    assert (final / "model_1.pt").read_bytes() == b"rewritten after its upload"
+
+
 def test_a_slow_store_does_not_block_the_training_thread(tmp_path: Path) -> None:
     run = _run_dir(tmp_path)
     started = threading.Event()
