@@ -1,6 +1,6 @@
 """Real DAG runs (Airflow's dag.test) started the way the VAMS bridge starts them: the task token waits in SSM
-(moto), a real Step Functions execution waits on it. Each step's failure reaches VAMS exactly once, naming the
-step; a tiny real training reaches it as success; the token is in no published file, XCom or log line."""
+(moto), a real Step Functions execution waits on it. Each step's failure, publish included, reaches VAMS exactly
+once, naming the step; a tiny real training reaches it as success; the token is in no published file, XCom or log line."""
 
 from __future__ import annotations
 
@@ -128,6 +128,36 @@ def test_convert_failure(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON", "/bin/true")  # "succeeds" without any logs
     run, states, execution = run_as_vams(env, vams_conf(env["home"]))
     assert_failed_once_at(env, run, states, execution, "convert_tensorboard_logs", "no TensorBoard event files")
+
+
+def test_publish_failure(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A job that trained and converted, then an output location that cannot be written: VAMS hears of it once,
+    and the staged run is kept for a retry."""
+    # Stands in for the Isaac Lab interpreter so this test needs no training: it stages a real Isaac Lab event file
+    # and a result, as the runner does (the e2e test below runs the real one).
+    runner = tmp_path / "staging_only_runner"
+    runner.write_text(f"""#!{sys.executable}
+import json, shutil, sys
+from pathlib import Path
+spec = json.loads(Path(sys.argv[sys.argv.index("--spec") + 1]).read_text())
+staging = Path(spec["stagingUri"].removeprefix("file://"))
+shutil.copytree({str(REPO / "tests" / "fixtures" / "isaaclab_events")!r}, staging / "run")
+(staging / "result.json").write_text(json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0}}))
+""")
+    runner.chmod(0o755)
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON", str(runner))
+    blocked = env["home"] / "a-file-not-a-folder"
+    blocked.write_text("outputs cannot go under a file")
+    conf = vams_conf(env["home"])
+    conf["outputS3Path"] = f"file://{blocked}/outputs"
+    run, states, execution = run_as_vams(env, conf)
+    assert states["convert_tensorboard_logs"] == "success", states
+    assert_failed_once_at(env, run, states, execution, "publish_outputs", str(blocked))
+    assert recorded_calls(env["moto"], "AWSStepFunctions.SendTaskSuccess") == []
+    from isaaclab_pipeline.config import job_uuid
+
+    staged = env["home"] / "staging" / job_uuid(DAG_ID, run.run_id)
+    assert list((staged / "run").glob("events.out.tfevents*")) and (staged / "metrics").is_dir()
 
 
 @pytest.mark.e2e  # a tiny real Isaac Lab training (~50 s on 2 cores)
