@@ -1,6 +1,7 @@
 """Real DAG runs (Airflow's dag.test) started the way the VAMS bridge starts them: the task token waits in SSM
 (moto), a real Step Functions execution waits on it. Each step's failure, publish included, reaches VAMS exactly
-once, naming the step; a tiny real training reaches it as success; the token is in no published file, XCom or log line."""
+once, naming the step; a tiny real training reaches it as success; the token is in no published file, XCom or
+log line."""
 
 from __future__ import annotations
 
