@@ -126,8 +126,8 @@ class JobRunner:
             skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
             run_uri = storage.join(self.staging, sync.RUN_DIR)
             n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude=self._synced)
-            self.say(f"Uploaded {n} files of {run_dir} to {run_uri} ({len(self._synced)} checkpoints were staged "
-                     "while training)")
+            synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
+            self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
             result["runDir"] = run_dir.name
             checkpoints = sorted({p for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat)})
             result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
