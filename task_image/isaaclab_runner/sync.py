@@ -56,7 +56,6 @@ class CheckpointSync:
         self._upload = upload or storage.upload
         self._seen: dict[Path, tuple[int, int]] = {}  # last scan's (size, mtime_ns): unchanged twice = complete
         self._done: dict[Path, tuple[int, int]] = {}  # what was uploaded, with the signature it had
-        self._uris: dict[Path, str] = {}  # where each of those went
         self._progress: dict[str, Any] | None = None
         self._progress_sent: str | None = None
         self._lock = threading.Lock()  # one upload pass at a time (the thread's and flush's)
@@ -112,7 +111,7 @@ class CheckpointSync:
             except OSError:
                 continue
             if (st.st_size, st.st_mtime_ns) == sig:
-                current[path] = self._uris[path]
+                current[path] = self._uri(path)
         return current
 
     def __enter__(self) -> CheckpointSync:
@@ -140,9 +139,9 @@ class CheckpointSync:
             sig = current[path]
             if self._done.get(path) == sig or (not final and self._seen.get(path) != sig):
                 continue  # already staged, or still being written
-            uri = storage.join(self.staging, CHECKPOINTS_DIR, path.relative_to(self.watch_root).as_posix())
+            uri = self._uri(path)
             if self._try(self._upload, path, uri):
-                self._done[path], self._uris[path] = sig, uri
+                self._done[path] = sig
                 self.uploaded.append(uri)
                 log.info("checkpoint sync: staged %s", uri)
         self._seen = current
@@ -153,6 +152,10 @@ class CheckpointSync:
                 scratch = self.scratch / "progress.json"
                 if self._try(storage.write_text, storage.join(self.staging, "progress.json"), text, scratch):
                     self._progress_sent = text
+
+    def _uri(self, path: Path) -> str:
+        """Where a checkpoint under the watched folder is staged."""
+        return storage.join(self.staging, CHECKPOINTS_DIR, path.relative_to(self.watch_root).as_posix())
 
     def _try(self, fn: Callable[..., None], *args: Any) -> bool:
         # a store hiccup must not end the sync (or training); the file is retried on the next pass
