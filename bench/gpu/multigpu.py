@@ -17,6 +17,7 @@ the next call goes on with ``--first-rep``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -38,7 +39,8 @@ def runner_cmd(spec: Path, workdir: Path) -> list[str]:
     return [sys.executable, "-m", "isaaclab_runner", "run", "--spec", str(spec), "--workdir", str(workdir)]
 
 
-def run_single(name: str, rep: int, gpus: int, visible: str, args, package: Path, out: Path) -> dict:
+def run_single(name: str, rep: int, gpus: int, visible: str, args: argparse.Namespace, package: Path,
+               out: Path) -> dict:
     """One node: the runner with ``gpus`` GPUs (``gpusPerNode``) visible."""
     job = args.scratch / f"{name}-r{rep}"
     spec = write_json(job / "spec.json", job_spec(f"00000000-0000-4000-8000-{rep:04d}0000000{gpus}", job / "staging",
@@ -50,7 +52,7 @@ def run_single(name: str, rep: int, gpus: int, visible: str, args, package: Path
             "checkpoints": sorted(p.name for p in (job / "staging").rglob("model_*.pt"))}
 
 
-def run_two_nodes(rep: int, args, package: Path, out: Path) -> dict:
+def run_two_nodes(rep: int, args: argparse.Namespace, package: Path, out: Path) -> dict:
     """Two runner processes with the variables Batch sets on the nodes of a 2-node parallel job."""
     job = args.scratch / f"nodes2_gpu1-r{rep}"
     spec = write_json(job / "spec.json", job_spec(f"00000000-0000-4000-8000-{rep:04d}00000003", job / "staging",

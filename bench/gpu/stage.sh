@@ -11,7 +11,7 @@ mkdir -p .stage/wheels
 # The closure minus what the device already has (torch and its CUDA libraries, numpy, tensorboard).
 if [ ! -f .stage/requirements-gpu.txt ]; then
   .venvs/isaaclab/bin/pip freeze | grep -viE '^(torch|triton|nvidia-|cuda-|numpy|tensorboard|protobuf|-e )' \
-    | grep -iE '^(farama-notifications|gitpython|pyyaml|attrs|boto3|botocore|certifi|cloudpickle|cmeel|gitdb|glfw|gymnasium|hydra-core|isaaclab|jmespath|lazy[-_]loader|mujoco|mujoco[-_]warp|newton|newton[-_]usd[-_]schemas|omegaconf|pillow|prettytable|python-dateutil|pyvers|rich|markdown-it-py|mdurl|pygments|rsl-rl-lib|s3transfer|smmap|tensordict|tqdm|urllib3|usd[-_]exchange|warp-lang|wcwidth|jsonschema|jsonschema-specifications|referencing|rpds-py|importlib[-_]metadata|zipp|orjson|moviepy|imageio|imageio-ffmpeg|decorator|proglog|pyglet|pyopengl)==' \
+    | grep -iE '^(farama-notifications|gitpython|pyyaml|attrs|boto3|botocore|certifi|cloudpickle|cmeel|gitdb|glfw|gymnasium|hydra-core|isaaclab|jmespath|lazy[-_]loader|mujoco|mujoco[-_]warp|newton|newton[-_]usd[-_]schemas|omegaconf|pillow|prettytable|python-dateutil|pyvers|rich|markdown-it-py|mdurl|pygments|rsl-rl-lib|s3transfer|smmap|tensordict|tqdm|urllib3|usd[-_]exchange|warp-lang|wcwidth|jsonschema|jsonschema-specifications|referencing|rpds-py|importlib[-_]metadata|zipp|orjson|moviepy|imageio|imageio-ffmpeg|decorator|proglog|pyglet|pyopengl|antlr4-python3-runtime)==' \
     > .stage/requirements-gpu.txt
 fi
 # Two of them are published as sdists only: build their (pure-Python) wheels here.
@@ -20,10 +20,7 @@ grep -viE "$SDIST_ONLY" .stage/requirements-gpu.txt > .stage/requirements-wheels
 .venvs/isaaclab/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform any -d .stage/wheels -r .stage/requirements-wheels.txt
-ls .stage/wheels/antlr4_python3_runtime-*.whl >/dev/null 2>&1 || \
-  .venvs/isaaclab/bin/pip wheel -q --no-deps -w .stage/wheels antlr4-python3-runtime==4.9.3
-grep -iE "$SDIST_ONLY" .stage/requirements-gpu.txt | grep -vi antlr4 | \
-  xargs -r .venvs/isaaclab/bin/pip wheel -q --no-deps -w .stage/wheels
+grep -iE "$SDIST_ONLY" .stage/requirements-gpu.txt | xargs -r .venvs/isaaclab/bin/pip wheel -q --no-deps -w .stage/wheels
 rm -rf .stage/p[0-9]*
 $PY - "$PART_MB" <<'PY'
 import sys, shutil
