@@ -29,6 +29,7 @@ from isaaclab_pipeline.vams import callbacks as vams
     dag_id=DAG_ID,
     schedule=None,
     catchup=False,
+    is_paused_upon_creation=False,  # MWAA creates DAGs paused; triggered runs would stay queued
     doc_md=__doc__,
     params=dag_params(),
     tags=["isaac-lab", "training", "gpu"],

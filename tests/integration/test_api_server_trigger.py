@@ -1,13 +1,18 @@
 """The real Airflow api-server on loopback, triggered with exactly what the VAMS bridge and the trigger CLI send.
 
 No scheduler runs: a created run stays queued, which is all a trigger promises. The DAG is serialized into the
-server's private DB first (``airflow dags reserialize``), as the dag processor would.
+server's private DB first (``airflow dags reserialize``), as the dag processor would, with MWAA's
+``dags_are_paused_at_creation = True``: the DAG must still come up unpaused (``is_paused_upon_creation=False``),
+or every run VAMS, the CLI or the UI triggers would wait in ``queued`` forever. A control DAG without the flag,
+serialized beside it, shows the setting is in force; the scheduler's own query for queued runs it may start
+picks the pipeline's run and leaves the control's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,15 +30,48 @@ sys.path.insert(0, str(REPO / "vams_bridge"))
 from vams_bridge.airflow_api import HttpApi  # noqa: E402
 from vams_bridge.handler import trigger  # noqa: E402
 
+CONTROL = "paused-at-creation-control"
+CONTROL_DAG = f'''
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{CONTROL}", schedule=None)
+def control():
+    @task
+    def noop():
+        pass
+
+    noop()
+
+
+control()
+'''
+# The scheduler's selection of queued runs it may set running (paused DAGs' runs are left out), in the server's DB.
+STARTABLE = """
+import json
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+with create_session() as session:
+    print(json.dumps(sorted([r.dag_id, r.run_id] for r in DagRun.get_queued_dag_runs_to_set_running(session))))
+"""
+SERVER_ENV: dict[str, str] = {}
+
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory):
     """A migrated private DB with the DAG serialized, and ``airflow api-server`` on a free loopback port."""
     home = tmp_path_factory.mktemp("api-server-home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    dags = home / "dags"  # the repository's DAG file and a control DAG that leaves pausing to the default
+    dags.mkdir()
+    shutil.copy2(REPO / "dags" / "isaac_lab_training.py", dags / "isaac_lab_training.py")
+    (dags / "paused_control.py").write_text(CONTROL_DAG)
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True", "PYTHONPATH": str(REPO / "plugins"),
-           "AIRFLOW__API_AUTH__JWT_SECRET": "api-server-test-secret"}
+           "AIRFLOW__API_AUTH__JWT_SECRET": "api-server-test-secret",
+           "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}  # Airflow's default, kept by MWAA
+    SERVER_ENV.clear()
+    SERVER_ENV.update(env)
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([str(AIRFLOW), "dags", "reserialize"], env=env, check=True, capture_output=True)
     port = free_port()
@@ -145,3 +183,21 @@ def test_trigger_cli_prints_run_id_and_link_and_status(api_server: str, tmp_path
     missing = subprocess.run([*cli, "status", "no-such-run", "--airflow-url", api_server], env=env,
                              capture_output=True, text=True)
     assert missing.returncode == 2
+
+
+def test_dag_is_created_unpaused_and_its_runs_leave_queued(api_server: str) -> None:
+    api = HttpApi(api_server)
+    assert api.call("GET", "/dags/isaac-lab-training").data["is_paused"] is False
+    assert api.call("GET", f"/dags/{CONTROL}").data["is_paused"] is True  # the default is in force
+    ours = api.call("POST", "/dags/isaac-lab-training/dagRuns", {
+        "logical_date": None, "dag_run_id": "unpaused-1",
+        "conf": {"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct"}, "outputS3Path": "s3://b/o"}})
+    control = api.call("POST", f"/dags/{CONTROL}/dagRuns", {"logical_date": None, "dag_run_id": "control-1"})
+    assert (ours.status, control.status) == (200, 200), (ours.data, control.data)
+
+    proc = subprocess.run([str(AIRFLOW.parent / "python"), "-c", STARTABLE], env=SERVER_ENV, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    startable = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert ["isaac-lab-training", "unpaused-1"] in startable
+    assert [CONTROL, "control-1"] not in startable
