@@ -7,7 +7,11 @@ the ``--constraint`` line it carries). This script writes exactly those, from th
 - ``dags/``: the DAG files of ``dags/`` (and ``.airflowignore`` if there is one);
 - ``plugins.zip``: the ``isaaclab_pipeline`` package, plus a copy of ``include/schemas`` at
   ``isaaclab_pipeline/schemas/`` (``config.schemas_dir()`` looks there first, since ``include/`` is not
-  deployed);
+  deployed), and an ``.airflowignore`` at its root that hides the package from Airflow's plugin loader: the
+  loader imports every ``.py`` of the plugins folder as a top-level module named after the file (``config``,
+  ``settings``, ``storage``...), which would run our modules twice and shadow same-named modules of other DAGs
+  on a shared environment. The package defines no ``AirflowPlugin``; it is imported as ``isaaclab_pipeline``
+  from ``sys.path`` (MWAA puts the plugins folder there);
 - ``requirements.txt``: the MWAA Airflow version's constraints line, then the Airflow side's own
   ``requirements.txt``.
 
@@ -37,6 +41,9 @@ PACKAGE = "isaaclab_pipeline"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
+# plugins.zip's .airflowignore: one line that hides the package in both ignore syntaxes ([core]
+# dag_ignore_file_syntax "glob", Airflow 3's default, matches the folder; "regexp" matches every path under it).
+PLUGINS_AIRFLOWIGNORE = f"{PACKAGE}/\n"
 
 
 def constraints_url(airflow_version: str, python_version: str) -> str:
@@ -63,7 +70,7 @@ def _zip_write(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
 
 
 def build_plugins_zip(dest: Path, plugins_dir: Path, schemas_dir: Path) -> list[str]:
-    """Write ``plugins.zip`` with the pipeline package and its schemas; return the archive's names.
+    """Write ``plugins.zip`` with the pipeline package, its schemas and ``.airflowignore``; return the names.
 
     :param dest: the zip file to write.
     :param plugins_dir: the folder holding the ``isaaclab_pipeline`` package.
@@ -76,8 +83,9 @@ def build_plugins_zip(dest: Path, plugins_dir: Path, schemas_dir: Path) -> list[
     schemas = sorted(schemas_dir.glob("*.schema.json"))
     if not schemas:
         raise FileNotFoundError(f"no *.schema.json in {schemas_dir}")
-    names: list[str] = []
+    names: list[str] = [".airflowignore"]
     with zipfile.ZipFile(dest, "w") as zf:
+        _zip_write(zf, ".airflowignore", PLUGINS_AIRFLOWIGNORE.encode())
         for path in sorted(p for p in package.rglob("*") if _wanted(p)):
             arcname = path.relative_to(plugins_dir).as_posix()
             _zip_write(zf, arcname, path.read_bytes())

@@ -109,6 +109,7 @@ def test_bundle_layout(bundle: Path) -> None:
     with zipfile.ZipFile(bundle / "plugins.zip") as zf:
         names = set(zf.namelist())
     assert "isaaclab_pipeline/__init__.py" in names
+    assert ".airflowignore" in names  # the plugin loader must not import the package's files as top-level modules
     assert "isaaclab_pipeline/schemas/training-config.schema.json" in names
     assert "isaaclab_pipeline/schemas/job-spec.schema.json" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -171,3 +172,39 @@ def test_dag_imports_in_fresh_mwaa_venv(bundle: Path, tmp_path: Path) -> None:
     assert report["package"].startswith(str(airflow_dir / "plugins" / "isaaclab_pipeline"))
     assert report["schemas_dir"] == str(airflow_dir / "plugins" / "isaaclab_pipeline" / "schemas")
     assert report["heavy"] == []  # parse stays light on the MWAA scheduler
+
+
+# Runs Airflow's plugin loader on an unpacked plugins.zip, as every MWAA component does at start, and reports
+# which of the package's files it imported as top-level modules (``config``, ``settings``...).
+PLUGIN_PROBE = r"""
+import json, sys
+from airflow import plugins_manager, settings
+stems = set(json.loads(sys.argv[1]))
+plugins, errors = plugins_manager._get_plugins()
+top = sorted(n for n in stems if n in sys.modules
+             and str(getattr(sys.modules[n], "__file__", "") or "").startswith(settings.PLUGINS_FOLDER))
+print(json.dumps({"top_level": top, "import_errors": sorted(errors), "plugins": [p.name for p in plugins]}))
+"""
+
+
+@pytest.mark.parametrize("syntax", ["glob", "regexp", None], ids=["glob", "regexp", "no-airflowignore"])
+def test_plugin_loader_does_not_import_the_package_as_top_level_modules(bundle: Path, tmp_path: Path,
+                                                                        syntax: str | None) -> None:
+    plugins = tmp_path / "plugins"
+    with zipfile.ZipFile(bundle / "plugins.zip") as zf:
+        zf.extractall(plugins)
+    if syntax is None:  # the control: what MWAA did before the bundle carried .airflowignore
+        (plugins / ".airflowignore").unlink()
+    stems = sorted({p.stem for p in (plugins / "isaaclab_pipeline").rglob("*.py")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": syntax or "glob"})
+    proc = subprocess.run([sys.executable, "-c", PLUGIN_PROBE, json.dumps(stems)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if syntax is None:
+        assert {"config", "settings", "storage"} <= set(report["top_level"]), report
+    else:
+        assert report == {"top_level": [], "import_errors": [], "plugins": []}
