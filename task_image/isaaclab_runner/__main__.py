@@ -49,15 +49,18 @@ def _list_tasks(package: str | None, as_json: bool) -> int:
     """
     import json
 
-    if package:
-        try:
-            packages.fetch_and_install(package, Path(tempfile.mkdtemp(prefix="isaaclab-list-")))
-        except packages.PackageError as exc:
-            print(f"[runner] ERROR: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+    env = packages.JobEnvironment.current()
+    try:
+        if package:  # into a throw-away environment, as a job would
+            workdir = Path(tempfile.mkdtemp(prefix="isaaclab-list-"))
+            env = packages.JobEnvironment.create(workdir / "venv")
+            packages.fetch_and_install(package, workdir, env)
+        sources = packages.tasks_by_source(env.python)
+    except packages.PackageError as exc:
+        print(f"[runner] ERROR: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     from isaaclab_runner.isaaclab_cli import TASK_ALIASES
 
-    sources = packages.tasks_by_source()
     if as_json:
         known = {t for ids in sources.values() for t in ids}
         aliases = {old: new for old, new in TASK_ALIASES.items() if new in known}

@@ -68,9 +68,9 @@ def detect_isaaclab(env: Mapping[str, str] | None = None) -> IsaacLabInstall:
                             f"set ISAACLAB_PATH to an Isaac Lab 2.x checkout (looked for {root}/isaaclab.sh)")
 
 
-def isaaclab_executable() -> str:
-    """Return the ``isaaclab`` console script of this environment (beside the interpreter, else on PATH)."""
-    beside = Path(sys.executable).parent / "isaaclab"
+def isaaclab_executable(python: str | Path | None = None) -> str:
+    """Return the ``isaaclab`` console script beside ``python`` (default: this interpreter), else on PATH."""
+    beside = Path(python or sys.executable).parent / "isaaclab"
     if beside.exists():
         return str(beside)
     found = shutil.which("isaaclab")
@@ -113,7 +113,7 @@ def resolve_device(requested: str) -> str:
 
 
 def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path | None = None,
-                  max_iterations: int | None = None) -> list[str]:
+                  max_iterations: int | None = None, python: str | Path | None = None) -> list[str]:
     """Return ``isaaclab train ...`` (3.x) for the spec: flags first, then Hydra overrides.
 
     Args:
@@ -122,9 +122,10 @@ def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkp
         device: ``cpu`` or ``cuda[:N]``.
         checkpoint: a local checkpoint to resume from.
         max_iterations: overrides the spec's ``maxIterations`` (a resumed rl_games run counts from epoch 0).
+        python: the job environment's interpreter (its ``isaaclab`` sees the env package).
     """
     cmd = [
-        isaaclab_executable(), "train",
+        isaaclab_executable(python), "train",
         "--rl_library", library.NAME,
         "--task", spec["task"],
         "--num_envs", str(spec["numEnvs"]),
@@ -141,13 +142,14 @@ def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkp
 
 def policy_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path, output_dir: Path, *,
                    num_episodes: int | None = None, num_steps: int | None = None, num_envs: int | None = None,
-                   export: bool = False, video_length: int = 200) -> list[str]:
+                   export: bool = False, video_length: int = 200, python: str | Path | None = None) -> list[str]:
     """Return the ``isaaclab_runner.evaluate`` command (evaluate: ``num_episodes``; play/export: ``num_steps``).
 
-    Kit-less video needs a visualizer to capture from: ``--viz newton_gl`` (Mesa EGL on a CPU).
+    Kit-less video needs a visualizer to capture from: ``--viz newton_gl`` (Mesa EGL on a CPU). ``python`` is the
+    job environment's interpreter (default: this one).
     """
     cmd = [
-        sys.executable, "-m", "isaaclab_runner.evaluate",
+        str(python or sys.executable), "-m", "isaaclab_runner.evaluate",
         "--rl_library", library.NAME,
         "--task", spec["task"],
         "--checkpoint", str(checkpoint),
@@ -164,6 +166,11 @@ def policy_command(spec: dict[str, Any], library: ModuleType, device: str, check
     return cmd + library.device_overrides(device) + list(spec.get("overrides", []))
 
 
+def _v2_python(root: Path) -> list[str]:
+    """2.x's Python, running a script through ``import_tasks`` so the env package's modules are imported."""
+    return [str(root / "isaaclab.sh"), "-p", "-m", "isaaclab_runner.import_tasks"]
+
+
 def train_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root: Path,
                      checkpoint: Path | None = None) -> list[str]:
     """Return the Isaac Lab 2.x equivalent of ``train_command``.
@@ -175,7 +182,7 @@ def train_command_v2(spec: dict[str, Any], library: ModuleType, device: str, roo
     and sets ``agent.experiment_name`` to that experiment). skrl and rl_games take ``--checkpoint PATH``.
     """
     cmd = [
-        str(root / "isaaclab.sh"), "-p", f"scripts/reinforcement_learning/{library.NAME}/train.py",
+        *_v2_python(root), f"scripts/reinforcement_learning/{library.NAME}/train.py",
         "--task", spec["task"],
         "--num_envs", str(spec["numEnvs"]),
         "--max_iterations", str(spec["maxIterations"]),
@@ -198,7 +205,7 @@ def play_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root
                     video_length: int = 200) -> list[str]:
     """Return the Isaac Lab 2.x ``play.py`` command; with video it ends after the first clip (2.x play's rule)."""
     cmd = [
-        str(root / "isaaclab.sh"), "-p", f"scripts/reinforcement_learning/{library.NAME}/play.py",
+        *_v2_python(root), f"scripts/reinforcement_learning/{library.NAME}/play.py",
         "--task", spec["task"],
         "--num_envs", str(spec["numEnvs"]),
         "--checkpoint", str(checkpoint),
@@ -210,9 +217,17 @@ def play_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root
     return cmd + library.device_overrides(device) + list(spec.get("overrides", []))
 
 
-def child_env(device: str) -> dict[str, str]:
-    """Environment of the Isaac Lab process: on a CPU one OpenMP thread, or torch's threads fight the simulator."""
+def child_env(device: str, task_modules: Iterable[str] = ()) -> dict[str, str]:
+    """Environment of the Isaac Lab process: on a CPU one OpenMP thread, or torch's threads fight the simulator.
+
+    ``task_modules`` are the env package's modules, for Isaac Lab 2.x (``import_tasks``); 3.x imports them
+    through the ``isaaclab.tasks`` entry points.
+    """
+    from isaaclab_runner.import_tasks import MODULES_ENV
+
     env = dict(os.environ)
+    if task_modules:
+        env[MODULES_ENV] = ",".join(task_modules)
     if device == "cpu":
         env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"  # progress must reach the log as it happens

@@ -69,6 +69,8 @@ class JobRunner:
         self.sync: sync.CheckpointSync | None = None  # stages checkpoints and progress while training
         self._synced: dict[Path, str] = {}  # checkpoints the sync staged (unchanged since): local path → URI
         self._terminated = False
+        self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
+        self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
 
     def run(self) -> int:
         """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure, 143 after SIGTERM)."""
@@ -106,12 +108,21 @@ class JobRunner:
         spec = self.spec
         library = get_library(spec["rlLibrary"])
         install = isaaclab_cli.detect_isaaclab()
-        # Fetch and install
+        # Fetch and install, into an environment of this job's own (3.x)
         self._set_state("installing")
-        if spec.get("envPackageUri"):
-            packages.fetch_and_install(spec["envPackageUri"], self.workdir)
         if install.major >= 3:
-            self.task = packages.verify_task(spec["task"])
+            self.env = packages.JobEnvironment.create(self.workdir / "venv")
+        if spec.get("envPackageUri"):
+            installed = packages.fetch_and_install(spec["envPackageUri"], self.workdir, self.env)
+            self.task_modules = installed.modules
+            how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
+            self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
+                     f"({how})")
+            result["envPackage"] = {"name": installed.dist_name, "version": installed.version,
+                                    "modules": installed.modules}
+        result["seed"] = spec["seed"]
+        if install.major >= 3:  # the pre-flight check imports every package module, as `isaaclab train` will
+            self.task = packages.verify_task(spec["task"], self.env.python)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
         device = isaaclab_cli.resolve_device(spec.get("device", "auto"))
@@ -162,8 +173,9 @@ class JobRunner:
         if install.major >= 3:
             if resume is not None and point is None and hasattr(library, "resume_max_iterations"):
                 max_iterations = library.resume_max_iterations(resume, max_iterations)
-            cmd = launch.launch_command(isaaclab_cli.train_command(spec, library, device, resume, max_iterations),
-                                        spec.get("gpusPerNode", 1), self.node)
+            cmd = launch.launch_command(
+                isaaclab_cli.train_command(spec, library, device, resume, max_iterations, python=self.env.python),
+                spec.get("gpusPerNode", 1), self.node)
         else:
             if resume is not None and library.NAME == "rsl_rl":  # 2.x finds it only under logs/rsl_rl/<exp>/<run>/
                 staged = cwd / "logs" / library.NAME / "resumed" / "checkpoint" / resume.name
@@ -175,7 +187,7 @@ class JobRunner:
             self.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
                                             self.workdir / "sync").start()
         try:
-            exit_code = self._stream(cmd, cwd, isaaclab_cli.child_env(device), library.parse_progress)
+            exit_code = self._stream(cmd, cwd, self._child_env(device), library.parse_progress)
         finally:
             if self.sync is not None:
                 self.sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
@@ -198,8 +210,8 @@ class JobRunner:
             return
         last = max(ckpts)[1]
         cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, last, run_dir,
-                                          num_steps=0, num_envs=1, export=True)
-        if self._stream(cmd, run_dir.parent, isaaclab_cli.child_env(device), None) != 0:
+                                          num_steps=0, num_envs=1, export=True, python=self.env.python)
+        if self._stream(cmd, run_dir.parent, self._child_env(device), None) != 0:
             self.say(f"WARNING: exporting {last.name} failed; the checkpoints are published without exported/")
 
     def _evaluate(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
@@ -211,9 +223,10 @@ class JobRunner:
         checkpoint = self._require_checkpoint()
         out = cwd / "run"
         cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, checkpoint, out,
-                                          num_episodes=self.spec["numEpisodes"], export=library.NAME in EXPORTABLE)
+                                          num_episodes=self.spec["numEpisodes"], export=library.NAME in EXPORTABLE,
+                                          python=self.env.python)
         self.progress.update(state="running", episodes=0, numEpisodes=self.spec["numEpisodes"])
-        return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
+        return self._stream(cmd, cwd, self._child_env(device), evaluate.parse_progress), out
 
     def _play(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
               cwd: Path) -> tuple[int, Path | None]:
@@ -225,9 +238,10 @@ class JobRunner:
             cmd = isaaclab_cli.play_command_v2(spec, library, device, install.root, checkpoint, PLAY_STEPS)
         else:
             cmd = isaaclab_cli.policy_command(spec, library, device, checkpoint, out, num_steps=PLAY_STEPS,
-                                              export=library.NAME in EXPORTABLE, video_length=PLAY_STEPS)
+                                              export=library.NAME in EXPORTABLE, video_length=PLAY_STEPS,
+                                              python=self.env.python)
         self.progress.update(state="running", episodes=0)
-        return self._stream(cmd, cwd, isaaclab_cli.child_env(device), evaluate.parse_progress), out
+        return self._stream(cmd, cwd, self._child_env(device), evaluate.parse_progress), out
 
     def _staged_checkpoints(self, checkpoints: list[Path], run_dir: Path, run_uri: str) -> dict[str, str]:
         """Where each checkpoint is in staging (relative to it): ``checkpoints/...`` if synced, else ``run/...``."""
@@ -276,6 +290,9 @@ class JobRunner:
         code = self._child.wait()
         self.say(f"isaaclab exited with {code} after {time.monotonic() - start:.1f}s")
         return code
+
+    def _child_env(self, device: str) -> dict[str, str]:
+        return isaaclab_cli.child_env(device, self.task_modules)
 
     def say(self, message: str) -> None:
         """Print a runner message (prefixed, so it stands out among Isaac Lab's output)."""

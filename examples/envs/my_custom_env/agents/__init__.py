@@ -1,0 +1,1 @@
+"""Agent configurations of ``MyCustom-Robot-v0`` (beside the package, as in the user guide's tree)."""
