@@ -11,6 +11,7 @@ import difflib
 import functools
 import json
 import os
+import secrets
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -172,7 +173,36 @@ def validate_conf(raw: Mapping[str, Any]) -> dict[str, Any]:
         problems = _semantic_problems(conf)
     if problems:
         raise ConfigValidationError(problems)
+    if conf["trainingConfig"].get("seed") is None:  # the guide's default: drawn once, then recorded
+        conf["trainingConfig"]["seed"] = secrets.randbelow(2**31)
     return conf
+
+
+def apply_deployment(conf: Mapping[str, Any], *, default_output_uri: str, max_nodes: int) -> dict[str, Any]:
+    """Fill and check what depends on the deployment, not on the conf alone.
+
+    :param conf: a conf ``validate_conf`` returned.
+    :param default_output_uri: where outputs go when the conf has no ``outputS3Path`` ("" if none is set).
+    :param max_nodes: the most nodes the compute backend runs one job on (the local backend: 1).
+    :return: the conf with ``outputS3Path`` filled.
+    :raises ConfigValidationError: naming the field and the fix.
+    """
+    out = copy.deepcopy(dict(conf))
+    problems = []
+    if not out.get("outputS3Path"):
+        if default_output_uri:
+            out["outputS3Path"] = default_output_uri
+        else:
+            problems.append("outputS3Path: not set, and this deployment has no default output location; set "
+                            "outputS3Path (s3://bucket/prefix/) or the Variable isaaclab_default_output_uri")
+    nodes = out.get("computeConfig", {}).get("numNodes", 1)
+    if nodes > max_nodes:
+        problems.append(f"computeConfig.numNodes: {nodes} nodes, but this deployment's compute backend runs a job "
+                        f"on at most {max_nodes} (the local backend runs one node); set numNodes to {max_nodes} "
+                        "or run it on the AWS Batch backend")
+    if problems:
+        raise ConfigValidationError(problems)
+    return out
 
 
 def job_uuid(dag_id: str, run_id: str) -> str:
