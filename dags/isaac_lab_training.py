@@ -47,11 +47,14 @@ def isaac_lab_training() -> None:
     def validate_config() -> dict[str, Any]:
         """Validate and normalize the conf; give the run its job UUID."""
         from airflow.sdk.exceptions import AirflowFailException
-        from isaaclab_pipeline.config import ConfigValidationError, job_uuid, validate_conf
+        from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, job_uuid, validate_conf
+        from isaaclab_pipeline.settings import PipelineSettings
 
         ctx = get_current_context()
+        settings = PipelineSettings.load()
         try:
-            conf = validate_conf(ctx["dag_run"].conf or {})
+            conf = apply_deployment(validate_conf(ctx["dag_run"].conf or {}),
+                                    default_output_uri=settings.default_output_uri, max_nodes=settings.max_nodes)
         except ConfigValidationError as exc:
             raise AirflowFailException(str(exc)) from exc  # fail without retries
         return {"jobId": job_uuid(ctx["dag"].dag_id, ctx["run_id"]), "conf": conf}

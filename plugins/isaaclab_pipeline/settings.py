@@ -66,6 +66,13 @@ class PipelineSettings:
     heartbeat_interval_s: float = 600.0
     # local backend: attempts of a job interrupted by SIGTERM (Batch's retryStrategy, locally)
     local_max_attempts: int = 3
+    # where a conf without outputS3Path publishes ("" on Batch unless set: the conf must then say)
+    default_output_uri: str = ""
+
+    @property
+    def max_nodes(self) -> int:
+        """The most nodes one job may use: a multi-node parallel job on Batch, one process locally."""
+        return 16 if self.compute_backend == "batch" else 1
 
     @classmethod
     def load(cls) -> PipelineSettings:
@@ -93,6 +100,8 @@ class PipelineSettings:
             batch_max_runtime_s=_positive_int("batch_max_runtime_s", None),
             heartbeat_interval_s=float(get_setting("heartbeat_interval_s", "600") or 600),
             local_max_attempts=_positive_int("local_max_attempts", 3),
+            default_output_uri=get_setting("default_output_uri")
+            or (str(pipeline_home() / "outputs") if backend == "local" else ""),
         )
 
 

@@ -37,6 +37,9 @@ EXPORTABLE = ("rsl_rl",)  # libraries whose runner exports policy.pt/policy.onnx
 EXPORT_ENV = "ISAACLAB_RUNNER_EXPORT"
 
 ProgressParser = Callable[[str, dict[str, Any]], bool]
+# how torch and Warp report an exhausted GPU; the line is kept so the failure says what to change
+OUT_OF_MEMORY = re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|cudaErrorMemoryAllocation|"
+                           r"CUDA error: out of memory")
 
 
 class Tee:
@@ -69,6 +72,7 @@ class JobRunner:
         self.sync: sync.CheckpointSync | None = None  # stages checkpoints and progress while training
         self._synced: dict[Path, str] = {}  # checkpoints the sync staged (unchanged since): local path → URI
         self._terminated = False
+        self._out_of_memory: str | None = None  # the first out-of-memory line Isaac Lab printed
         self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
 
@@ -149,6 +153,11 @@ class JobRunner:
         if self._terminated:
             result["error"] = "interrupted by SIGTERM; checkpoints are staged for the next attempt to resume from"
             return EXIT_TERMINATED
+        if exit_code != 0 and self._out_of_memory:
+            result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}): lower numEnvs ({spec['numEnvs']} "
+                               "now) or use a larger GPU")
+            self.say(f"ERROR: {result['error']}")  # the last lines of the log are what the wait step shows
+            return EXIT_FAILED
         if exit_code != 0:
             result["error"] = f"isaaclab {spec['mode']} exited with {exit_code}; see runner.log"
             return EXIT_FAILED
@@ -284,6 +293,8 @@ class JobRunner:
         assert self._child.stdout is not None
         for line in self._child.stdout:
             self.tee.write(line)
+            if self._out_of_memory is None and OUT_OF_MEMORY.search(line):
+                self._out_of_memory = line.strip()[:200]
             if parse is not None and parse(line, self.progress):
                 self.progress["elapsedS"] = round(time.monotonic() - start, 1)
                 self._write_progress()

@@ -139,9 +139,12 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[st
     :param conf: the run's conf (raw; it is normalized here).
     """
     from isaaclab_pipeline import storage
-    from isaaclab_pipeline.config import job_uuid, validate_conf
+    from isaaclab_pipeline.config import apply_deployment, job_uuid, validate_conf
+    from isaaclab_pipeline.settings import PipelineSettings
 
-    normalized = validate_conf(conf)
+    settings = PipelineSettings.load()
+    normalized = apply_deployment(validate_conf(conf), default_output_uri=settings.default_output_uri,
+                                  max_nodes=settings.max_nodes)
     job_id = job_uuid(dag_id, run_id)
     out_uri = storage.join(normalized["outputS3Path"], job_id)
     tc = normalized["trainingConfig"]
@@ -156,9 +159,16 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[st
 
 
 def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the few numbers a VAMS user looks at first from summary.json."""
+    """Pick the few numbers a VAMS user looks at first from summary.json (a training or an evaluation one)."""
     tags = summary.get("tags", {})
     out: dict[str, Any] = {}
+    if isinstance(summary.get("return"), Mapping):  # evaluate/play: the runner's episode statistics
+        out["episodes"] = summary.get("episodes")
+        out["returnMean"], out["returnStd"] = summary["return"]["mean"], summary["return"]["std"]
+        if isinstance(summary.get("length"), Mapping):
+            out["episodeLengthMean"] = summary["length"]["mean"]
+        if summary.get("successRate") is not None:
+            out["successRate"] = summary["successRate"]
     best = summary.get("best_mean_reward")
     if best:
         out["bestMeanReward"], out["bestMeanRewardStep"] = best["value"], best["step"]
