@@ -103,25 +103,37 @@ def test_runtime_contract(dockerfile: Path) -> None:
 
 def test_requirements_file_is_the_single_source() -> None:
     insts = _instructions(DOCKERFILES[0])
-    assert ("COPY", "task_image/requirements.txt /tmp/requirements.txt") in insts
+    assert ("COPY", "task_image/requirements.txt task_image/requirements.lock /tmp/") in insts
     runs = " ".join(args for inst, args in insts if inst == "RUN")
-    assert "pip install -r /tmp/requirements.txt" in runs
+    assert "pip install -r /tmp/requirements.txt -c /tmp/requirements.lock" in runs
     assert "pip install --no-deps /src/task_image" in runs
+    assert "pip check" in runs  # a lock that no longer resolves consistently fails the build
     # the build argument's default is the version requirements.txt pins (local venv == image)
     default = re.search(r"^ARG ISAACLAB_VERSION=(\S+)", DOCKERFILES[0].read_text(), re.M).group(1)
     pin = re.search(r"^isaaclab(\[[^\]]*\])?==(\S+)", (REPO / "task_image" / "requirements.txt").read_text(), re.M)
     assert pin and pin.group(2) == default
 
 
-def test_version_build_arg_rewrites_the_pin(tmp_path: Path) -> None:
-    # run the Dockerfile's own shell step on a copy of requirements.txt
+def _pip_step(tmp_path: Path) -> tuple[str, Path]:
+    """The Dockerfile's requirements RUN step on copies of its files, with a ``pip`` that records its arguments."""
     run = next(args for inst, args in _instructions(DOCKERFILES[0])
                if inst == "RUN" and "ISAACLAB_VERSION" in args and "sed" in args)
-    step = run.split("&& pip install")[0].replace("/tmp/requirements.txt", str(tmp_path / "requirements.txt"))
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "pip").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "pip.log"}\n')
+    (fake / "pip").chmod(0o755)
+    shutil.copy(REPO / "task_image" / "requirements.lock", tmp_path / "requirements.lock")
+    return run.replace("/tmp/", f"{tmp_path}/"), fake
+
+
+def test_version_build_arg_rewrites_the_pin(tmp_path: Path) -> None:
+    # run the Dockerfile's own shell step on a copy of requirements.txt
+    step, fake = _pip_step(tmp_path)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     original = (REPO / "task_image" / "requirements.txt").read_text()
     for version, expect in (("3.0.1", "3.0.1"), ("", None)):
         (tmp_path / "requirements.txt").write_text(original)
-        proc = subprocess.run(["sh", "-c", step], env={**os.environ, "ISAACLAB_VERSION": version},
+        proc = subprocess.run(["sh", "-c", step], env={**env, "ISAACLAB_VERSION": version},
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         rewritten = (tmp_path / "requirements.txt").read_text()
@@ -135,8 +147,58 @@ def test_version_build_arg_rewrites_the_pin(tmp_path: Path) -> None:
                 line.split("==")[0] for line in original.splitlines()]
     # a version that can't be applied fails the build instead of silently keeping the old pin
     (tmp_path / "requirements.txt").write_text("jsonschema>=4.20\n")
-    proc = subprocess.run(["sh", "-c", step], env={**os.environ, "ISAACLAB_VERSION": "3.0.1"})
+    proc = subprocess.run(["sh", "-c", step], env={**env, "ISAACLAB_VERSION": "3.0.1"})
     assert proc.returncode != 0
+
+
+def test_the_lock_constrains_the_locked_version_only(tmp_path: Path) -> None:
+    step, fake = _pip_step(tmp_path)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    default = re.search(r"^ARG ISAACLAB_VERSION=(\S+)", DOCKERFILES[0].read_text(), re.M).group(1)
+    calls = {}
+    for version in (default, "", "3.0.1"):
+        shutil.copy(REPO / "task_image" / "requirements.txt", tmp_path / "requirements.txt")
+        (tmp_path / "pip.log").write_text("")
+        proc = subprocess.run(["sh", "-c", step], env={**env, "ISAACLAB_VERSION": version}, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        calls[version] = (tmp_path / "pip.log").read_text().split(), proc.stdout
+    lock = ["-c", f"{tmp_path}/requirements.lock"]
+    assert calls[default][0] == ["install", "-r", f"{tmp_path}/requirements.txt", *lock]
+    assert calls[""][0] == calls[default][0]
+    # another Isaac Lab has other dependencies: resolved without the lock, and the build log says so
+    assert calls["3.0.1"][0] == ["install", "-r", f"{tmp_path}/requirements.txt"]
+    assert f"not the locked {default}" in calls["3.0.1"][1]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_runtime_user_can_write_home_caches_and_scratch(dockerfile: Path) -> None:
+    insts = _instructions(dockerfile)
+    last_from = max(i for i, (inst, _) in enumerate(insts) if inst == "FROM")
+    final = insts[last_from:]
+    uid = [args for inst, args in final if inst == "USER"][-1].split(":")[0]
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for inst, args in final if inst == "ENV")))
+    home = env["HOME"]
+    runs = " ".join(args for inst, args in final if inst == "RUN")
+    # the user exists with that uid and a home, and the home (caches included) is handed to it
+    assert re.search(rf"useradd --uid {uid} .*--create-home", runs)
+    assert re.search(rf"chown -R {uid}:{uid} [^&]*{re.escape(home)}(\s|$)", runs), runs
+    # Warp's kernel cache, pip's, torch's, matplotlib's: all under the home the user owns
+    for var in ("XDG_CACHE_HOME", "WARP_CACHE_PATH"):
+        assert env[var].startswith(home + "/"), (var, env[var])
+    assert env["WARP_CACHE_PATH"] in runs  # created at build time, owned by the user
+    # the job's scratch (tempfile.mkdtemp: each job's workdir and, on 3.x, its own venv) is the sticky /tmp
+    assert env["TMPDIR"] == "/tmp"
+    assert [args for inst, args in final if inst == "WORKDIR"][-1] == home
+
+
+def test_the_image_venv_stays_root_owned_and_jobs_can_make_their_own() -> None:
+    insts = _instructions(DOCKERFILES[0])
+    last_from = max(i for i, (inst, _) in enumerate(insts) if inst == "FROM")
+    final = insts[last_from:]
+    runs = " ".join(args for inst, args in final if inst == "RUN")
+    assert "/opt/venv" not in runs  # no chown: a job installs into its own venv, layered over /opt/venv
+    assert "python3.12-venv" in runs  # what `python -m venv` needs at run time
 
 
 @pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (.venvs/isaaclab)")
