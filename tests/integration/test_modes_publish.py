@@ -35,7 +35,7 @@ def test_evaluation_layout(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["episodes"] == 6  # the evaluation's statistics
     assert json.loads((out / "metrics-summary.json").read_text()) == {"tags": {}}  # convert's, renamed
     for name in ("evaluation-config.json", "episodes.csv", "metrics.csv", "exported/policy.onnx",
-                 "videos/evaluate/clip_0000.mp4", "tensorboard/events.out.tfevents.1.host"):
+                 "videos/evaluate-clip_0000.mp4", "tensorboard/events.out.tfevents.1.host"):
         assert (out / name).is_file(), name
 
 
