@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 CSV_NAME = "metrics.csv"
 SUMMARY_NAME = "summary.json"
 PLOT_NAME = "reward_curve.png"
+PROBLEMS_NAME = "metrics-problems.json"  # written only when an event file could not be read whole
 
 
 @dataclass(slots=True)
@@ -34,11 +36,13 @@ class ConvertResult:
     event_files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    problems: list[dict[str, Any]] = field(default_factory=list)  # corrupt event files (tolerate_corrupt)
+    problems_path: Path | None = None
 
     @property
     def paths(self) -> list[Path]:
         """Every file written."""
-        return [p for p in (self.csv_path, self.summary_path, self.plot_path) if p is not None]
+        return [p for p in (self.csv_path, self.summary_path, self.plot_path, self.problems_path) if p is not None]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (paths as strings), e.g. for an XCom."""
@@ -54,6 +58,7 @@ class ConvertResult:
             "event_files": [str(p) for p in self.event_files],
             "warnings": list(self.warnings),
             "seconds": self.seconds,
+            "problems": list(self.problems),
         }
 
 
@@ -72,7 +77,7 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> Any:
     return result
 
 
-def convert_run(event_root: Path, out_dir: Path) -> ConvertResult:
+def convert_run(event_root: Path, out_dir: Path, *, tolerate_corrupt: bool = False) -> ConvertResult:
     """Convert every TensorBoard event file under ``event_root`` into ``out_dir``.
 
     Writes ``metrics.csv`` (wide: step, wall_time, one column per tag), ``summary.json`` (per-tag
@@ -82,6 +87,8 @@ def convert_run(event_root: Path, out_dir: Path) -> ConvertResult:
 
     :param event_root: run directory, searched recursively for ``events.out.tfevents.*``, or one event file.
     :param out_dir: output directory, created if missing.
+    :param tolerate_corrupt: a corrupt event file keeps the records before its bad one; the problem is written to
+        ``metrics-problems.json`` (and the result's ``problems``) instead of raising.
     :return: paths written, counts and warnings (truncated files, skipped plot, skipped values).
     :raises FileNotFoundError: no event file under ``event_root``.
     :raises EventFileCorruptError: a record fails its CRC check (names the file and byte offset).
@@ -93,8 +100,18 @@ def convert_run(event_root: Path, out_dir: Path) -> ConvertResult:
     started = time.perf_counter()
     event_root, out_dir = Path(event_root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = read_run(event_root)
+    run = read_run(event_root, tolerate_corrupt=tolerate_corrupt)
     warnings = list(run.warnings)
+    problems_path = None
+    base = event_root if event_root.is_dir() else event_root.parent
+    for problem in run.problems:  # paths relative to the run, as they are staged and published (tensorboard/...)
+        path = Path(str(problem["file"]))
+        problem["file"] = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+    if run.problems:
+        problems_path = out_dir / PROBLEMS_NAME
+        doc = {"problems": run.problems, "note": "these event files could not be read whole; metrics.csv holds "
+                                                 "what precedes each bad record"}
+        _write_atomically(problems_path, lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
     if not run.series:
         msg = f"no scalar values in {len(run.files)} event file(s) under {event_root}"
         log.warning("%s", msg)
@@ -126,4 +143,6 @@ def convert_run(event_root: Path, out_dir: Path) -> ConvertResult:
         event_files=run.files,
         warnings=warnings,
         seconds=time.perf_counter() - started,
+        problems=list(run.problems),
+        problems_path=problems_path,
     )
