@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,18 +17,72 @@ from pathlib import Path
 BACKENDS = ("local", "batch")
 
 
+_ABSENT = "\x00isaaclab-setting-absent\x00"  # what Variable.get returns for "not set" (a value nobody stores)
+
+
+class SettingsUnavailableError(RuntimeError):
+    """An Airflow Variable could not be read (API server, metadata DB or secrets backend error).
+
+    Never turned into the default: on a deployment a failed read of ``isaaclab_compute_backend`` would otherwise
+    silently become the local backend. Transient: the task fails and retries.
+    """
+
+
 def get_setting(name: str, default: str | None = None) -> str | None:
-    """Return the Airflow Variable ``isaaclab_<name>`` (or its ``AIRFLOW_VAR_`` env form), else ``default``."""
+    """Return the Airflow Variable ``isaaclab_<name>`` (or its ``AIRFLOW_VAR_`` env form), else ``default``.
+
+    ``default`` is used only when the Variable is known to be unset; a read that failed raises.
+
+    :raises SettingsUnavailableError: if the Variable could not be read.
+    """
     key = f"isaaclab_{name}"
     env = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
     if env is not None:
         return env
     try:
         from airflow.sdk import Variable
-
-        return Variable.get(key, default=default)
-    except Exception:  # outside a task (CLI, unit tests) there is no Variable store to ask
+    except ImportError:  # no Airflow in this interpreter: nothing but the environment to ask
         return default
+    try:
+        value = Variable.get(key, default=_ABSENT)
+    except Exception as exc:
+        raise SettingsUnavailableError(f"could not read the Airflow Variable {key} ({type(exc).__name__}: {exc}); "
+                                       "not falling back to its default, the task will retry") from exc
+    if value != _ABSENT:
+        return value
+    confirmed = _confirm_absent(key)
+    return default if confirmed is None else confirmed
+
+
+def _confirm_absent(key: str) -> str | None:
+    """Inside a task, Airflow's secrets chain turns an API server error into "not found"; ask the API server
+    again, directly, and tell a real absence (None) from a failed read (raise). Outside a task: None.
+
+    :return: the value, if the Variable turns out to be set.
+    :raises SettingsUnavailableError: if the API server cannot answer.
+    """
+    try:
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.comms import ErrorResponse, GetVariable, VariableResult
+    except ImportError:
+        return None
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    if comms is None:  # the CLI, unit tests: the environment and the metadata DB were asked
+        return None
+    try:
+        msg = comms.send(GetVariable(key=key))
+    except Exception as exc:
+        raise SettingsUnavailableError(f"could not read the Airflow Variable {key} from the API server "
+                                       f"({type(exc).__name__}: {exc}); not falling back to its default") from exc
+    if isinstance(msg, ErrorResponse):
+        if msg.error == ErrorType.VARIABLE_NOT_FOUND:
+            return None
+        raise SettingsUnavailableError(f"could not read the Airflow Variable {key}: the API server answered "
+                                       f"{msg.error.value} {msg.detail}; not falling back to its default")
+    if isinstance(msg, VariableResult):
+        return msg.value
+    return None
 
 
 def pipeline_home() -> Path:
@@ -68,6 +123,8 @@ class PipelineSettings:
     local_max_attempts: int = 3
     # where a conf without outputS3Path publishes ("" on Batch unless set: the conf must then say)
     default_output_uri: str = ""
+    # the s3:// locations confs may read from and publish to (required on Batch; docs/security.md)
+    allowed_uri_prefixes: tuple[str, ...] = ()
 
     @property
     def max_nodes(self) -> int:
@@ -102,7 +159,38 @@ class PipelineSettings:
             local_max_attempts=_positive_int("local_max_attempts", 3),
             default_output_uri=get_setting("default_output_uri")
             or (str(pipeline_home() / "outputs") if backend == "local" else ""),
+            allowed_uri_prefixes=parse_uri_prefixes(get_setting("allowed_uri_prefixes", "") or ""),
         )
+
+
+def parse_uri_prefixes(raw: str) -> tuple[str, ...]:
+    """Parse the Variable ``isaaclab_allowed_uri_prefixes``: a JSON list, or entries separated by commas or spaces.
+
+    Each entry is ``s3://<bucket>`` or ``s3://<bucket>/<prefix>``; it allows that bucket or that folder.
+
+    :raises ValueError: naming the Variable and the bad entry.
+    """
+    raw = raw.strip()
+    if not raw:
+        return ()
+    if raw.startswith("["):
+        try:
+            entries = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"Variable isaaclab_allowed_uri_prefixes is not a JSON list: {exc}") from exc
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ValueError("Variable isaaclab_allowed_uri_prefixes must be a JSON list of s3:// prefixes")
+    else:
+        entries = raw.replace(",", " ").split()
+    out = []
+    for entry in entries:
+        bucket, _, key = entry.removeprefix("s3://").partition("/")
+        parts = key.rstrip("/").split("/") if key.rstrip("/") else []
+        if (not entry.startswith("s3://") or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket)
+                or any(p in ("", ".", "..") for p in parts)):
+            raise ValueError(f"Variable isaaclab_allowed_uri_prefixes: {entry!r} is not s3://<bucket>[/<prefix>]")
+        out.append(f"s3://{bucket}/" + (key.rstrip("/") + "/" if parts else ""))
+    return tuple(out)
 
 
 def _positive_int(name: str, default: int | None) -> int | None:
