@@ -16,7 +16,9 @@ def problems(conf: dict) -> list[str]:
 
 def test_train_defaults() -> None:
     tc = validate_conf(MINIMAL)["trainingConfig"]
-    assert tc == {"task": "Isaac-Custom-Cartpole-Direct", "mode": "train", "rlLibrary": "rsl_rl", "seed": 42,
+    seed = tc.pop("seed")  # drawn when not given, then recorded
+    assert isinstance(seed, int) and 0 <= seed < 2**31
+    assert tc == {"task": "Isaac-Custom-Cartpole-Direct", "mode": "train", "rlLibrary": "rsl_rl",
                   "numEnvs": 4096, "maxIterations": 1500, "numEpisodes": 50, "recordVideo": False}
 
 
@@ -71,8 +73,9 @@ def test_shell_metacharacters_are_refused(task: str) -> None:
 
 
 def test_seed_workflow_wrapper_is_accepted() -> None:
-    wrapped = {"workflowName": "isaac-lab-training", "parameters": MINIMAL}
-    assert validate_conf(wrapped) == validate_conf(MINIMAL)
+    conf = {**MINIMAL, "trainingConfig": {**MINIMAL["trainingConfig"], "seed": 7}}
+    wrapped = {"workflowName": "isaac-lab-training", "parameters": conf}
+    assert validate_conf(wrapped) == validate_conf(conf)
 
 
 def test_wrapper_for_another_workflow_is_refused() -> None:
@@ -94,10 +97,10 @@ def test_modes_need_their_inputs() -> None:
     assert found[0].startswith("trainingConfig.checkpointPath: a relative path needs inputS3AssetFilePath")
 
 
-def test_missing_required_fields_are_named() -> None:
-    assert problems({"trainingConfig": {}}) == [
-        "(conf): 'outputS3Path' is a required property; add it",
-        "trainingConfig: 'task' is a required property; add it",
+def test_wrong_types_are_named_with_what_they_must_be() -> None:
+    assert problems({"trainingConfig": "train", "computeConfig": []}) == [
+        "computeConfig: [] is an array; it must be an object",
+        "trainingConfig: 'train' is a string; it must be an object",
     ]
 
 
@@ -127,3 +130,116 @@ def test_configuration_doc_matches_the_schema() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert render_fields() in doc, "run: python -m isaaclab_pipeline.schema_docs and paste into docs/configuration.md"
+
+
+# Robustness: whatever JSON arrives, only ConfigValidationError, every problem named by field
+
+
+@pytest.mark.parametrize("raw", [[], [MINIMAL], "conf", "", 0, 1.5, True, None])
+def test_a_conf_that_is_not_an_object_is_refused(raw: object) -> None:
+    [problem] = problems(raw)  # type: ignore[arg-type]
+    assert problem.startswith("(conf): must be a JSON object, got ")
+
+
+@pytest.mark.parametrize(("conf", "field"), [
+    ({"trainingConfig": []}, "trainingConfig"),
+    ({"trainingConfig": {"task": "T", "mode": ["train"]}}, "trainingConfig.mode"),
+    ({"trainingConfig": {"task": "T", "mode": {"a": 1}}}, "trainingConfig.mode"),
+    ({"trainingConfig": {"task": {"x": [1, {"y": None}]}}}, "trainingConfig.task"),
+    ({"trainingConfig": {"task": "T"}, "computeConfig": "big"}, "computeConfig"),
+    ({"trainingConfig": {"task": "T", "numEnvs": True}}, "trainingConfig.numEnvs"),
+    ({"trainingConfig": {"task": "T", "recordVideo": 1}}, "trainingConfig.recordVideo"),
+    ({"trainingConfig": {"task": "T", "numEnvs": float("nan")}}, "trainingConfig.numEnvs"),
+    ({"trainingConfig": {"task": "T"}, "vams": ["x" * 10_000]}, "vams"),
+    ({"workflowName": ["isaac-lab-training"], "parameters": MINIMAL}, "workflowName"),
+    ({"workflowName": "isaac-lab-training", "parameters": "{}"}, "parameters"),
+])
+def test_junk_is_refused_by_field(conf: dict, field: str) -> None:
+    found = problems(conf)
+    assert any(p.startswith(f"{field}: ") for p in found), found
+    assert all(len(p) < 600 for p in found)
+
+
+def test_deep_nesting_is_refused() -> None:
+    junk: object = "x"
+    for _ in range(5000):
+        junk = [junk]
+    assert problems({"trainingConfig": {"task": "T"}, "vams": junk})
+
+
+@pytest.mark.parametrize(("key", "value", "fix"), [
+    ("numEnvs", 64.0, "write 64"), ("maxIterations", 1e3, "write 1000"), ("seed", 4.0, "write 4"),
+    ("numEpisodes", 2.5, "use a whole number"),
+])
+def test_integers_written_as_floats_are_refused(key: str, value: float, fix: str) -> None:
+    """JSON Schema calls 64.0 an integer; Isaac Lab's CLI refuses --num_envs 64.0 after the GPU has started."""
+    [problem] = problems({**MINIMAL, "trainingConfig": {"task": "T", key: value}})
+    assert problem.startswith(f"trainingConfig.{key}: {value!r} is not an integer") and fix in problem
+
+
+def test_compute_config_integers_too() -> None:
+    [problem] = problems({**MINIMAL, "computeConfig": {"numNodes": 2.0}})
+    assert problem.startswith("computeConfig.numNodes: 2.0 is not an integer")
+
+
+@pytest.mark.parametrize(("conf", "field"), [
+    ({"trainingConfig": {"task": "Isaac-Ant-v0\n"}}, "trainingConfig.task"),
+    ({"trainingConfig": {"task": "Isaac-Ant\r"}}, "trainingConfig.task"),
+    ({"inputS3AssetFilePath": "s3://b/a/", "trainingConfig": {"task": "T", "mode": "evaluate",
+                                                              "checkpointPath": "ok.pt\n../../etc/passwd"}},
+     "trainingConfig.checkpointPath"),
+    ({"inputS3AssetFilePath": "s3://bucket/a\x00b"}, "inputS3AssetFilePath"),
+    ({"vams": {"executingUserName": "alice\x1b[31m"}}, "vams.executingUserName"),
+])
+def test_control_characters_are_refused(conf: dict, field: str) -> None:
+    full = {**MINIMAL, **conf, "trainingConfig": conf.get("trainingConfig", MINIMAL["trainingConfig"])}
+    found = problems(full)
+    assert any(p.startswith(f"{field}: ") and "control character" in p for p in found), found
+
+
+@pytest.mark.parametrize(("field", "uri", "says"), [
+    ("outputS3Path", "s3:///x", "no valid bucket name"),
+    ("outputS3Path", "s3://B/x", "no valid bucket name"),
+    ("outputS3Path", "s3://bucket//x", "empty, '.' or '..' part"),
+    ("outputS3Path", "s3://bucket/a/../b", "empty, '.' or '..' part"),
+    ("outputS3Path", "file://otherhost/x", "names host"),
+    ("outputS3Path", "/opt/../etc", "'..' part"),
+    ("inputS3AssetFilePath", "s3://ab/x.tar.gz", "no valid bucket name"),
+])
+def test_malformed_uris_are_refused(field: str, uri: str, says: str) -> None:
+    found = problems({**MINIMAL, field: uri})
+    assert any(p.startswith(f"{field}: ") and says in p for p in found), found
+
+
+def test_good_uris_pass() -> None:
+    for uri in ("s3://my-outputs/isaac-lab/", "s3://my.bucket-1", "file:///tmp/out", "file://localhost/tmp/o", "/o"):
+        assert validate_conf({**MINIMAL, "outputS3Path": uri})["outputS3Path"] == uri
+
+
+# The URI policy: what the deployment allows (checked in resolve_inputs, where the backend is known)
+
+
+def test_batch_refuses_local_paths() -> None:
+    from isaaclab_pipeline.config import uri_policy_problems
+
+    conf = validate_conf({**MINIMAL, "inputS3AssetFilePath": "file:///etc/", "outputS3Path": "/opt/airflow/dags"})
+    found = uri_policy_problems(conf, "batch", ["s3://bucket/"])
+    assert [p.split(":")[0] for p in found] == ["inputS3AssetFilePath", "outputS3Path"]
+    assert all("only s3:// URIs are allowed" in p for p in found)
+    assert uri_policy_problems(conf, "local", []) == []  # the laptop: its own disk
+
+
+def test_batch_needs_the_allow_list_and_keeps_to_it() -> None:
+    from isaaclab_pipeline.config import uri_policy_problems
+
+    conf = validate_conf({**MINIMAL, "inputS3AssetFilePath": "s3://assets/team-a/pkg.tar.gz",
+                          "outputS3Path": "s3://outputs/team-a", "trainingConfig": {
+                              "task": "T", "mode": "evaluate", "policyS3Uri": "s3://other/model.pt"}})
+    assert all("isaaclab_allowed_uri_prefixes" in p for p in uri_policy_problems(conf, "batch", []))
+    found = uri_policy_problems(conf, "batch", ["s3://assets/team-a/", "s3://outputs/team-a"])
+    assert found == [p for p in found if p.startswith("trainingConfig.policyS3Uri: ")] and len(found) == 1
+    # a prefix is a folder: s3://outputs/team is not a prefix of s3://outputs/team-a
+    assert uri_policy_problems({"outputS3Path": "s3://outputs/team-a"}, "batch", ["s3://outputs/team"])
+    assert uri_policy_problems({"outputS3Path": "s3://outputs/team"}, "batch", ["s3://outputs/team"]) == []
+    # the local backend applies the list to s3:// URIs when one is set
+    assert uri_policy_problems(conf, "local", ["s3://assets/"]) and not uri_policy_problems(conf, "local", [])
