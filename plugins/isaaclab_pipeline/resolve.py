@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from isaaclab_pipeline import storage
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
@@ -25,8 +27,35 @@ KNOWN_TASKS_ENV = "ISAACLAB_KNOWN_TASKS"
 KNOWN_TASKS_NAME = "known-tasks.json"
 
 
-class ResolveError(ValueError):
-    """The asset does not hold what the conf asks for; the message says what was found and the fix."""
+class ResolveError(AirflowFailException, ValueError):
+    """The asset does not hold what the conf asks for, or the conf reaches where the deployment does not allow;
+    the message says what was found and the fix. Deterministic: the step fails without retries."""
+
+
+def check_uris(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings) -> None:
+    """Before anything is read: the deployment's URI policy (config.uri_policy_problems), then the output location
+    written and deleted once (a probe), so an unwritable output fails here, not after training.
+
+    :raises ResolveError: listing every URI the policy refuses, or naming the unwritable output.
+    :raises Exception: a transient store error (throttling, 5xx, timeout) as it is: the step retries.
+    """
+    from isaaclab_pipeline.backends.base import is_transient
+    from isaaclab_pipeline.config import uri_policy_problems
+
+    problems = uri_policy_problems(conf, settings.compute_backend, settings.allowed_uri_prefixes)
+    if problems:
+        raise ResolveError("the conf names locations this deployment does not allow:\n  - " + "\n  - ".join(problems))
+    output = conf.get("outputS3Path")
+    if not output:
+        return
+    target = storage.join(output, job_id)
+    try:
+        storage.check_writable(target, settings.aws_conn_id)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise ResolveError(f"outputS3Path: {target} is not writable ({type(exc).__name__}: {exc}); fix the location "
+                           "or its permissions (the job would train, then fail to publish)") from exc
 
 
 def is_package(uri: str) -> bool:
@@ -125,8 +154,9 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
     :param conf: the normalized conf from ``validate_config``.
     :param job_id: the run's job UUID.
     :param settings: deployment settings (staging location, device, overrides).
-    :raises ResolveError: if the package or checkpoint cannot be found.
+    :raises ResolveError: if the package or checkpoint cannot be found, or a URI is not allowed or not writable.
     """
+    check_uris(conf, job_id, settings)
     tc = conf["trainingConfig"]
     asset_uri = conf.get("inputS3AssetFilePath")
     package = checkpoint = root = None

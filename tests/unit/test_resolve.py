@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from isaaclab_pipeline.settings import PipelineSettings
 from isaaclab_pipeline.storage import LocalStorage
 
 SETTINGS = PipelineSettings(staging_uri="/staging", overrides=["agent.save_interval=25"])
+OUT = tempfile.mkdtemp(prefix="isaaclab-resolve-out-")  # resolve writes (and deletes) a probe under the output
 JOB = "0b6d2c1e-7d7e-5b5c-9f6e-1f2a3b4c5d6e"
 
 
@@ -25,7 +27,7 @@ def _touch(path: Path, mtime: float | None = None) -> Path:
 
 def _conf(asset: str, **tc: object) -> dict:
     return validate_conf({"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", **tc},
-                          "inputS3AssetFilePath": asset, "outputS3Path": "/out"})
+                          "inputS3AssetFilePath": asset, "outputS3Path": OUT})
 
 
 def test_package_named_directly(tmp_path: Path) -> None:
@@ -97,11 +99,11 @@ def _known(tmp_path: Path) -> Path:
 
 def test_unknown_image_task_is_refused_before_any_gpu_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(_known(tmp_path)))
-    conf = validate_conf({"trainingConfig": {"task": "Isaac-Antt"}, "outputS3Path": "/out"})
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Antt"}, "outputS3Path": OUT})
     with pytest.raises(ResolveError, match=r"trainingConfig.task: 'Isaac-Antt' is not registered .*closest: Isaac-A"):
         build_job_spec(conf, JOB, SETTINGS)
     for task in ("Isaac-Ant", "Isaac-Ant-v0"):  # registered, or a 2.x alias the runner maps
-        conf = validate_conf({"trainingConfig": {"task": task}, "outputS3Path": "/out"})
+        conf = validate_conf({"trainingConfig": {"task": task}, "outputS3Path": OUT})
         assert build_job_spec(conf, JOB, SETTINGS).task == task
 
 
@@ -113,5 +115,76 @@ def test_package_tasks_are_checked_by_the_runner_not_here(tmp_path: Path, monkey
 
 def test_no_saved_task_list_means_no_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(tmp_path / "absent.json"))
-    conf = validate_conf({"trainingConfig": {"task": "Anything-Goes"}, "outputS3Path": "/out"})
+    conf = validate_conf({"trainingConfig": {"task": "Anything-Goes"}, "outputS3Path": OUT})
     assert build_job_spec(conf, JOB, SETTINGS).task == "Anything-Goes"
+
+
+# The URI policy and the writable check: before anything is listed, and before any GPU time
+
+
+BATCH = PipelineSettings(compute_backend="batch", staging_uri="s3://stage/isaaclab",
+                         allowed_uri_prefixes=("s3://assets/team-a/", "s3://outputs/"))
+
+
+@pytest.mark.parametrize(("conf", "field"), [
+    ({"inputS3AssetFilePath": "file:///etc/", "outputS3Path": "s3://outputs/x"}, "inputS3AssetFilePath"),
+    ({"inputS3AssetFilePath": "/etc", "outputS3Path": "s3://outputs/x"}, "inputS3AssetFilePath"),
+    ({"outputS3Path": "/opt/airflow/dags"}, "outputS3Path"),
+    ({"outputS3Path": "file:///opt/airflow/dags"}, "outputS3Path"),
+    ({"inputS3AssetFilePath": "s3://assets/team-b/pkg.tar.gz", "outputS3Path": "s3://outputs/x"},
+     "inputS3AssetFilePath"),
+    ({"outputS3Path": "s3://somebody-elses-bucket/x"}, "outputS3Path"),
+])
+def test_batch_deployment_refuses_what_it_does_not_allow(conf: dict, field: str) -> None:
+    """Nothing is listed, read or written: the refusal comes first, naming the field, without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    normalized = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, **conf})
+    with pytest.raises(ResolveError, match=rf"does not allow:\n  - {field}: ") as info:
+        build_job_spec(normalized, JOB, BATCH)
+    assert isinstance(info.value, AirflowFailException)
+
+
+def test_batch_without_an_allow_list_refuses_every_s3_uri() -> None:
+    import dataclasses
+
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": "s3://outputs/x"})
+    with pytest.raises(ResolveError, match="isaaclab_allowed_uri_prefixes"):
+        build_job_spec(conf, JOB, dataclasses.replace(BATCH, allowed_uri_prefixes=()))
+
+
+def test_unwritable_output_fails_before_any_gpu_time(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": f"file://{blocked}/out"})
+    with pytest.raises(ResolveError, match=rf"outputS3Path: file://{blocked}/out/{JOB} is not writable"):
+        build_job_spec(conf, JOB, SETTINGS)
+
+
+def test_writable_output_is_left_clean(tmp_path: Path) -> None:
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": str(tmp_path / "out")})
+    build_job_spec(conf, JOB, SETTINGS)
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+def test_s3_output_probe_against_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket that exists is writable (the probe is deleted again); a missing bucket is a ResolveError."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws",
+                                                               "extra": {"region_name": "us-east-1"}}))
+    monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", "/nonexistent/known-tasks.json")
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="outputs")
+        conf = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": "s3://outputs/team"})
+        assert build_job_spec(conf, JOB, BATCH).task == "Isaac-Ant-v0"
+        assert boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="outputs")["KeyCount"] == 0
+        missing = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": "s3://outputs-gone/x"})
+        allow = PipelineSettings(compute_backend="batch", staging_uri="s3://stage/i",
+                                 allowed_uri_prefixes=("s3://outputs-gone/",))
+        with pytest.raises(ResolveError, match="outputS3Path: s3://outputs-gone/x/.* is not writable .*NoSuchBucket"):
+            build_job_spec(missing, JOB, allow)
