@@ -168,3 +168,50 @@ def test_multinode_needs_its_job_definition() -> None:
 
 def test_get_backend_picks_batch() -> None:
     assert isinstance(get_backend(SETTINGS, RUN), BatchBackend)
+
+
+def test_a_resubmit_starts_from_an_empty_staging_folder(aws) -> None:
+    """The failed job's files move to superseded/<job>/submission-1/: the new job neither resumes from its
+    checkpoints nor publishes them."""
+    backend, stub = aws
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for key in ("checkpoints/rsl_rl/x/ts/model_50.pt", "run/events.out.tfevents.1", "result.json"):
+        s3.put_object(Bucket="stage", Key=f"isaaclab/{JOB}/{key}", Body=b"old job")
+    _expect_list(stub, [_job("failed", "FAILED", 1)])
+    stub.add_response("submit_job", {"jobName": NAME, "jobId": "second"})
+    assert backend.submit(_spec()).external_id == "second"
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="stage")["Contents"])
+    assert keys == sorted([f"isaaclab/superseded/{JOB}/submission-1/{k}" for k in (
+        "checkpoints/rsl_rl/x/ts/model_50.pt", "result.json", "run/events.out.tfevents.1")] + [
+        f"isaaclab/{JOB}/spec.json"])
+
+
+def test_a_throttled_submit_that_went_through_is_not_submitted_twice(aws) -> None:
+    backend, stub = aws
+    _expect_list(stub, [])
+    stub.add_client_error("submit_job", service_error_code="TooManyRequestsException", http_status_code=429)
+    _expect_list(stub, [_job("went-through", "RUNNABLE", 2)])
+    assert backend.submit(_spec()).external_id == "went-through"
+
+
+def test_a_throttled_submit_that_did_not_go_through_is_retried(aws, monkeypatch) -> None:
+    import isaaclab_pipeline.backends.batch as batch_module
+
+    monkeypatch.setattr(batch_module.time, "sleep", lambda s: None)
+    backend, stub = aws
+    _expect_list(stub, [])
+    stub.add_client_error("submit_job", service_error_code="ServerException", http_status_code=500)
+    _expect_list(stub, [])
+    stub.add_response("submit_job", {"jobName": NAME, "jobId": "retried"})
+    assert backend.submit(_spec()).external_id == "retried"
+
+
+def test_a_refused_submit_is_not_retried(aws) -> None:
+    from botocore.exceptions import ClientError
+
+    backend, stub = aws
+    _expect_list(stub, [])
+    stub.add_client_error("submit_job", service_error_code="ClientException", http_status_code=400,
+                          service_message="JobQueue gpu-queue not found")
+    with pytest.raises(ClientError, match="not found"):
+        backend.submit(_spec())

@@ -11,19 +11,34 @@ from isaaclab_pipeline.triggers import IsaacLabBatchJobTrigger
 
 
 class _Batch:
-    """Answers DescribeJobs with a fixed sequence of statuses and records TerminateJob (BatchClientHook's API)."""
+    """Answers DescribeJobs with a fixed sequence of statuses (an Exception in it is raised instead) and records
+    TerminateJob (BatchClientHook's API)."""
 
-    def __init__(self, statuses: list[str]) -> None:
+    def __init__(self, statuses: list, terminate_errors: list[Exception] | None = None) -> None:
         self.statuses = statuses
         self.terminated: list[tuple[str, str]] = []
+        self.terminate_errors = terminate_errors or []
+        self.calls = 0
 
     def get_job_description(self, job_id: str) -> dict:
+        self.calls += 1
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        if isinstance(status, Exception):
+            raise status
         return {"jobId": job_id, "status": status, "statusReason": "", "attempts": []}
 
     def terminate_job(self, job_id: str, reason: str) -> dict:
+        if self.terminate_errors:
+            raise self.terminate_errors.pop(0)
         self.terminated.append((job_id, reason))
         return {}
+
+
+def _client_error(code: str, status: int = 400):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "DescribeJobs")
 
 
 def _trigger(tmp_path: Path, batch: _Batch, **kwargs) -> IsaacLabBatchJobTrigger:
@@ -64,5 +79,57 @@ def test_serialized_kwargs_are_plain_and_carry_no_conf(tmp_path: Path) -> None:
     classpath, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert set(kwargs) == {"job_id", "staging_uri", "aws_conn_id", "region_name", "poll_interval_s",
-                           "heartbeat_interval_s", "deadline", "last_status"}
+                           "heartbeat_interval_s", "deadline", "last_status", "transient_budget_s"}
     assert IsaacLabBatchJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_transient_poll_errors_are_retried_and_the_job_is_not_touched(tmp_path: Path) -> None:
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+    errors = [_client_error("TooManyRequestsException", 429), _client_error("ServerException", 500),
+              _client_error("SlowDown", 503), ReadTimeoutError(endpoint_url="https://batch"),
+              EndpointConnectionError(endpoint_url="https://batch")]
+    batch = _Batch([*errors, "RUNNING", "SUCCEEDED"])
+    event = _first(_trigger(tmp_path, batch))
+    assert event["status"] == "success" and batch.terminated == []
+    assert batch.calls == len(errors) + 2
+
+
+def test_a_poll_that_fails_for_good_terminates_the_job(tmp_path: Path) -> None:
+    """AccessDenied is not cured by waiting: the job is terminated at once, the event says why."""
+    batch = _Batch(["RUNNING", _client_error("AccessDeniedException", 403)])
+    event = _first(_trigger(tmp_path, batch))
+    assert event["status"] == "error" and "AccessDeniedException" in event["message"]
+    assert "Batch job terminated" in event["message"] and batch.terminated[0][0] == "j-1"
+    assert "the wait failed for good" in batch.terminated[0][1]
+
+
+def test_throttling_beyond_the_budget_terminates_the_job(tmp_path: Path) -> None:
+    batch = _Batch([_client_error("TooManyRequestsException", 429)])
+    started = time.monotonic()
+    event = _first(_trigger(tmp_path, batch, transient_budget_s=0.3))
+    assert event["status"] == "error" and batch.terminated and time.monotonic() - started < 5
+    assert batch.calls >= 2  # retried before giving up
+
+
+def test_terminate_is_retried_through_throttling(tmp_path: Path) -> None:
+    batch = _Batch([_client_error("ValidationError")], terminate_errors=[_client_error("TooManyRequestsException",
+                                                                                        429)])
+    event = _first(_trigger(tmp_path, batch))
+    assert batch.terminated and event["message"].endswith("Batch job terminated")
+
+
+def test_unreadable_progress_does_not_fail_the_wait(tmp_path: Path, monkeypatch) -> None:
+    from isaaclab_pipeline import triggers
+
+    def slow_down(*args):
+        raise _client_error("SlowDown", 503)
+
+    monkeypatch.setattr(triggers, "read_progress", slow_down)
+    event = _first(_trigger(tmp_path, _Batch(["RUNNING", "SUCCEEDED"])))
+    assert event["status"] == "success"
+
+
+def test_a_queued_job_still_reports_so_vams_hears_a_heartbeat(tmp_path: Path) -> None:
+    event = _first(_trigger(tmp_path, _Batch(["RUNNABLE"]), heartbeat_interval_s=0.05))
+    assert event["status"] == "running" and event["progress"] == {"state": "queued", "batchStatus": "RUNNABLE"}

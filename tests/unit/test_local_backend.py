@@ -132,3 +132,26 @@ def test_other_failures_and_cancelled_jobs_are_not_retried(tmp_path: Path) -> No
     status = _wait(backend, handle, timeout=5)
     assert status.state == JobState.FAILED
     assert not (tmp_path / "b" / "jobs" / JOB / "attempt-1").exists()
+
+
+def test_a_resubmit_after_failure_starts_from_empty_staging(tmp_path: Path) -> None:
+    """Attempt 2 of one submission resumes from staging; a new submission must not: the old files are archived."""
+    import dataclasses
+
+    staging = tmp_path / "staging" / JOB
+    spec = dataclasses.replace(_spec(), staging_uri=str(staging))
+    backend = _backend(tmp_path, 'mkdir -p "$STAGING/checkpoints" && echo old > "$STAGING/checkpoints/model_9.pt"; '
+                                 'exit 1')
+    import os
+
+    os.environ["STAGING"] = str(staging)
+    try:
+        _wait(backend, backend.submit(spec))
+        assert (staging / "checkpoints" / "model_9.pt").exists()
+        backend = _backend(tmp_path, "exit 0")
+        _wait(backend, backend.submit(spec))
+    finally:
+        os.environ.pop("STAGING")
+    assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
+    archived = tmp_path / "staging" / "superseded" / JOB / "submission-1" / "checkpoints" / "model_9.pt"
+    assert archived.read_text() == "old\n"

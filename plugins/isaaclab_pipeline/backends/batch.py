@@ -4,7 +4,9 @@ Every AWS call goes through the amazon provider's ``BatchClientHook`` (describe,
 ``AwsLogsHook`` (log lines). What is ours: the submit request built from the deployment settings, and
 idempotency: the job name and tags derive from the DAG run and job UUID, so a retried submit step finds the job
 it already submitted (ListJobs by name, DescribeJobs for the tag) and reattaches; only a job that ended in
-failure is submitted again.
+failure is submitted again, and then from an empty staging folder (the old one's files are archived, so the new job
+neither resumes from them nor publishes them). Transient AWS errors (throttling, 5xx, timeouts) are retried with
+backoff; a SubmitJob that failed that way is retried only after ListJobs shows it did not go through.
 """
 
 from __future__ import annotations
@@ -13,18 +15,28 @@ import dataclasses
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import storage
-from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus
+from isaaclab_pipeline.backends.base import (
+    JobHandle,
+    JobState,
+    JobStatus,
+    archive_staging,
+    backoff_delay,
+    is_transient,
+    retry_transient,
+)
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
+SUBMIT_ATTEMPTS = 4
 NAME_MAX = 128  # Batch job names: letters, digits, hyphens, underscores, at most 128 characters
 TAG_JOB_ID = "isaaclab:jobId"
 TAG_DAG_RUN_ID = "isaaclab:dagRunId"
@@ -102,9 +114,23 @@ class BatchBackend:
         if jobs:
             log.info("%d earlier Batch job(s) of job %s failed (%s); submitting a new one", len(jobs), spec.job_id,
                      ", ".join(j["jobId"] for j in jobs))
-        spec_uri = self._stage_spec(spec)
+        archive_staging(spec.staging_uri, self.settings.aws_conn_id)
+        spec_uri = retry_transient(lambda: self._stage_spec(spec), what="staging the job spec")
         request = self.submit_request(spec, job_name, spec_uri)
-        response = self.hook.client.submit_job(**request)
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                response = self.hook.client.submit_job(**request)
+                break
+            except Exception as exc:
+                if not is_transient(exc) or attempt == SUBMIT_ATTEMPTS - 1:
+                    raise
+                log.warning("SubmitJob failed (%s: %s); checking whether it went through before retrying",
+                            type(exc).__name__, exc)
+                time.sleep(backoff_delay(attempt, 2.0, 30.0))
+                live = [j for j in self.find_jobs(job_name, spec.job_id) if j["status"] != "FAILED"]
+                if live:
+                    log.info("The failed SubmitJob went through: Batch job %s; reattaching", live[-1]["jobId"])
+                    return self._handle(spec, live[-1]["jobId"], job_name)
         log.info("Submitted Batch job %s (%s) to queue %s with %s", job_name, response["jobId"],
                  request["jobQueue"], request["jobDefinition"])
         return self._handle(spec, response["jobId"], job_name)
@@ -151,14 +177,14 @@ class BatchBackend:
                 kwargs: dict[str, Any] = {"jobQueue": queue, "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
                 if token:
                     kwargs["nextToken"] = token
-                page = client.list_jobs(**kwargs)
+                page = retry_transient(lambda kw=kwargs: client.list_jobs(**kw), what="ListJobs")
                 ids += [j["jobId"] for j in page.get("jobSummaryList", []) if j.get("jobName") == job_name]
                 token = page.get("nextToken")
                 if not token:
                     break
         jobs = []
         for chunk in _chunks(ids, 100):
-            jobs += client.describe_jobs(jobs=chunk).get("jobs", [])
+            jobs += retry_transient(lambda c=chunk: client.describe_jobs(jobs=c), what="DescribeJobs").get("jobs", [])
         # the tag tells our job from a same-named one of someone else's (names are not unique in Batch)
         mine = [j for j in jobs if (j.get("tags") or {}).get(TAG_JOB_ID, job_id) == job_id]
         return sorted(mine, key=lambda j: j.get("createdAt", 0))
@@ -218,7 +244,7 @@ class BatchBackend:
     def cancel(self, handle: JobHandle, reason: str) -> None:
         """Terminate the job (a queued job is cancelled, a running one gets SIGTERM, then SIGKILL)."""
         log.warning("Terminating Batch job %s: %s", handle.external_id, reason)
-        self.hook.terminate_job(handle.external_id, reason[:1024])
+        retry_transient(lambda: self.hook.terminate_job(handle.external_id, reason[:1024]), what="TerminateJob")
 
     def log_info(self, handle: JobHandle) -> dict[str, str] | None:
         """Return the newest log stream's ``awslogs_group``/``awslogs_stream_name``/``awslogs_region``."""

@@ -7,6 +7,10 @@ task (like a Batch job) and the wait step can reattach to it after a retry.
 Like the Batch job definition's retryStrategy, an attempt that ends with exit code 143 (the runner staged its
 checkpoints after a SIGTERM) is started again, up to ``isaaclab_local_max_attempts`` attempts; the new attempt
 (``ISAACLAB_JOB_ATTEMPT`` in its environment) resumes from the staged checkpoints. ``cancel`` is never retried.
+
+A new submission (after a failed job, or of a job id whose staging folder holds files) starts from an empty staging
+folder: what was there is archived (``backends.base.archive_staging``), so it neither resumes from nor publishes an
+earlier job's files. Retried attempts of one submission share its staging folder, which is how they resume.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus
+from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings, pipeline_home
 
@@ -58,6 +62,7 @@ class LocalBackend:
         if not Path(self.python).exists():
             raise FileNotFoundError(f"Isaac Lab interpreter {self.python!r} not found; run `make install` or set "
                                     "the Variable isaaclab_isaaclab_python to the Isaac Lab venv's python")
+        archive_staging(spec.staging_uri, None)
         jdir.mkdir(parents=True, exist_ok=True)
         (jdir / "spec.json").write_text(spec.to_json())
         self._start(jdir, spec.job_id, attempt=1)
