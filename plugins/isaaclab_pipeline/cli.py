@@ -129,9 +129,16 @@ def run_conf(conf: dict[str, Any], started: float) -> int:
     if state != "success":
         print("The run failed; the failing task's log is above.", file=sys.stderr)
         return 1
-    params = conf.get("parameters", conf)
-    report(f"{params['outputS3Path'].rstrip('/')}/{job_uuid(DAG_ID, run_id)}", started)
+    report(f"{output_location(conf).rstrip('/')}/{job_uuid(DAG_ID, run_id)}", started)
     return 0
+
+
+def output_location(conf: dict[str, Any]) -> str:
+    """Where a run of ``conf`` publishes: its ``outputS3Path``, else the deployment's default."""
+    from isaaclab_pipeline.settings import PipelineSettings
+
+    params = conf.get("parameters", conf)
+    return params.get("outputS3Path") or PipelineSettings.load().default_output_uri
 
 
 def demo_eval(started: float) -> int:

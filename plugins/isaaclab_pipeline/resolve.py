@@ -104,12 +104,19 @@ def discover_checkpoint(objects: list[storage.StoredObject]) -> str | None:
     return max(newest, key=lambda o: (_iteration(o.uri), o.mtime)).uri
 
 
-def _relative_or_uri(value: str | None, root: str | None) -> str | None:
+def _relative_or_uri(value: str | None, root: str | None, field: str = "checkpointPath") -> str | None:
+    """A URI as it is; a path relative to the asset joined to the asset's root.
+
+    :raises ResolveError: for a relative path without an asset to be relative to.
+    """
     if not value:
         return None
     if "://" in value:
         return value
-    assert root is not None  # validate_config requires inputS3AssetFilePath for relative paths
+    if root is None:
+        raise ResolveError(f"trainingConfig.{field}: {value!r} is relative to the asset, but the conf has no "
+                           "inputS3AssetFilePath; set inputS3AssetFilePath to the asset holding it (VAMS does), or "
+                           "give the checkpoint as an s3:// URI")
     return storage.join(root, value)
 
 
@@ -172,15 +179,16 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         if tc["mode"] != "train":
             checkpoint = (_relative_or_uri(tc.get("checkpointPath") or tc.get("policyPath"), root)
                           or tc.get("policyS3Uri") or discover_checkpoint(objects))
-    else:
-        checkpoint = tc.get("policyS3Uri") or tc.get("policyPath")
+    elif tc["mode"] != "train":
+        checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
+                      or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
     check_task(tc["task"], package is not None, load_known_tasks())
     if tc["mode"] != "train" and not checkpoint:
         raise ResolveError(f"trainingConfig.checkpointPath: no checkpoint (.pt/.pth) found under {asset_uri}; "
                            "set checkpointPath or policyS3Uri")
     if checkpoint and not storage.for_uri(checkpoint, settings.aws_conn_id).exists(checkpoint):
         raise ResolveError(f"trainingConfig.checkpointPath: {checkpoint} does not exist")
-    resume = _relative_or_uri(tc.get("resumeCheckpoint"), root)
+    resume = _relative_or_uri(tc.get("resumeCheckpoint"), root, "resumeCheckpoint")
     if resume and not storage.for_uri(resume, settings.aws_conn_id).exists(resume):
         raise ResolveError(f"trainingConfig.resumeCheckpoint: {resume} does not exist")
     return JobSpec(

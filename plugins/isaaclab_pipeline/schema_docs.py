@@ -6,6 +6,7 @@ A test checks that the doc holds exactly this table, so the docs cannot drift fr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline.config import load_schema
@@ -36,7 +37,9 @@ def render_fields() -> str:
     rows = ["| field | type | default | allowed | required | description |", "|---|---|---|---|---|---|"]
 
     def add(name: str, prop: dict[str, Any], required: bool) -> None:
-        rows.append(f"| `{name}` | {prop.get('type', '')} | {_default(prop)} | {_allowed(prop)} | "
+        kind = prop.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        rows.append(f"| `{name}` | {kind} | {_default(prop)} | {_allowed(prop)} | "
                     f"{'yes' if required else ''} | {prop.get('description', '').replace('|', '/')} |")
 
     for name, prop in schema["properties"].items():
@@ -46,5 +49,17 @@ def render_fields() -> str:
     return "\n".join([BEGIN, *rows, END])
 
 
+def write_fields(doc: Path) -> None:
+    """Replace the generated block of ``doc`` (docs/configuration.md) with the current table."""
+    text = doc.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    doc.write_text(text[:start] + render_fields() + text[end:])
+
+
 if __name__ == "__main__":
-    print(render_fields())
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:  # python -m isaaclab_pipeline.schema_docs --write docs/configuration.md
+        write_fields(Path(sys.argv[2]))
+    else:
+        print(render_fields())

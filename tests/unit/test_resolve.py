@@ -188,3 +188,21 @@ def test_s3_output_probe_against_moto(monkeypatch: pytest.MonkeyPatch) -> None:
                                  allowed_uri_prefixes=("s3://outputs-gone/",))
         with pytest.raises(ResolveError, match="outputS3Path: s3://outputs-gone/x/.* is not writable .*NoSuchBucket"):
             build_job_spec(missing, JOB, allow)
+
+
+def test_relative_checkpoint_without_an_asset_is_refused_here_naming_the_fix() -> None:
+    """The user guide's Option 1 passes validate_config (VAMS adds the asset); without one resolve says so."""
+    conf = validate_conf({"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", "mode": "evaluate",
+                                             "checkpointPath": "checkpoints/model_300.pt"}, "outputS3Path": OUT})
+    with pytest.raises(ResolveError, match="checkpointPath: 'checkpoints/model_300.pt' is relative to the asset.*"
+                                           "inputS3AssetFilePath"):
+        build_job_spec(conf, JOB, SETTINGS)
+
+
+def test_asset_keys_with_spaces_resolve(tmp_path: Path) -> None:
+    """VAMS file names have spaces."""
+    pkg = _touch(tmp_path / "my asset" / "my custom env.tar.gz")
+    ckpt = _touch(tmp_path / "my asset" / "checkpoints" / "model 300.pt")
+    spec = build_job_spec(_conf(str(tmp_path / "my asset"), mode="evaluate", checkpointPath="checkpoints/model 300.pt"),
+                          JOB, SETTINGS)
+    assert (spec.env_package_uri, spec.checkpoint_uri) == (str(pkg), str(ckpt))

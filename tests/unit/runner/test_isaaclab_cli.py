@@ -16,7 +16,7 @@ ROOT = Path("/workspace/isaaclab")
 
 @pytest.fixture(autouse=True)
 def _isaaclab_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(isaaclab_cli, "isaaclab_executable", lambda: "isaaclab")
+    monkeypatch.setattr(isaaclab_cli, "isaaclab_executable", lambda python=None: "isaaclab")
 
 
 def test_3x_train_with_resume_video_and_library_overrides() -> None:
@@ -47,7 +47,9 @@ def test_evaluate_command_runs_our_module_with_the_episode_budget() -> None:
 
 def test_2x_train_command_uses_the_library_script_and_headless() -> None:
     cmd = isaaclab_cli.train_command_v2(SPEC, rsl_rl, "cuda:0", ROOT)
-    assert cmd[:3] == ["/workspace/isaaclab/isaaclab.sh", "-p", "scripts/reinforcement_learning/rsl_rl/train.py"]
+    # through import_tasks, so a package without entry points is imported after isaaclab_tasks
+    assert cmd[:5] == ["/workspace/isaaclab/isaaclab.sh", "-p", "-m", "isaaclab_runner.import_tasks",
+                       "scripts/reinforcement_learning/rsl_rl/train.py"]
     assert "--headless" in cmd and cmd[cmd.index("--task") + 1] == SPEC["task"]
     assert cmd[cmd.index("--max_iterations") + 1] == "5" and cmd[cmd.index("--device") + 1] == "cuda:0"
     assert "agent.device=cuda:0" in cmd and cmd[-1] == "agent.save_interval=25"
@@ -65,12 +67,12 @@ def test_2x_rsl_rl_resume_uses_load_run_and_checkpoint_names() -> None:
 def test_2x_skrl_and_rl_games_resume_take_a_path(lib) -> None:
     cmd = isaaclab_cli.train_command_v2(SPEC, lib, "cuda:0", ROOT, Path("/w/ckpt.pth"))
     assert "--resume" not in cmd and cmd[cmd.index("--checkpoint") + 1] == "/w/ckpt.pth"
-    assert cmd[2] == f"scripts/reinforcement_learning/{lib.NAME}/train.py"
+    assert cmd[4] == f"scripts/reinforcement_learning/{lib.NAME}/train.py"
 
 
 def test_2x_play_with_video_is_bounded_by_the_clip() -> None:
     cmd = isaaclab_cli.play_command_v2({**SPEC, "recordVideo": True}, rsl_rl, "cuda:0", ROOT, Path("/w/m.pt"), 300)
-    assert cmd[2] == "scripts/reinforcement_learning/rsl_rl/play.py"
+    assert cmd[4] == "scripts/reinforcement_learning/rsl_rl/play.py"
     assert cmd[cmd.index("--video_length") + 1] == "300" and "--headless" in cmd
 
 
@@ -104,3 +106,17 @@ def test_seed_2x_ids_resolve_to_3x(seed_id: str, expected: str | None, caplog: p
     assert isaaclab_cli.resolve_task_id(seed_id, REGISTERED_3X) == expected
     if expected and expected != seed_id:
         assert "Isaac Lab 2.x id" in caplog.text
+
+
+def test_job_environment_commands_use_its_interpreter() -> None:
+    """The job's own venv runs evaluate; its isaaclab (beside its python) runs training."""
+    cmd = isaaclab_cli.policy_command(SPEC, rsl_rl, "cpu", Path("/w/model_4.pt"), Path("/w/run"), num_steps=1,
+                                      python="/job/venv/bin/python")
+    assert cmd[:3] == ["/job/venv/bin/python", "-m", "isaaclab_runner.evaluate"]
+
+
+def test_child_env_names_the_package_modules_for_2x() -> None:
+    from isaaclab_runner.import_tasks import MODULES_ENV
+
+    assert isaaclab_cli.child_env("cpu", ["my_custom_env", "agents"])[MODULES_ENV] == "my_custom_env,agents"
+    assert MODULES_ENV not in isaaclab_cli.child_env("cpu") or MODULES_ENV in __import__("os").environ

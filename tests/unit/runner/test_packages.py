@@ -32,7 +32,8 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
 
 
 def test_project_folder_archive_extracts(tmp_path: Path) -> None:
-    archive = _tar(tmp_path / "p.tar.gz", [_file("proj/pyproject.toml"), _file("proj/pkg/__init__.py")])
+    archive = _tar(tmp_path / "p.tar.gz", [_file("proj/pyproject.toml", b"[project]\nname = 'p'\n"),
+                                           _file("proj/pkg/__init__.py")])
     root = safe_extract(archive, tmp_path / "out")
     assert (root / "proj" / "pkg" / "__init__.py").read_bytes() == b"x"
     assert find_project_root(root) == root / "proj"

@@ -22,7 +22,7 @@ def test_progress_from_a_real_iteration_block() -> None:
 
 
 def test_train_command(monkeypatch) -> None:
-    monkeypatch.setattr(isaaclab_cli, "isaaclab_executable", lambda: "isaaclab")
+    monkeypatch.setattr(isaaclab_cli, "isaaclab_executable", lambda python=None: "isaaclab")
     spec = {"task": "Isaac-Custom-Cartpole-Direct", "numEnvs": 64, "maxIterations": 150, "seed": 7,
             "overrides": ["agent.save_interval=25"]}
     cmd = isaaclab_cli.train_command(spec, get_library("rsl_rl"), "cpu")
