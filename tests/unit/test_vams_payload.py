@@ -88,3 +88,13 @@ def test_refusal_cause_fits_step_functions() -> None:
     cause = refusal_cause("isaac-lab-training", ApiResponse(400, {"detail": [{"msg": "x" * 300}]}))
     assert len(cause) == 256 and cause.startswith("isaac-lab-training refused the conf (HTTP 400): xxx")
     assert clip("a\n  b") == "a b"
+
+
+def test_evaluation_headline_numbers_reach_vams() -> None:
+    """Evaluate and play runs send return mean/std, length and success rate, as train runs send rewards."""
+    from isaaclab_pipeline.vams.callbacks import headline_metrics
+
+    summary = {"episodes": 50, "return": {"mean": 6.9, "std": 0.04, "min": 6.8, "max": 7.0},
+               "length": {"mean": 420.0, "std": 0.0, "min": 420, "max": 420}, "successRate": 0.96, "mode": "evaluate"}
+    assert headline_metrics(summary) == {"episodes": 50, "returnMean": 6.9, "returnStd": 0.04,
+                                         "episodeLengthMean": 420.0, "successRate": 0.96}
