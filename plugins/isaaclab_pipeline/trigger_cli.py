@@ -6,14 +6,22 @@
 A local api-server is reached with a JWT: ``AIRFLOW_API_TOKEN`` if set, else ``POST /auth/token`` with
 ``AIRFLOW_USERNAME``/``AIRFLOW_PASSWORD``, else ``GET /auth/token`` (``SIMPLE_AUTH_MANAGER_ALL_ADMINS``, as
 ``make airflow`` runs it). MWAA is reached with ``mwaa:InvokeRestApi`` under the caller's AWS credentials.
+
+Throttling is retried with jittered exponential backoff: MWAA's ``ThrottlingException`` and Airflow's HTTP 429
+(``Retry-After`` honoured), for every call; HTTP 502/503/504 and dropped connections only for GETs (a POST that
+may have gone through is not sent twice: a run without a fixed id would be created twice).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import random
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +29,13 @@ from urllib.parse import quote
 from isaaclab_pipeline.config import DAG_ID
 
 DEFAULT_AIRFLOW_URL = "http://127.0.0.1:8080"
+THROTTLING_CODES = ("ThrottlingException", "TooManyRequestsException", "Throttling")
+UNAVAILABLE = (502, 503, 504)
+ATTEMPTS = 6
+BASE_DELAY_S = 0.5
+MAX_DELAY_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,12 +53,50 @@ class ApiAnswer:
         return " ".join(str(data).split())
 
 
+Sent = tuple["ApiAnswer | None", "BaseException | None", "str | None"]  # answer, retryable error, Retry-After
+
+
+def with_retries(send: Callable[[], Sent], method: str, what: str,
+                 sleep: Callable[[float], Any] = time.sleep) -> ApiAnswer:
+    """Call ``send`` again while it is throttled (any method) or unavailable (GET only), with backoff.
+
+    :param send: returns (answer, None, Retry-After) or (None, a retryable exception, None).
+    :raises Exception: the last retryable exception when every attempt failed with one.
+    """
+    for attempt in range(ATTEMPTS):
+        answer, exc, retry_after = send()
+        if answer is not None:
+            retry = answer.status == 429 or (method == "GET" and answer.status in UNAVAILABLE)
+        else:
+            retry = exc is not None and (method == "GET" or _throttled(exc))
+        if not retry or attempt == ATTEMPTS - 1:
+            if answer is None:
+                assert exc is not None
+                raise exc
+            return answer
+        delay = random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
+        if retry_after and retry_after.strip().isdigit():
+            delay = max(delay, min(float(retry_after), MAX_DELAY_S))
+        log.warning("%s: %s; retry %d/%d in %.1fs", what, exc or f"HTTP {answer.status}",  # type: ignore[union-attr]
+                    attempt + 1, ATTEMPTS - 1, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _throttled(exc: BaseException) -> bool:
+    err = getattr(exc, "response", None) or {}
+    return err.get("Error", {}).get("Code", "") in THROTTLING_CODES or \
+        err.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429
+
+
 class AirflowApi:
     """Airflow's REST API of an api-server (``{url}/api/v2``).
 
     :param url: the server, e.g. ``http://127.0.0.1:8080``.
     :param jwt: a bearer token; None gets one from ``/auth/token`` (see the module docstring).
     """
+
+    sleep: Callable[[float], Any] = staticmethod(time.sleep)
 
     def __init__(self, url: str, jwt: str | None = None, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -58,15 +111,21 @@ class AirflowApi:
             headers["Authorization"] = f"Bearer {self._token()}"
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        return with_retries(lambda: self._send(req), method, f"{method} {url}", self.sleep)
+
+    def _send(self, req: urllib.request.Request) -> Sent:
+        retry_after = None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
+            status, raw, retry_after = exc.code, exc.read(), exc.headers.get("Retry-After")
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            return None, exc, None
         try:
-            return ApiAnswer(status, json.loads(raw) if raw else None)
+            return ApiAnswer(status, json.loads(raw) if raw else None), None, retry_after
         except json.JSONDecodeError:
-            return ApiAnswer(status, raw.decode(errors="replace"))
+            return ApiAnswer(status, raw.decode(errors="replace")), None, retry_after
 
     def _token(self) -> str:
         if self.jwt is None:
@@ -101,25 +160,35 @@ class MwaaApi:
     :param aws_conn_id: Airflow connection for AWS credentials; None uses boto3's default chain.
     """
 
-    def __init__(self, env_name: str, aws_conn_id: str | None = None) -> None:
-        from airflow.providers.amazon.aws.hooks.mwaa import MwaaHook
+    sleep: Callable[[float], Any] = staticmethod(time.sleep)
 
+    def __init__(self, env_name: str, aws_conn_id: str | None = None, client: Any = None) -> None:
         self.env_name = env_name
-        self.client = MwaaHook(aws_conn_id=aws_conn_id).conn
+        if client is None:
+            from airflow.providers.amazon.aws.hooks.mwaa import MwaaHook
+
+            client = MwaaHook(aws_conn_id=aws_conn_id).conn
+        self.client = client
 
     def call(self, method: str, path: str, body: Any = None) -> ApiAnswer:
         """Call a version-less API path; Airflow's 4xx/5xx come back as statuses, not exceptions."""
         args: dict[str, Any] = {"Name": self.env_name, "Path": path, "Method": method}
         if body is not None:
             args["Body"] = body
+        return with_retries(lambda: self._send(args), method, f"MWAA {method} {path}", self.sleep)
+
+    def _send(self, args: dict[str, Any]) -> Sent:
         try:
             resp = self.client.invoke_rest_api(**args)
         except Exception as exc:
             err = getattr(exc, "response", None) or {}
             if "RestApiStatusCode" in err:
-                return ApiAnswer(int(err["RestApiStatusCode"]), err.get("RestApiResponse"))
+                return ApiAnswer(int(err["RestApiStatusCode"]), err.get("RestApiResponse")), None, None
+            status = err.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _throttled(exc) or status in UNAVAILABLE:
+                return None, exc, None
             raise
-        return ApiAnswer(int(resp["RestApiStatusCode"]), resp.get("RestApiResponse"))
+        return ApiAnswer(int(resp["RestApiStatusCode"]), resp.get("RestApiResponse")), None, None
 
     def ui_url(self) -> str:
         """The environment's web server URL."""
