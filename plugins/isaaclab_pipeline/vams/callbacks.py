@@ -7,8 +7,9 @@ by the run id, so it is in no conf, XCom, template or log. Every other run makes
 - ``on_dag_failure`` (the DAG's, in the dag processor): a backstop for failures no task reported (a killed
   worker, a run timeout); the claim in ``token_store`` makes sure VAMS hears one failure only;
 - ``on_dag_success``: ``send_task_success`` with the output location, job UUID and headline metrics;
-- ``on_job_progress``: called by the wait step on progress; a heartbeat at most every
-  ``isaaclab_vams_heartbeat_minutes`` (default 5).
+- ``on_job_progress``: called by the wait step on progress, also while the job waits in the Batch queue (the
+  trigger reports ``{"state": "queued"}`` then); a heartbeat at most every ``isaaclab_vams_heartbeat_minutes``
+  (default 5).
 
 Deployment settings (Airflow Variables): ``isaaclab_vams_token_prefix`` (default ``/isaac-lab-training/vams``),
 ``isaaclab_vams_heartbeat_minutes``, and ``isaaclab_aws_conn_id``.
@@ -245,8 +246,10 @@ def on_job_progress(context: Mapping[str, Any], progress: Mapping[str, Any] | No
                 return False
             raise _scrubbed(exc, token) from None
         _last_heartbeat[run_id] = now
-        it = (progress or {}).get("iteration")
-        log.info("VAMS: heartbeat sent for run %s%s", run_id, f" (iteration {it})" if it is not None else "")
+        it, state = (progress or {}).get("iteration"), (progress or {}).get("state")
+        # a job still in the Batch queue has no progress of its own; the trigger reports {"state": "queued"}
+        detail = f" (iteration {it})" if it is not None else f" ({state})" if state else ""
+        log.info("VAMS: heartbeat sent for run %s%s", run_id, detail)
         return True
     except Exception as exc:  # progress reporting must never break the wait
         log.warning("VAMS: heartbeat of run %s failed: %s", run_id, exc)
