@@ -1,8 +1,8 @@
-"""infra/isaaclab-training.yaml: cfn-lint clean, in step with the Batch backend and the settings, least privilege.
+"""infra/isaaclab-training.yaml: cfn-lint clean, in step with the Batch backend, the settings and the DAG.
 
-No AWS account is reachable, and moto's CloudFormation drops too much of AWS::Batch (it ignores job definition
-names, types and multi-node properties) to deploy this template meaningfully, so the template is checked as
-data: parsed with cfn-lint's own decoder, and its contracts compared with the code that depends on them.
+Checked as data here (parsed with cfn-lint's own decoder, contracts compared with the code that depends on
+them); tests/integration/test_template_iam.py deploys it into a moto server and checks every AWS call the code
+makes against the roles it creates.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from cfnlint.decode import decode
 from isaaclab_pipeline.backends.batch import RETRY_STRATEGY
 from isaaclab_pipeline.settings import PipelineSettings
+from isaaclab_pipeline.vams.token_store import DEFAULT_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "isaaclab-training.yaml"
@@ -47,9 +48,14 @@ def _camel(obj: Any) -> Any:
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of the role's inline policies, both branches of a conditional one."""
     out = []
     for policy in role["Properties"].get("Policies", []):
-        out += policy["PolicyDocument"]["Statement"]
+        for st in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in st:
+                out += [b for b in st["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"}]
+            else:
+                out.append(st)
     return out
 
 
@@ -117,11 +123,12 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     values = {"JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training",
               "OnDemandJobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training-ondemand",
               "NamePrefix": "isaaclab", "GpusPerNode": "4", "MaxRuntimeSeconds": "7200",
-              "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1"}
+              "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1", "VamsTokenPrefix": "/x/vams"}
     variables = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], raw))
     # every Batch-related setting the DAG reads has a value, under the exact Variable name
     wanted = {f"isaaclab_{f}" for f in PipelineSettings.__dataclass_fields__
               if f.startswith("batch_") or f in ("compute_backend", "staging_uri", "aws_conn_id")}
+    wanted.add("isaaclab_vams_token_prefix")  # read by the VAMS callbacks; must equal the bridge's prefix
     assert set(variables) == wanted
     # each one also has its own output, whose description names the Variable
     described = {m.group(0) for o in outputs.values() for m in re.finditer(r"isaaclab_\w+", o["Description"])}
@@ -137,6 +144,7 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     assert settings.batch_multinode_job_definition == "isaaclab-train-multinode"
     assert (settings.batch_gpus_per_node, settings.batch_max_runtime_s) == (4, 7200)
     assert settings.staging_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/staging"
+    assert template["Parameters"]["VamsTokenPrefix"]["Default"] == DEFAULT_PREFIX  # the code's default
     # the names in the JSON match the job definitions' names in the template
     resources = template["Resources"]
     assert resources["TrainJobDefinition"]["Properties"]["JobDefinitionName"] == {"Fn::Sub": "${NamePrefix}-train"}
@@ -167,7 +175,11 @@ def test_least_privilege(template) -> None:
             "logs:GetLogEvents", "s3:GetObject", "s3:PutObject", "states:SendTaskSuccess",
             "states:SendTaskFailure", "states:SendTaskHeartbeat", "airflow:PublishMetrics"} <= mwaa
     submit = next(st for st in _statements(roles["MwaaExecutionRole"]) if _actions(st) == ["batch:SubmitJob"])
-    assert {"Fn::GetAtt": ["JobQueue", "JobQueueArn"]} in submit["Resource"]  # these queues, not any queue
+    assert {"Ref": "JobQueue"} in submit["Resource"]  # these queues (Ref is a queue's ARN), not any queue
+    # the VAMS token store: the callbacks' three calls, on the prefix only
+    ssm = next(st for st in _statements(roles["MwaaExecutionRole"]) if st.get("Sid") == "VamsTokenStore")
+    assert set(_actions(ssm)) == {"ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter"}
+    assert ssm["Resource"]["Fn::Sub"].endswith(":parameter${VamsTokenPrefix}/*")
     trust = roles["MwaaExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
     assert set(trust["Service"]) == {"airflow.amazonaws.com", "airflow-env.amazonaws.com"}
 
@@ -185,3 +197,49 @@ def test_buckets_private_and_mwaa_source_versioned(template) -> None:
     assert (env["Properties"]["PluginsS3Path"], env["Properties"]["RequirementsS3Path"],
             env["Properties"]["DagS3Path"]) == ("plugins.zip", "requirements.txt", "dags")
     assert template["Parameters"]["MwaaAirflowVersion"]["Default"] == "3.3.1"
+
+
+def test_root_volume_fits_the_image(template) -> None:
+    resources = template["Resources"]
+    data = resources["BatchLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    [root] = data["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/xvda"  # the ECS-optimized AL2023 AMIs' root device
+    assert root["Ebs"]["VolumeSize"] == {"Ref": "RootVolumeGiB"} and root["Ebs"]["VolumeType"] == "gp3"
+    # ~12 GB kit-less image (the Isaac Sim flavour ~20 GB) pulled and unpacked, plus the jobs' scratch
+    assert template["Parameters"]["RootVolumeGiB"]["Default"] >= 100
+    assert template["Parameters"]["RootVolumeGiB"]["MinValue"] >= 60
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    for name in ("SpotComputeEnvironment", "OnDemandComputeEnvironment"):
+        lt = resources[name]["Properties"]["ComputeResources"]["LaunchTemplate"]
+        assert lt == {"LaunchTemplateId": {"Ref": "BatchLaunchTemplate"},
+                      "Version": {"Fn::GetAtt": ["BatchLaunchTemplate", "LatestVersionNumber"]}}, name
+
+
+def test_nccl_skips_the_ecs_veth_on_multinode_only(template) -> None:
+    resources = template["Resources"]
+    multinode = resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]["NodeRangeProperties"][0]
+    env = {e["Name"]: e["Value"] for e in multinode["Container"]["Environment"]}
+    # awsvpc: lo, ecs-eth0 (link-local, to the ECS agent) and the job's interface under its host name
+    assert env["NCCL_SOCKET_IFNAME"].startswith("^") and {"lo", "ecs"} <= set(env["NCCL_SOCKET_IFNAME"][1:].split(","))
+    assert "GLOO_SOCKET_IFNAME" not in env  # gloo takes exact names only, which differ per instance
+    # single-node jobs use host networking, whose interface names differ again: NCCL's default choice is right
+    single = resources["TrainJobDefinition"]["Properties"]["ContainerProperties"]
+    assert "NCCL_SOCKET_IFNAME" not in json.dumps(single)
+
+
+def test_attempts_fit_in_the_wait_steps_timeout(template) -> None:
+    dag = (REPO / "dags" / "isaac_lab_training.py").read_text()
+    wait = dag[dag.index('task_id="wait_for_job"'):]
+    hours = int(re.search(r"execution_timeout=timedelta\(hours=(\d+)\)", wait).group(1))
+    runtime = template["Parameters"]["MaxRuntimeSeconds"]
+    # every attempt may run to its timeout, and the wait step kills the job when its own timeout passes
+    assert RETRY_STRATEGY["attempts"] * runtime["MaxValue"] <= hours * 3600 - 3 * 3600, "no room to queue"
+    assert RETRY_STRATEGY["attempts"] * runtime["Default"] <= hours * 3600 - 6 * 3600
+
+
+def test_pinned_bundle_versions_never_expire(template) -> None:
+    rules = template["Resources"]["MwaaSourceBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    for rule in rules:
+        if "NoncurrentVersionExpiration" in rule or "ExpirationInDays" in rule:
+            # plugins.zip and requirements.txt are pinned by object version; only dags/ may lose old versions
+            assert rule.get("Prefix") == "dags/", rule

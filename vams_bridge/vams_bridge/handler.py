@@ -28,6 +28,29 @@ DAG_ID = "isaac-lab-training"
 CAUSE_LIMIT = 256  # Step Functions' limit on a failure cause
 ERROR_LIMIT = 256
 
+# Every AWS call gives up in bounded time, so that when one hangs the Lambda is still running to fail the task
+# token (a Lambda that times out reports nothing; VAMS would wait for its heartbeat timeout). botocore's defaults
+# (60 s to connect, 60 s to read, up to 5 attempts) outlast any sensible Lambda timeout. The function's timeout
+# (infra/vams-bridge.yaml) stays above worst_case_seconds(); tests/unit/test_infra_bridge.py checks it.
+AWS_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 5,
+                                     "retries": {"mode": "standard", "total_max_attempts": 3}}
+# InvokeRestApi waits up to 10 s for Airflow's answer; one retry (a repeated POST of the run id is answered 409).
+MWAA_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 15,
+                                      "retries": {"mode": "standard", "total_max_attempts": 2}}
+# The most calls one invocation makes: SSM put of the token, two S3 config reads, then on a refusal the claim,
+# send_task_failure, the token's and the claim's deletes; and the one trigger through MWAA.
+CALLS_PER_INVOCATION = {"aws": 7, "mwaa": 1}
+
+
+def worst_case_seconds() -> float:
+    """The longest one invocation can take if every call hangs until its timeouts and retries run out."""
+    def per_call(config: dict[str, Any]) -> float:
+        attempts = config["retries"]["total_max_attempts"]
+        backoff = sum(min(20, 2 ** i) for i in range(attempts - 1))  # standard mode: random × 2^i s, at most 20 s
+        return attempts * (config["connect_timeout"] + config["read_timeout"]) + backoff
+    return (CALLS_PER_INVOCATION["aws"] * per_call(AWS_CLIENT_CONFIG)
+            + CALLS_PER_INVOCATION["mwaa"] * per_call(MWAA_CLIENT_CONFIG))
+
 
 def clip(text: str, limit: int = CAUSE_LIMIT) -> str:
     """Fit ``text`` into ``limit`` characters, marking a cut with an ellipsis."""
@@ -75,8 +98,9 @@ def make_api(env: dict[str, str]) -> MwaaApi | HttpApi:
     """Build the Airflow API client the environment names (``MWAA_ENV_NAME`` or ``AIRFLOW_URL``)."""
     if env.get("MWAA_ENV_NAME"):
         import boto3
+        from botocore.config import Config
 
-        return MwaaApi(boto3.client("mwaa"), env["MWAA_ENV_NAME"])
+        return MwaaApi(boto3.client("mwaa", config=Config(**MWAA_CLIENT_CONFIG)), env["MWAA_ENV_NAME"])
     if env.get("AIRFLOW_URL"):
         return HttpApi(env["AIRFLOW_URL"], env.get("AIRFLOW_API_TOKEN") or None)
     raise RuntimeError("set MWAA_ENV_NAME (the MWAA environment) or AIRFLOW_URL (a self-hosted api-server)")
@@ -133,10 +157,13 @@ def refusal_cause(dag_id: str, resp: ApiResponse) -> str:
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """AWS Lambda entry point."""
     import boto3
+    from botocore.config import Config
 
     env = dict(os.environ)
-    return trigger(event, api=make_api(env), ssm=boto3.client("ssm"), sfn=boto3.client("stepfunctions"),
-                   s3=boto3.client("s3"), dag_id=env.get("DAG_ID", DAG_ID),
+    config = Config(**AWS_CLIENT_CONFIG)
+    return trigger(event, api=make_api(env), ssm=boto3.client("ssm", config=config),
+                   sfn=boto3.client("stepfunctions", config=config), s3=boto3.client("s3", config=config),
+                   dag_id=env.get("DAG_ID", DAG_ID),
                    prefix=env.get("TOKEN_PARAMETER_PREFIX", DEFAULT_PREFIX),
                    kms_key_id=env.get("TOKEN_KMS_KEY_ID") or None,
                    defaults=json.loads(env.get("DEFAULT_CONF") or "{}"))
