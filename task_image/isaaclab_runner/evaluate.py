@@ -3,9 +3,9 @@
 Isaac Lab 3 has no evaluate mode (``isaaclab play`` loops until Ctrl+C; ``isaaclab benchmark play`` counts
 steps, not episodes), so this module builds one from the same pieces as Isaac Lab's play backends
 (``isaaclab_rl/entrypoints/backends/play_<lib>.py``): ``resolve_task_config`` → ``launch_simulation`` →
-``create_isaaclab_env`` → the library's env wrapper and policy loader. Episodes are counted on the
-environment itself (``reward_buf``, ``reset_terminated``, ``reset_time_outs`` of the unwrapped Isaac Lab env),
-the same for every library, never by reading console output.
+``create_isaaclab_env`` → the library's env wrapper and policy loader (``libraries/<lib>.py``: ``load_policy``).
+Episodes are counted on the environment itself (``reward_buf``, ``reset_terminated``, ``reset_time_outs`` of the
+unwrapped Isaac Lab env), the same for every library, never by reading console output.
 
 Every env gets a quota of episodes (``numEpisodes`` spread over ``numEnvs``) and only its first quota episodes
 count; stopping at the first N finished episodes would favour short (failed) episodes.
@@ -36,6 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from isaaclab_runner.libraries import SUPPORTED, get_library
+from isaaclab_runner.libraries.base import Policy
 
 _PROGRESS = re.compile(r"\[evaluate\] episodes (\d+)/(\d+|-)")
 
@@ -152,106 +155,6 @@ def write_results(out_dir: Path, episodes: list[dict[str, Any]], config: dict[st
 
 
 """
-Per-library policy loading (as in Isaac Lab's play_<lib>.py backends).
-"""
-
-
-@dataclass
-class Policy:
-    """A loaded policy bound to its wrapped env: ``step()`` infers actions and steps the env once."""
-
-    step: Callable[[], None]
-    export: Callable[[Path], list[Path]] | None = None
-
-
-def _load_rsl_rl(env: Any, agent_cfg: Any, checkpoint: str) -> Policy:
-    from isaaclab_rl.rsl_rl import (
-        RslRlVecEnvWrapper,
-        check_rsl_rl_version,
-        create_rsl_rl_runner,
-        handle_deprecated_rsl_rl_cfg,
-    )
-
-    agent_cfg = handle_deprecated_rsl_rl_cfg(agent_cfg, check_rsl_rl_version())
-    wrapped = RslRlVecEnvWrapper(env, clip_actions=agent_cfg.clip_actions)
-    runner = create_rsl_rl_runner(wrapped, agent_cfg)
-    runner.load(checkpoint)
-    policy = runner.get_inference_policy(device=wrapped.unwrapped.device)
-    obs = wrapped.get_observations()
-
-    def step() -> None:
-        nonlocal obs
-        obs, _, dones, _ = wrapped.step(policy(obs))
-        policy.reset(dones)  # recurrent policies forget the finished episodes
-
-    def export(folder: Path) -> list[Path]:
-        runner.export_policy_to_jit(path=str(folder), filename="policy.pt")
-        runner.export_policy_to_onnx(path=str(folder), filename="policy.onnx")
-        return [folder / "policy.pt", folder / "policy.onnx"]
-
-    return Policy(step, export)
-
-
-def _load_skrl(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
-    from isaaclab_rl.skrl import SkrlVecEnvWrapper, import_skrl_runner
-
-    wrapped = SkrlVecEnvWrapper(env, ml_framework="torch")
-    agent_cfg["trainer"]["close_environment_at_exit"] = False
-    agent_cfg["agent"]["experiment"]["write_interval"] = 0  # no training logs or checkpoints from an evaluation
-    agent_cfg["agent"]["experiment"]["checkpoint_interval"] = 0
-    runner = import_skrl_runner("torch")(wrapped, agent_cfg)
-    runner.agent.load(checkpoint)
-    runner.agent.enable_training_mode(False, apply_to_models=True)
-    obs, _ = wrapped.reset()
-    states = wrapped.state()
-
-    def step() -> None:
-        nonlocal obs, states
-        outputs = runner.agent.act(obs, states, timestep=0, timesteps=0)
-        obs, *_ = wrapped.step(outputs[-1].get("mean_actions", outputs[0]))  # deterministic actions
-        states = wrapped.state()
-
-    return Policy(step)
-
-
-def _load_rl_games(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
-    from isaaclab.utils import index_fill_
-    from isaaclab_rl.rl_games import RlGamesVecEnvWrapper, register_rl_games_env
-    from rl_games.torch_runner import Runner
-
-    wrapped = RlGamesVecEnvWrapper.from_agent_cfg(env, agent_cfg)
-    register_rl_games_env(wrapped)
-    params = agent_cfg["params"]
-    params["load_checkpoint"], params["load_path"] = True, checkpoint
-    params["config"]["num_actors"] = wrapped.unwrapped.num_envs
-    runner = Runner()
-    runner.load(agent_cfg)
-    agent = runner.create_player()
-    agent.restore(checkpoint)
-    agent.reset()
-    obs = wrapped.reset()
-    obs = obs["obs"] if isinstance(obs, dict) else obs
-    agent.get_batch_size(obs, 1)
-    if agent.is_rnn:
-        agent.init_rnn()
-
-    def step() -> None:
-        nonlocal obs
-        actions = agent.get_action(agent.obs_to_torch(obs), is_deterministic=True)
-        obs, _, dones, _ = wrapped.step(actions)
-        if agent.is_rnn and agent.states is not None and len(dones) > 0:
-            for state in agent.states:
-                index_fill_(state, dones, 0.0, dim=1)
-
-    return Policy(step)
-
-
-LOADERS: dict[str, Callable[[Any, Any, str], Policy]] = {
-    "rsl_rl": _load_rsl_rl, "skrl": _load_skrl, "rl_games": _load_rl_games,
-}
-
-
-"""
 The episode loop.
 """
 
@@ -299,7 +202,7 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="isaaclab_runner.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_play_args(parser, agent_default=None, agent_help="Agent config entry point (default: the library's).")
-    parser.add_argument("--rl_library", required=True, choices=sorted(LOADERS))
+    parser.add_argument("--rl_library", required=True, choices=SUPPORTED)
     parser.add_argument("--checkpoint", required=True, help="checkpoint file of the library")
     parser.add_argument("--output_dir", required=True, type=Path)
     budget = parser.add_mutually_exclusive_group(required=True)
@@ -329,8 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from isaaclab_tasks.utils import resolve_task_config
 
-    from isaaclab_runner.libraries import get_library
-
     load_external_tasks()  # the env package's tasks, through its isaaclab.tasks entry point
     library = get_library(args.rl_library)
     mode = "evaluate" if args.num_episodes is not None else "play"
@@ -352,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                                   convert_marl_to_single_agent=isinstance(env_cfg, DirectMARLEnvCfg))
         cleanup.callback(lambda: close_env(env))
         unwrapped = env.unwrapped
-        policy = LOADERS[library.NAME](env, agent_cfg, str(Path(args.checkpoint).resolve()))
+        policy = library.load_policy(env, agent_cfg, str(Path(args.checkpoint).resolve()))
         exported: list[str] = []
         if args.export:
             if policy.export is None:

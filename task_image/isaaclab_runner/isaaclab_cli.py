@@ -18,8 +18,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from isaaclab_runner.libraries.base import RLLibrary
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def resolve_device(requested: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path | None = None,
+def train_command(spec: Mapping[str, Any], library: RLLibrary, device: str, checkpoint: Path | None = None,
                   max_iterations: int | None = None, python: str | Path | None = None) -> list[str]:
     """Return ``isaaclab train ...`` (3.x) for the spec: flags first, then Hydra overrides.
 
@@ -140,7 +141,7 @@ def train_command(spec: dict[str, Any], library: ModuleType, device: str, checkp
     return cmd + library.device_overrides(device) + library.train_overrides(spec) + list(spec.get("overrides", []))
 
 
-def policy_command(spec: dict[str, Any], library: ModuleType, device: str, checkpoint: Path, output_dir: Path, *,
+def policy_command(spec: Mapping[str, Any], library: RLLibrary, device: str, checkpoint: Path, output_dir: Path, *,
                    num_episodes: int | None = None, num_steps: int | None = None, num_envs: int | None = None,
                    export: bool = False, video_length: int = 200, python: str | Path | None = None) -> list[str]:
     """Return the ``isaaclab_runner.evaluate`` command (evaluate: ``num_episodes``; play/export: ``num_steps``).
@@ -171,15 +172,15 @@ def _v2_python(root: Path) -> list[str]:
     return [str(root / "isaaclab.sh"), "-p", "-m", "isaaclab_runner.import_tasks"]
 
 
-def train_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root: Path,
+def train_command_v2(spec: Mapping[str, Any], library: RLLibrary, device: str, root: Path,
                      checkpoint: Path | None = None) -> list[str]:
     """Return the Isaac Lab 2.x equivalent of ``train_command``.
 
     ``isaaclab.sh -p scripts/reinforcement_learning/<lib>/train.py --task T --num_envs N --max_iterations M
-    --seed S --headless --device D``. A resumed rsl_rl run uses ``--resume --load_run <run folder>
-    --checkpoint <file name>``, which 2.x looks up under ``logs/rsl_rl/<experiment_name>/``: the checkpoint
-    must sit in ``logs/rsl_rl/<experiment>/<run folder>/`` of the working directory (the runner copies it there
-    and sets ``agent.experiment_name`` to that experiment). skrl and rl_games take ``--checkpoint PATH``.
+    --seed S --headless --device D``. A resumed run adds the library's ``resume_args_v2``: rsl_rl's
+    ``--resume --load_run <run folder> --checkpoint <file name>``, which 2.x looks up under
+    ``logs/rsl_rl/<experiment_name>/`` (the runner's ``stage_resume_v2`` copied the checkpoint there);
+    skrl and rl_games take ``--checkpoint PATH``.
     """
     cmd = [
         *_v2_python(root), f"scripts/reinforcement_learning/{library.NAME}/train.py",
@@ -192,16 +193,13 @@ def train_command_v2(spec: dict[str, Any], library: ModuleType, device: str, roo
     ]
     overrides = list(library.device_overrides(device))
     if checkpoint is not None:
-        if library.NAME == "rsl_rl":
-            run_dir, experiment = checkpoint.parent, checkpoint.parent.parent
-            cmd += ["--resume", "--load_run", run_dir.name, "--checkpoint", checkpoint.name]
-            overrides.append(f"agent.experiment_name={experiment.name}")
-        else:
-            cmd += ["--checkpoint", str(checkpoint)]
+        flags, resume_overrides = library.resume_args_v2(checkpoint)
+        cmd += flags
+        overrides += resume_overrides
     return cmd + overrides + list(spec.get("overrides", []))
 
 
-def play_command_v2(spec: dict[str, Any], library: ModuleType, device: str, root: Path, checkpoint: Path,
+def play_command_v2(spec: Mapping[str, Any], library: RLLibrary, device: str, root: Path, checkpoint: Path,
                     video_length: int = 200) -> list[str]:
     """Return the Isaac Lab 2.x ``play.py`` command; with video it ends after the first clip (2.x play's rule)."""
     cmd = [

@@ -7,32 +7,29 @@ Python API); ``play`` runs the policy for ``PLAY_STEPS`` steps, with a video whe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import IO, Any
+from typing import Any
 
 from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, evaluate, isaaclab_cli, launch, packages, storage, sync
-from isaaclab_runner.libraries import get_library
+from isaaclab_runner.jobspec import JobSpec
+from isaaclab_runner.libraries import base, get_library
+from isaaclab_runner.libraries.base import RLLibrary
+from isaaclab_runner.reporter import StagingReporter
 
 log = logging.getLogger("isaaclab_runner")
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what Batch's retryStrategy matches for a retry
 STOP_GRACE_S = 8.0  # after SIGINT, Isaac Lab gets this long before SIGKILL
 SYNC_FLUSH_TIMEOUT_S = 15.0  # of the 30 s Batch allows between SIGTERM and SIGKILL
-PROGRESS_INTERVAL_S = 2.0  # progress.json is rewritten at most this often (an S3 PUT each time in production)
 PLAY_STEPS = 300  # a play run's length in env steps (5 s of simulated time at 60 Hz), one video clip
-EXPORTABLE = ("rsl_rl",)  # libraries whose runner exports policy.pt/policy.onnx (rsl_rl's export_policy_to_*)
 # ISAACLAB_RUNNER_EXPORT=0 skips the export after training (~30 s of ONNX tracing on a CPU)
 EXPORT_ENV = "ISAACLAB_RUNNER_EXPORT"
 
@@ -42,34 +39,19 @@ OUT_OF_MEMORY = re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMem
                            r"CUDA error: out of memory")
 
 
-class Tee:
-    """Write every line both to our stdout (streamed by the backend) and to runner.log (published)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: IO[str] = path.open("a", buffering=1)
-
-    def write(self, text: str) -> None:
-        """Write ``text`` to both sinks."""
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        self.file.write(text)
-
-
 class JobRunner:
     """Runs one job spec in ``workdir`` and leaves its outputs at the spec's staging URI."""
 
-    def __init__(self, spec: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, spec: JobSpec, workdir: Path) -> None:
         self.spec = spec
         self.workdir = workdir
-        self.staging = spec["stagingUri"]
-        self.tee = Tee(workdir / "runner.log")
-        self.progress: dict[str, Any] = {"jobId": spec["jobId"], "state": "starting", "mode": spec["mode"]}
-        self._last_progress = 0.0
+        self.staging = spec.staging_uri
+        self.report = StagingReporter(self.staging, workdir,
+                                      {"jobId": spec.job_id, "state": "starting", "mode": spec.mode})
+        self.progress = self.report.progress
         self._child: subprocess.Popen[str] | None = None
-        self.task: str = spec["task"]  # the registered id (a 2.x id is mapped to its 3.x alias)
+        self.task: str = spec.task  # the registered id (a 2.x id is mapped to its 3.x alias)
         self.node = launch.NodeInfo()  # this node's place in a multi-node job; read in run()
-        self.sync: sync.CheckpointSync | None = None  # stages checkpoints and progress while training
         self._synced: dict[Path, str] = {}  # checkpoints the sync staged (unchanged since): local path → URI
         self._terminated = False
         self._out_of_memory: str | None = None  # the first out-of-memory line Isaac Lab printed
@@ -79,11 +61,12 @@ class JobRunner:
     def run(self) -> int:
         """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure, 143 after SIGTERM)."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        result: dict[str, Any] = {"jobId": self.spec["jobId"], "status": "failed"}
+        result: dict[str, Any] = {"jobId": self.spec.job_id, "status": "failed"}
         code = EXIT_FAILED
         try:
             self.node = launch.detect_node()
-            launch.check_shape(self.spec.get("numNodes", 1), self.node)
+            self.report.uploads, self.report.node_rank = self.node.uploads, self.node.node_rank
+            launch.check_shape(self.spec.num_nodes, self.node)
             code = self._run_stages(result)
         except packages.PackageError as exc:
             self.say(f"ERROR: {exc}")
@@ -95,44 +78,34 @@ class JobRunner:
             if self._terminated:  # 143 = 128 + SIGTERM: Batch's retryStrategy and the local backend retry it
                 code = EXIT_TERMINATED
             result["exitCode"] = code
-            self.progress["state"] = "succeeded" if code == EXIT_OK else "failed"
-            self.tee.file.close()
-            if self.node.uploads:
-                self._write_progress(force=True)
-                storage.upload(self.workdir / "runner.log", storage.join(self.staging, "runner.log"))
-                # result.json last: its presence tells the Airflow side the staging folder is complete
-                storage.write_text(storage.join(self.staging, "result.json"), json.dumps(result, indent=2),
-                                   self.workdir / "result.json")
-            else:  # a worker node reports only its log; rank 0 owns the staging folder
-                storage.upload(self.workdir / "runner.log",
-                               storage.join(self.staging, "nodes", str(self.node.node_rank), "runner.log"))
+            self.report.finish(result, succeeded=code == EXIT_OK)  # result.json last
         return code
 
     def _run_stages(self, result: dict[str, Any]) -> int:
         spec = self.spec
-        library = get_library(spec["rlLibrary"])
+        library = get_library(spec.rl_library)
         install = isaaclab_cli.detect_isaaclab()
         # Fetch and install, into an environment of this job's own (3.x)
-        self._set_state("installing")
+        self.report.set_state("installing")
         if install.major >= 3:
             self.env = packages.JobEnvironment.create(self.workdir / "venv")
-        if spec.get("envPackageUri"):
-            installed = packages.fetch_and_install(spec["envPackageUri"], self.workdir, self.env)
+        if spec.env_package_uri:
+            installed = packages.fetch_and_install(spec.env_package_uri, self.workdir, self.env)
             self.task_modules = installed.modules
             how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
             self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
                      f"({how})")
             result["envPackage"] = {"name": installed.dist_name, "version": installed.version,
                                     "modules": installed.modules}
-        result["seed"] = spec["seed"]
+        result["seed"] = spec.seed
         if install.major >= 3:  # the pre-flight check imports every package module, as `isaaclab train` will
-            self.task = packages.verify_task(spec["task"], self.env.python)
+            self.task = packages.verify_task(spec.task, self.env.python)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
-        device = isaaclab_cli.resolve_device(spec.get("device", "auto"))
+        device = isaaclab_cli.resolve_device(spec.device)
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
-        stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec["mode"]]
+        stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
         exit_code, run_dir = stage(library, install, device, cwd)
         # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
         if run_dir is not None and run_dir.is_dir() and self.node.uploads:
@@ -144,7 +117,7 @@ class JobRunner:
             synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
             self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
             result["runDir"] = run_dir.name
-            checkpoints = sorted({p for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat)})
+            checkpoints = base.checkpoints(library, run_dir)
             result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
             result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
         result["iterations"] = self.progress.get("iteration", 0)
@@ -154,22 +127,22 @@ class JobRunner:
             result["error"] = "interrupted by SIGTERM; checkpoints are staged for the next attempt to resume from"
             return EXIT_TERMINATED
         if exit_code != 0 and self._out_of_memory:
-            result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}): lower numEnvs ({spec['numEnvs']} "
+            result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}): lower numEnvs ({spec.num_envs} "
                                "now) or use a larger GPU")
             self.say(f"ERROR: {result['error']}")  # the last lines of the log are what the wait step shows
             return EXIT_FAILED
         if exit_code != 0:
-            result["error"] = f"isaaclab {spec['mode']} exited with {exit_code}; see runner.log"
+            result["error"] = f"isaaclab {spec.mode} exited with {exit_code}; see runner.log"
             return EXIT_FAILED
         result["status"] = "succeeded"
         return EXIT_OK
 
-    def _train(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+    def _train(self, library: RLLibrary, install: isaaclab_cli.IsaacLabInstall, device: str,
                cwd: Path) -> tuple[int, Path | None]:
         """Train (resuming from ``resumeCheckpointUri`` when set); export the final policy where supported."""
-        spec = {**self.spec, "task": self.task}
-        resume = self._fetch(spec.get("resumeCheckpointUri"), "resume")
-        max_iterations = spec["maxIterations"]
+        spec = self.spec.replace(task=self.task)
+        resume = self._fetch(spec.resume_checkpoint_uri, "resume")
+        max_iterations = spec.max_iterations
         point = self._staged_resume_point(library)
         if point is not None and point.complete:
             self.say(f"The final checkpoint {point.uri} is staged already; nothing left to train")
@@ -178,52 +151,48 @@ class JobRunner:
             resume = sync.fetch_checkpoint(point, self.workdir / "inputs" / "resume")
             max_iterations = point.remaining
             self.say(f"Attempt {launch.job_attempt()}: resuming from {point.uri} for the remaining "
-                     f"{max_iterations} of {spec['maxIterations']} iterations")
+                     f"{max_iterations} of {spec.max_iterations} iterations")
         if install.major >= 3:
-            if resume is not None and point is None and hasattr(library, "resume_max_iterations"):
+            if resume is not None and point is None:
                 max_iterations = library.resume_max_iterations(resume, max_iterations)
             cmd = launch.launch_command(
                 isaaclab_cli.train_command(spec, library, device, resume, max_iterations, python=self.env.python),
-                spec.get("gpusPerNode", 1), self.node)
+                spec.gpus_per_node, self.node)
         else:
-            if resume is not None and library.NAME == "rsl_rl":  # 2.x finds it only under logs/rsl_rl/<exp>/<run>/
-                staged = cwd / "logs" / library.NAME / "resumed" / "checkpoint" / resume.name
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                resume = Path(shutil.copyfile(resume, staged))
+            if resume is not None:  # where the 2.x script looks for it
+                resume = library.stage_resume_v2(resume, cwd)
             cmd = isaaclab_cli.train_command_v2(spec, library, device, install.root, resume)
         self.progress.update(state="running", iteration=0, maxIterations=max_iterations)
         if self.node.uploads:  # checkpoints reach staging while training runs, so an interruption loses little
-            self.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
-                                            self.workdir / "sync").start()
+            self.report.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
+                                                   self.workdir / "sync").start()
         try:
             exit_code = self._stream(cmd, cwd, self._child_env(device), library.parse_progress)
         finally:
-            if self.sync is not None:
-                self.sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
-                self.say(f"Checkpoint sync staged {len(self.sync.uploaded)} file(s), {self.sync.errors} error(s)")
-                self._synced = self.sync.staged()
-                self.sync = None
+            checkpoint_sync, self.report.sync = self.report.sync, None
+            if checkpoint_sync is not None:
+                checkpoint_sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
+                self.say(f"Checkpoint sync staged {len(checkpoint_sync.uploaded)} file(s), "
+                         f"{checkpoint_sync.errors} error(s)")
+                self._synced = checkpoint_sync.staged()
         run_dir = library.find_run_dir(cwd)
-        export = os.environ.get(EXPORT_ENV, "1") != "0" and library.NAME in EXPORTABLE
+        export = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
         if exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and export:
             self._export(library, device, run_dir)
         return exit_code, run_dir
 
-    def _export(self, library: ModuleType, device: str, run_dir: Path) -> None:
+    def _export(self, library: RLLibrary, device: str, run_dir: Path) -> None:
         """Export the last checkpoint to ``exported/policy.{pt,onnx}`` (what robotics teams deploy)."""
-        rx = re.compile(library.CHECKPOINT_REGEX)
-        ckpts = [(int(m.group(1)), p) for pat in library.CHECKPOINT_PATTERNS for p in run_dir.glob(pat)
-                 if (m := rx.search(p.name))]
-        if not ckpts:
+        last = base.latest_checkpoint(library, run_dir)
+        if last is None:
             self.say("No checkpoint to export")
             return
-        last = max(ckpts)[1]
-        cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, last, run_dir,
+        cmd = isaaclab_cli.policy_command(self.spec.replace(task=self.task), library, device, last, run_dir,
                                           num_steps=0, num_envs=1, export=True, python=self.env.python)
         if self._stream(cmd, run_dir.parent, self._child_env(device), None) != 0:
             self.say(f"WARNING: exporting {last.name} failed; the checkpoints are published without exported/")
 
-    def _evaluate(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+    def _evaluate(self, library: RLLibrary, install: isaaclab_cli.IsaacLabInstall, device: str,
                   cwd: Path) -> tuple[int, Path | None]:
         """Run exactly ``numEpisodes`` episodes of the checkpoint (evaluate.py); results in ``cwd/run``."""
         if install.major < 3:
@@ -231,23 +200,23 @@ class JobRunner:
                                         "image has Isaac Lab 2.x: use mode 'play' or an Isaac Lab 3 image")
         checkpoint = self._require_checkpoint()
         out = cwd / "run"
-        cmd = isaaclab_cli.policy_command({**self.spec, "task": self.task}, library, device, checkpoint, out,
-                                          num_episodes=self.spec["numEpisodes"], export=library.NAME in EXPORTABLE,
+        cmd = isaaclab_cli.policy_command(self.spec.replace(task=self.task), library, device, checkpoint, out,
+                                          num_episodes=self.spec.num_episodes, export=library.exports_policy,
                                           python=self.env.python)
-        self.progress.update(state="running", episodes=0, numEpisodes=self.spec["numEpisodes"])
+        self.progress.update(state="running", episodes=0, numEpisodes=self.spec.num_episodes)
         return self._stream(cmd, cwd, self._child_env(device), evaluate.parse_progress), out
 
-    def _play(self, library: ModuleType, install: isaaclab_cli.IsaacLabInstall, device: str,
+    def _play(self, library: RLLibrary, install: isaaclab_cli.IsaacLabInstall, device: str,
               cwd: Path) -> tuple[int, Path | None]:
         """Play the policy for ``PLAY_STEPS`` env steps (one video clip of that length when asked)."""
         checkpoint = self._require_checkpoint()
-        spec = {**self.spec, "task": self.task}
+        spec = self.spec.replace(task=self.task)
         out = cwd / "run"
         if install.major < 3:
             cmd = isaaclab_cli.play_command_v2(spec, library, device, install.root, checkpoint, PLAY_STEPS)
         else:
             cmd = isaaclab_cli.policy_command(spec, library, device, checkpoint, out, num_steps=PLAY_STEPS,
-                                              export=library.NAME in EXPORTABLE, video_length=PLAY_STEPS,
+                                              export=library.exports_policy, video_length=PLAY_STEPS,
                                               python=self.env.python)
         self.progress.update(state="running", episodes=0)
         return self._stream(cmd, cwd, self._child_env(device), evaluate.parse_progress), out
@@ -263,16 +232,16 @@ class JobRunner:
                 staged[rel] = uri.removeprefix(prefix)
         return staged
 
-    def _staged_resume_point(self, library: ModuleType) -> sync.ResumePoint | None:
+    def _staged_resume_point(self, library: RLLibrary) -> sync.ResumePoint | None:
         """On a retried attempt (Batch or local), the latest checkpoint an earlier attempt staged."""
-        if launch.job_attempt() < 2 or library.NAME != "rsl_rl":
-            return None  # resume by iteration number is rsl_rl's numbering (model_<it>.pt)
-        return sync.find_resume_checkpoint(self.staging, self.spec["maxIterations"], library.CHECKPOINT_REGEX)
+        if launch.job_attempt() < 2 or not library.resumes_by_iteration:
+            return None
+        return sync.find_resume_checkpoint(self.staging, self.spec.max_iterations, library.CHECKPOINT_REGEX)
 
     def _require_checkpoint(self) -> Path:
-        path = self._fetch(self.spec.get("checkpointUri"), "checkpoint")
+        path = self._fetch(self.spec.checkpoint_uri, "checkpoint")
         if path is None:
-            raise packages.PackageError(f"mode {self.spec['mode']!r} needs a checkpoint: set checkpointPath, "
+            raise packages.PackageError(f"mode {self.spec.mode!r} needs a checkpoint: set checkpointPath, "
                                         "policyS3Uri or policyPath in the conf")
         return path
 
@@ -292,12 +261,12 @@ class JobRunner:
                                        text=True, bufsize=1)
         assert self._child.stdout is not None
         for line in self._child.stdout:
-            self.tee.write(line)
+            self.report.write(line)
             if self._out_of_memory is None and OUT_OF_MEMORY.search(line):
                 self._out_of_memory = line.strip()[:200]
             if parse is not None and parse(line, self.progress):
                 self.progress["elapsedS"] = round(time.monotonic() - start, 1)
-                self._write_progress()
+                self.report.write_progress()
         code = self._child.wait()
         self.say(f"isaaclab exited with {code} after {time.monotonic() - start:.1f}s")
         return code
@@ -306,26 +275,8 @@ class JobRunner:
         return isaaclab_cli.child_env(device, self.task_modules)
 
     def say(self, message: str) -> None:
-        """Print a runner message (prefixed, so it stands out among Isaac Lab's output)."""
-        self.tee.write(f"[runner] {message}\n")
-
-    def _set_state(self, state: str) -> None:
-        self.progress["state"] = state
-        self._write_progress(force=True)
-
-    def _write_progress(self, force: bool = False) -> None:
-        if not self.node.uploads:
-            return
-        if self.sync is not None and not force:  # uploaded from the sync thread: training never waits on S3
-            self.sync.put_progress(self.progress)
-            return
-        now = time.monotonic()
-        if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
-            return
-        self._last_progress = now
-        self.progress["updatedAt"] = time.time()
-        storage.write_text(storage.join(self.staging, "progress.json"), json.dumps(self.progress),
-                           self.workdir / "progress.json")
+        """Print a runner message to the log (``StagingReporter.say``)."""
+        self.report.say(message)
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         """Stop Isaac Lab and let ``run`` stage what exists (Batch sends SIGTERM 30 s before SIGKILL).

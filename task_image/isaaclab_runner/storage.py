@@ -79,3 +79,17 @@ def upload_tree(root: Path, uri: str, skip: tuple[str, ...] = (), exclude: Colle
         upload(path, join(uri, path.relative_to(root).as_posix()))
         count += 1
     return count
+
+
+def list_uris(prefix: str) -> list[str]:
+    """List the files under a folder (``s3://`` prefix or local), sorted; local dot files are left out."""
+    if prefix.startswith("s3://"):
+        bucket, key = _split_s3(prefix)
+        key = key.rstrip("/") + "/"
+        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        return sorted(f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", []))
+    root = _local(prefix)
+    if not root.is_dir():
+        return []
+    scheme = "file://" if prefix.startswith("file://") else ""
+    return sorted(f"{scheme}{p}" for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -29,7 +29,6 @@ log = logging.getLogger("isaaclab_runner.sync")
 
 CHECKPOINTS_DIR = "checkpoints"  # under the staging URI
 RUN_DIR = "run"  # the final upload of Isaac Lab's run folder (runner.py)
-RSL_RL_CHECKPOINT = r"model_(\d+)\.pt$"
 
 Uploader = Callable[[Path, str], None]
 
@@ -192,18 +191,19 @@ class ResumePoint:
         return self.iteration >= self.max_iterations - 1
 
 
-def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str = RSL_RL_CHECKPOINT) -> ResumePoint | None:
+def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str) -> ResumePoint | None:
     """Return the latest staged checkpoint of this job (synced or in the final run upload), or None.
 
     Args:
         staging: the job's staging URI.
         max_iterations: the spec's ``maxIterations``.
-        pattern: a regex matched against the file name; group 1 is the iteration number (rsl_rl by default).
+        pattern: a regex matched against the file name; group 1 is the iteration number (the library's
+            ``CHECKPOINT_REGEX``).
     """
     rx = re.compile(pattern)
     best: ResumePoint | None = None
     for sub in (CHECKPOINTS_DIR, RUN_DIR):
-        for uri in list_uris(storage.join(staging, sub)):
+        for uri in storage.list_uris(storage.join(staging, sub)):
             match = rx.search(uri.rsplit("/", 1)[-1])
             if match and (best is None or int(match.group(1)) > best.iteration):
                 best = ResumePoint(uri, int(match.group(1)), max_iterations)
@@ -213,20 +213,6 @@ def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str = RSL
 def fetch_checkpoint(point: ResumePoint, dest_dir: Path) -> Path:
     """Download the resume checkpoint into ``dest_dir`` (keeping its name) and return the local path."""
     return storage.download(point.uri, dest_dir / point.uri.rsplit("/", 1)[-1])
-
-
-def list_uris(prefix: str) -> list[str]:
-    """List the files under a staging folder (``s3://`` or local), sorted."""
-    if prefix.startswith("s3://"):
-        bucket, key = storage._split_s3(prefix)
-        key = key.rstrip("/") + "/"
-        pages = storage._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-        return sorted(f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", []))
-    root = storage._local(prefix)
-    if not root.is_dir():
-        return []
-    scheme = "file://" if prefix.startswith("file://") else ""
-    return sorted(f"{scheme}{p}" for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def _checkpoint_order(path: Path) -> tuple[str, int]:

@@ -1,10 +1,13 @@
-"""rl_games: flags, log folder, checkpoint names and console progress."""
+"""rl_games: flags, log folder, checkpoint names, console progress and policy loading."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from isaaclab_runner.libraries.base import Policy, checkpoint_path_args_v2, keep_checkpoint_v2, newest_run_dir
 
 NAME = "rl_games"
 AGENT_ENTRY_POINT = "rl_games_cfg_entry_point"
@@ -13,6 +16,9 @@ CHECKPOINT_PATTERNS = ("nn/*.pth",)
 CHECKPOINT_REGEX = r"_ep_(\d+)_"
 # rl_games restores its epoch counter from the checkpoint and stops at max_epochs (an absolute epoch)
 RESUME_CONTINUES_COUNT = True
+# a retried attempt starts over: resume by number is rsl_rl's (nn/<name>.pth, the best, has no epoch in its name)
+resumes_by_iteration = False
+exports_policy = False
 
 _EPOCH = re.compile(r"epoch:\s*(\d+)/(\d+)")
 _FPS = re.compile(r"fps total:\s*(\d+)")
@@ -23,7 +29,7 @@ def device_overrides(device: str) -> list[str]:
     return [f"agent.params.config.device={device}", f"agent.params.config.device_name={device}"]
 
 
-def train_overrides(spec: dict[str, Any]) -> list[str]:
+def train_overrides(spec: Mapping[str, Any]) -> list[str]:
     """No extra overrides: rl_games writes summaries every epoch and checkpoints by ``save_frequency``."""
     return []
 
@@ -37,10 +43,13 @@ def resume_max_iterations(checkpoint: Path, max_iterations: int) -> int:
     return max_iterations + (int(match.group(1)) if match else 0)
 
 
+stage_resume_v2 = keep_checkpoint_v2
+resume_args_v2 = checkpoint_path_args_v2
+
+
 def find_run_dir(workdir: Path) -> Path | None:
     """Return the newest ``logs/rl_games/<name>/<timestamp>`` folder."""
-    runs = [p for p in (workdir / "logs" / NAME).glob("*/*") if p.is_dir()]
-    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+    return newest_run_dir(workdir, NAME)
 
 
 def parse_progress(line: str, state: dict[str, Any]) -> bool:
@@ -56,3 +65,36 @@ def parse_progress(line: str, state: dict[str, Any]) -> bool:
     if fps := _FPS.search(line):
         state["stepsPerSecond"] = float(fps.group(1))
     return True
+
+
+def load_policy(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
+    """Load ``checkpoint`` into an rl_games player (as Isaac Lab's play_rl_games does); deterministic actions."""
+    from isaaclab.utils import index_fill_
+    from isaaclab_rl.rl_games import RlGamesVecEnvWrapper, register_rl_games_env
+    from rl_games.torch_runner import Runner
+
+    wrapped = RlGamesVecEnvWrapper.from_agent_cfg(env, agent_cfg)
+    register_rl_games_env(wrapped)
+    params = agent_cfg["params"]
+    params["load_checkpoint"], params["load_path"] = True, checkpoint
+    params["config"]["num_actors"] = wrapped.unwrapped.num_envs
+    runner = Runner()
+    runner.load(agent_cfg)
+    agent = runner.create_player()
+    agent.restore(checkpoint)
+    agent.reset()
+    obs = wrapped.reset()
+    obs = obs["obs"] if isinstance(obs, dict) else obs
+    agent.get_batch_size(obs, 1)
+    if agent.is_rnn:
+        agent.init_rnn()
+
+    def step() -> None:
+        nonlocal obs
+        actions = agent.get_action(agent.obs_to_torch(obs), is_deterministic=True)
+        obs, _, dones, _ = wrapped.step(actions)
+        if agent.is_rnn and agent.states is not None and len(dones) > 0:
+            for state in agent.states:
+                index_fill_(state, dones, 0.0, dim=1)
+
+    return Policy(step)

@@ -72,3 +72,35 @@ def test_checkpoint_numbers() -> None:
     assert re.search(rl_games.CHECKPOINT_REGEX, "last_cc_ep_150_rew_4.9.pth").group(1) == "150"
     assert (rsl_rl.RESUME_CONTINUES_COUNT, skrl.RESUME_CONTINUES_COUNT, rl_games.RESUME_CONTINUES_COUNT) == (
         True, False, True)
+
+
+def test_every_library_module_satisfies_the_protocol() -> None:
+    """The runner and evaluate.py reach a library only through base.RLLibrary's members."""
+    from isaaclab_runner.libraries.base import RLLibrary
+
+    members = [name for name in vars(RLLibrary) if not name.startswith("_")]
+    members += list(RLLibrary.__annotations__)
+    for name in SUPPORTED:
+        lib = get_library(name)
+        missing = [m for m in members if not hasattr(lib, m)]
+        assert not missing, (name, missing)
+    assert [get_library(n).resumes_by_iteration for n in SUPPORTED] == [True, False, False]
+
+
+def test_latest_checkpoint_is_the_highest_number(tmp_path: Path) -> None:
+    from isaaclab_runner.libraries.base import latest_checkpoint
+
+    for name in ("model_0.pt", "model_50.pt", "model_149.pt", "model_99.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert latest_checkpoint(rsl_rl, tmp_path) == tmp_path / "model_149.pt"
+    assert latest_checkpoint(skrl, tmp_path) is None
+
+
+def test_2x_resume_staging_per_library(tmp_path: Path) -> None:
+    ckpt = tmp_path / "inputs" / "model_7.pt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"w")
+    staged = rsl_rl.stage_resume_v2(ckpt, tmp_path / "isaaclab")
+    assert staged == tmp_path / "isaaclab/logs/rsl_rl/resumed/checkpoint/model_7.pt" and staged.read_bytes() == b"w"
+    assert skrl.stage_resume_v2(ckpt, tmp_path) == ckpt and rl_games.resume_args_v2(ckpt) == (
+        ["--checkpoint", str(ckpt)], [])

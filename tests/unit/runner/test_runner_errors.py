@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from isaaclab_runner import runner as runner_mod
+from isaaclab_runner.jobspec import JobSpec
 from isaaclab_runner.runner import OUT_OF_MEMORY, JobRunner
 
 SPEC = {"jobId": "00000000-0000-0000-0000-000000000001", "mode": "train", "task": "T", "rlLibrary": "rsl_rl",
@@ -29,7 +30,7 @@ def test_an_ordinary_failure_is_not_out_of_memory() -> None:
 
 def test_out_of_memory_fails_the_job_naming_num_envs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A job whose Isaac Lab dies of CUDA OOM ends with "lower numEnvs (8192 now) or use a larger GPU"."""
-    spec = {**SPEC, "stagingUri": str(tmp_path / "staging")}
+    spec = JobSpec.from_dict({**SPEC, "stagingUri": str(tmp_path / "staging")})
     job = JobRunner(spec, tmp_path / "work")
     fake = [sys.executable, "-c", "print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB'); "
                                   "raise SystemExit(1)"]

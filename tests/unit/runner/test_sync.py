@@ -14,8 +14,11 @@ from pathlib import Path
 import boto3
 import pytest
 from isaaclab_runner import storage, sync
+from isaaclab_runner.libraries import rsl_rl
 from isaaclab_runner.sync import CheckpointSync, ResumePoint, find_resume_checkpoint, wait_until
 from moto import mock_aws
+
+MODEL = rsl_rl.CHECKPOINT_REGEX  # the library's checkpoint pattern (sync.py names none)
 
 TASK_IMAGE = Path(__file__).resolve().parents[3] / "task_image"
 
@@ -153,21 +156,21 @@ def test_sigterm_flushes_what_was_saved(tmp_path: Path) -> None:
     n_saved = sum(1 for line in saved + rest.splitlines() if line.startswith("saved"))
     staged = sorted(p.name for p in (staging / "checkpoints" / "rsl_rl" / "exp" / "ts").iterdir())
     assert f"flushed {n_saved}" in rest and len(staged) == n_saved >= 8
-    assert find_resume_checkpoint(str(staging), 100).iteration == n_saved - 1
+    assert find_resume_checkpoint(str(staging), 100, MODEL).iteration == n_saved - 1
 
 
 def test_resume_point_is_the_highest_iteration_in_sync_or_run(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
-    assert find_resume_checkpoint(str(staging), 150) is None
+    assert find_resume_checkpoint(str(staging), 150, MODEL) is None
     for rel in ("checkpoints/rsl_rl/e/t1/model_50.pt", "checkpoints/rsl_rl/e/t1/model_100.pt",
                 "checkpoints/rsl_rl/e/t1/model_999.txt", "run/model_0.pt", "run/params/agent.yaml"):
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         (staging / rel).write_bytes(b"x")
-    point = find_resume_checkpoint(str(staging), 150)
+    point = find_resume_checkpoint(str(staging), 150, MODEL)
     assert point == ResumePoint(str(staging / "checkpoints/rsl_rl/e/t1/model_100.pt"), 100, 150)
     assert (point.remaining, point.complete) == (50, False)
     (staging / "run" / "model_149.pt").write_bytes(b"x")
-    done = find_resume_checkpoint("file://" + str(staging), 150)
+    done = find_resume_checkpoint("file://" + str(staging), 150, MODEL)
     assert done.uri == f"file://{staging}/run/model_149.pt" and done.complete and done.remaining == 0
     local = sync.fetch_checkpoint(point, tmp_path / "resume")
     assert local == tmp_path / "resume" / "model_100.pt" and local.read_bytes() == b"x"
@@ -204,6 +207,6 @@ def test_sync_and_resume_through_s3(s3, tmp_path: Path) -> None:
     assert keys == ["jobs/j1/checkpoints/rsl_rl/cartpole/2026-11-26_10-00-00/model_0.pt",
                     "jobs/j1/checkpoints/rsl_rl/cartpole/2026-11-26_10-00-00/model_25.pt", "jobs/j1/progress.json"]
     s3.put_object(Bucket="stage", Key="jobs/j10/checkpoints/model_90.pt", Body=b"other job")
-    point = find_resume_checkpoint("s3://stage/jobs/j1", 100)
+    point = find_resume_checkpoint("s3://stage/jobs/j1", 100, MODEL)
     assert (point.iteration, point.remaining) == (25, 75)
     assert sync.fetch_checkpoint(point, tmp_path / "dl").read_bytes() == b"b"

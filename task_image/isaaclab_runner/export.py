@@ -1,0 +1,142 @@
+"""Export a trained policy without a simulator: the actor is rebuilt from the checkpoint and the agent config.
+
+Isaac Lab exports a policy from inside ``play`` (a simulation, an env and the library's runner), which costs a
+second Isaac Lab process after training for a network of a few kB. Everything the actor needs is in the run
+folder: the weights in the checkpoint (their shapes give the observation and action sizes: the first and last
+layers) and the layer sizes, activations and normalization in ``params/agent.yaml``. Each library module's
+``export_policy`` rebuilds its actor with the library's own classes, loads the weights, and writes
+
+    exported/policy.pt     TorchScript: observations [N, obs] → deterministic actions [N, act]
+    exported/policy.onnx   ONNX (opset 18), input ``obs``, output ``actions``
+
+Run as ``python -m isaaclab_runner.export --rl_library L --checkpoint C --run_dir D [--output_dir O]``; the
+runner calls ``export_run`` in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from isaaclab_runner.libraries import SUPPORTED, get_library
+from isaaclab_runner.libraries.base import RLLibrary
+
+AGENT_YAML = Path("params") / "agent.yaml"
+EXPORT_DIR = "exported"
+JIT_NAME = "policy.pt"
+ONNX_NAME = "policy.onnx"
+ONNX_OPSET = 18  # as rsl_rl's export_policy_to_onnx
+
+
+class ExportError(RuntimeError):
+    """The policy could not be rebuilt from the checkpoint and the agent config."""
+
+
+def load_agent_config(path: Path) -> dict[str, Any]:
+    """Read an agent config Isaac Lab dumped (``params/agent.yaml``; it writes tuples as ``!!python/tuple``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:python/tuple", lambda loader, node: loader.construct_sequence(node))
+    if not path.is_file():
+        raise ExportError(f"no agent config at {path} (Isaac Lab writes params/agent.yaml in the run folder)")
+    data = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - SafeLoader plus one plain-data tag
+    if not isinstance(data, dict):
+        raise ExportError(f"{path} does not hold an agent config")
+    return data
+
+
+def export_run(library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> list[Path]:
+    """Export ``checkpoint`` of the run in ``run_dir`` to ``out_dir`` (default ``run_dir/exported``).
+
+    Raises:
+        ExportError: if the library has no exporter or the actor cannot be rebuilt.
+    """
+    exporter = getattr(library, "export_policy", None)
+    if exporter is None:
+        raise ExportError(f"{library.NAME} has no policy exporter")
+    agent_cfg = load_agent_config(run_dir / AGENT_YAML)
+    return exporter(checkpoint, agent_cfg, out_dir or run_dir / EXPORT_DIR)
+
+
+"""
+Shared by the library exporters.
+"""
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU (the libraries save pickled dicts of state dicts)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def linear_sizes(state: Mapping[str, Any], prefix: str = "") -> tuple[int, int]:
+    """The (input, output) sizes of a stack of layers: the first weight's columns, the last weight's rows.
+
+    Only two-dimensional weights whose key starts with ``prefix`` count (Linear layers; an RNN's input weights
+    also have the observation size as columns).
+    """
+    weights = [v for k, v in state.items() if k.startswith(prefix) and k.endswith("weight") and v.dim() == 2]
+    if not weights:
+        raise ExportError(f"no layer weights under {prefix or 'the state dict'!r}")
+    return int(weights[0].shape[1]), int(weights[-1].shape[0])
+
+
+def save_policy(module: Any, obs_dim: int, out_dir: Path, *, script: bool = False) -> list[Path]:
+    """Write ``module`` (observations → actions, on the CPU, in eval mode) as TorchScript and ONNX.
+
+    Args:
+        module: the deterministic actor; ``forward(obs: Tensor[N, obs_dim]) -> Tensor[N, act]``.
+        obs_dim: the observation size.
+        out_dir: where ``policy.pt`` and ``policy.onnx`` go.
+        script: ``torch.jit.script`` instead of tracing (modules written for it, as rsl_rl's ``as_jit``).
+    """
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    module = module.to("cpu").eval()
+    example = torch.zeros(1, obs_dim)
+    with torch.no_grad():
+        jit = torch.jit.script(module) if script else torch.jit.trace(module, example)
+    jit.save(str(out_dir / JIT_NAME))
+    save_onnx(module, example, out_dir / ONNX_NAME)
+    return [out_dir / JIT_NAME, out_dir / ONNX_NAME]
+
+
+def save_onnx(module: Any, example: Any, path: Path) -> None:
+    """Export ``module`` to ONNX as rsl_rl's ``export_policy_to_onnx`` does (opset 18, ``obs`` → ``actions``), the
+    weights inside the file (rsl_rl's call leaves them in a ``policy.onnx.data`` beside it)."""
+    import torch
+
+    torch.onnx.export(module, (example,), str(path), export_params=True, opset_version=ONNX_OPSET, verbose=False,
+                      input_names=["obs"], output_names=["actions"], external_data=False)  # one file to deploy
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export one checkpoint; return 0 on success, 1 if the policy could not be exported."""
+    parser = argparse.ArgumentParser(prog="isaaclab_runner.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rl_library", required=True, choices=SUPPORTED)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--run_dir", required=True, type=Path, help="the run folder (holds params/agent.yaml)")
+    parser.add_argument("--output_dir", type=Path, default=None, help="default: <run_dir>/exported")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        paths = export_run(get_library(args.rl_library), args.run_dir, args.checkpoint, args.output_dir)
+    except ExportError as exc:
+        print(f"[export] ERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"[export] wrote {', '.join(map(str, paths))} in {time.monotonic() - started:.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
