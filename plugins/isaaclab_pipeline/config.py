@@ -114,9 +114,10 @@ def _field_path(error: Any) -> str:
 
 
 def _key(key: Any) -> str:
-    """A key as it reads in a message: as is when printable and short, else quoted and clipped."""
+    """A key as it reads in a field path: as is when a plain name (letters, digits, '_', '-'), else quoted (Python
+    repr, clipped), so a path always reads unambiguously up to its ': '."""
     text = str(key)
-    return text if text.isprintable() and len(text) <= 64 and "." not in text else repr(text[:64])
+    return text if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) else repr(text[:64])
 
 
 def _show(value: Any, limit: int = 80) -> str:

@@ -25,6 +25,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # written by `python -m isaaclab_pipeline.cli list-tasks` from the Isaac Lab environment (the image's task list)
 KNOWN_TASKS_ENV = "ISAACLAB_KNOWN_TASKS"
 KNOWN_TASKS_NAME = "known-tasks.json"
+MAX_ASSET_FILES = 20_000  # an asset is a package and some checkpoints, not a disk (a conf naming '/')
 
 
 class ResolveError(AirflowFailException, ValueError):
@@ -169,7 +170,11 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
     package = checkpoint = root = None
     if asset_uri:
         store = storage.for_uri(asset_uri, settings.aws_conn_id)
-        objects = store.list(asset_uri)
+        try:
+            objects = store.list(asset_uri, limit=MAX_ASSET_FILES)
+        except storage.TooManyObjectsError as exc:
+            raise ResolveError(f"inputS3AssetFilePath: {asset_uri} holds more than {MAX_ASSET_FILES} files; point it "
+                               "at the env package, or at the folder holding it and its checkpoints") from exc
         if not objects:
             raise ResolveError(f"inputS3AssetFilePath: nothing found at {asset_uri}; check the path and that "
                                "the package was uploaded")

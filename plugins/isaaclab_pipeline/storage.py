@@ -31,7 +31,7 @@ class StoredObject:
 class Storage(Protocol):
     """What the pipeline needs from a store."""
 
-    def list(self, prefix: str) -> list[StoredObject]: ...
+    def list(self, prefix: str, limit: int | None = None) -> list[StoredObject]: ...
     def exists(self, uri: str) -> bool: ...
     def download(self, uri: str, dest: Path) -> Path: ...
     def upload(self, src: Path, uri: str) -> None: ...
@@ -64,11 +64,13 @@ def local_path(uri: str) -> Path:
 class LocalStorage:
     """A local folder as the store (the embedded default)."""
 
-    def list(self, prefix: str) -> list[StoredObject]:
+    def list(self, prefix: str, limit: int | None = None) -> list[StoredObject]:
         """List files at a file path or under a folder, recursively, sorted by URI.
 
         Symbolic links inside the folder are neither listed nor followed: a job writing its staging folder could
         point one anywhere on this machine.
+
+        :param limit: raise :class:`TooManyObjectsError` past this many files (a conf naming ``/``).
         """
         root = local_path(prefix)
         if root.is_file():
@@ -82,6 +84,8 @@ class LocalStorage:
                         log.warning("not listing %s: a symbolic link", path)
                     elif path.is_file():
                         files.append(path)
+                        if limit is not None and len(files) > limit:
+                            raise TooManyObjectsError(f"{prefix} holds more than {limit} files")
                 links = [d for d in dirs if Path(folder, d).is_symlink()]
                 for d in links:
                     log.warning("not listing %s: a symbolic link", Path(folder, d))
@@ -90,7 +94,14 @@ class LocalStorage:
             return []
         # answer in the caller's spelling (file:// or plain), so URIs can be compared with the prefix
         scheme = "file://" if prefix.startswith("file://") else ""
-        return [StoredObject(f"{scheme}{p}", (st := p.stat()).st_size, st.st_mtime) for p in files]
+        out = []
+        for path in files:
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            out.append(StoredObject(f"{scheme}{path}", st.st_size, st.st_mtime))
+        return out
 
     def exists(self, uri: str) -> bool:
         """Return True if a file exists at ``uri``."""
@@ -131,8 +142,11 @@ class S3Storage:
 
         self.hook = S3Hook(aws_conn_id=aws_conn_id)
 
-    def list(self, prefix: str) -> list[StoredObject]:
-        """List objects under ``prefix`` (a key or a folder-like prefix), sorted by URI."""
+    def list(self, prefix: str, limit: int | None = None) -> list[StoredObject]:
+        """List objects under ``prefix`` (a key or a folder-like prefix), sorted by URI.
+
+        :param limit: raise :class:`TooManyObjectsError` past this many objects.
+        """
         bucket, key = self.hook.parse_s3_url(prefix)
         paginator = self.hook.get_conn().get_paginator("list_objects_v2")
         out = []
@@ -143,6 +157,8 @@ class S3Storage:
                 if k != key and key and not key.endswith("/") and not k.startswith(key + "/"):
                     continue
                 out.append(StoredObject(f"s3://{bucket}/{k}", obj["Size"], obj["LastModified"].timestamp()))
+                if limit is not None and len(out) > limit:
+                    raise TooManyObjectsError(f"{prefix} holds more than {limit} objects")
         return sorted(out, key=lambda o: o.uri)
 
     def exists(self, uri: str) -> bool:
@@ -199,6 +215,11 @@ def relative_key(uri: str, prefix: str) -> str:
 
 
 # Staged keys are written by the job, and so by the user's env package: nothing read back from staging is trusted.
+
+
+class TooManyObjectsError(ValueError):
+    """A listing passed its limit: the prefix is not what the caller expects (an asset is a package and a few
+    checkpoints, not a disk or a whole bucket)."""
 
 
 class UnsafeKeyError(ValueError):
