@@ -19,7 +19,7 @@ It writes into ``D``:
     evaluation/evaluation-config.json what was evaluated (task, library, checkpoint, envs, episodes, seed)
     evaluation/episodes.csv           one row per episode: episode, env, return, length, success
     videos/<mode>/*.mp4               with --video
-    exported/policy.pt, policy.onnx   with --export (rsl_rl)
+    exported/policy.pt, policy.onnx   with --export (libraries with ``exports_policy``)
 """
 
 from __future__ import annotations
@@ -194,6 +194,11 @@ def run_loop(policy: Policy, unwrapped: Any, recorder: EpisodeRecorder, max_step
     return steps
 
 
+def _as_dict(agent_cfg: Any) -> dict[str, Any]:
+    """The agent config as the plain dict Isaac Lab dumps to params/agent.yaml (skrl's and rl_games' are dicts)."""
+    return agent_cfg.to_dict() if hasattr(agent_cfg, "to_dict") else agent_cfg
+
+
 def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from isaaclab.app import add_launcher_args
     from isaaclab_rl.entrypoints.common import add_common_play_args
@@ -255,12 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         unwrapped = env.unwrapped
         policy = library.load_policy(env, agent_cfg, str(Path(args.checkpoint).resolve()))
         exported: list[str] = []
-        if args.export:
-            if policy.export is None:
-                print(f"[evaluate] exporting a {library.NAME} policy is not supported; skipped", flush=True)
-            else:
-                exported = [str(p) for p in policy.export(out_dir / "exported")]
-                print(f"[evaluate] exported {', '.join(exported)}", flush=True)
+        if args.export:  # the library's runner exports (rsl_rl), else its exporter rebuilds the actor (export.py)
+            export = policy.export or (lambda folder: library.export_policy(
+                Path(args.checkpoint).resolve(), _as_dict(agent_cfg), folder))
+            exported = [str(p) for p in export(out_dir / "exported")]
+            print(f"[evaluate] exported {', '.join(exported)}", flush=True)
         num_envs = int(unwrapped.num_envs)
         if mode == "evaluate":
             recorder = EpisodeRecorder(num_envs, episode_quotas(args.num_episodes, num_envs))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +64,54 @@ def export_run(library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Pat
         raise ExportError(f"{library.NAME} has no policy exporter")
     agent_cfg = load_agent_config(run_dir / AGENT_YAML)
     return exporter(checkpoint, agent_cfg, out_dir or run_dir / EXPORT_DIR)
+
+
+class BackgroundExport:
+    """``export_run`` on a thread of the runner, so the run folder's upload goes on meanwhile.
+
+    Args:
+        library: the run's RL library.
+        run_dir: the run folder (``params/agent.yaml``).
+        checkpoint: the checkpoint to export.
+        out_dir: where the files go (default ``run_dir/exported``).
+    """
+
+    def __init__(self, library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> None:
+        self.library, self.run_dir, self.checkpoint = library, run_dir, checkpoint
+        self.out_dir = out_dir or run_dir / EXPORT_DIR
+        self.seconds = 0.0
+        self._paths: list[Path] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="policy-export", daemon=True)
+
+    def start(self) -> BackgroundExport:
+        """Start exporting; returns self."""
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> list[Path]:
+        """Wait for the export; return the files written.
+
+        Raises:
+            ExportError: if it failed (with the cause) or is still running after ``timeout`` seconds.
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise ExportError(f"the export did not finish within {timeout:.0f}s")
+        if isinstance(self._error, ExportError):
+            raise self._error
+        if self._error is not None:
+            raise ExportError(f"{type(self._error).__name__}: {self._error}") from self._error
+        return self._paths
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        try:
+            self._paths = export_run(self.library, self.run_dir, self.checkpoint, self.out_dir)
+        except BaseException as exc:  # handed to wait(): an export never ends the job
+            self._error = exc
+        finally:
+            self.seconds = time.monotonic() - started
 
 
 """

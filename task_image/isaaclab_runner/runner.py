@@ -18,7 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from isaaclab_runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, evaluate, isaaclab_cli, launch, packages, storage, sync
+from isaaclab_runner import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    evaluate,
+    export,
+    isaaclab_cli,
+    launch,
+    packages,
+    storage,
+    sync,
+)
 from isaaclab_runner.jobspec import JobSpec
 from isaaclab_runner.libraries import base, get_library
 from isaaclab_runner.libraries.base import RLLibrary
@@ -30,8 +41,9 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what Batch's retryStrategy matches for a
 STOP_GRACE_S = 8.0  # after SIGINT, Isaac Lab gets this long before SIGKILL
 SYNC_FLUSH_TIMEOUT_S = 15.0  # of the 30 s Batch allows between SIGTERM and SIGKILL
 PLAY_STEPS = 300  # a play run's length in env steps (5 s of simulated time at 60 Hz), one video clip
-# ISAACLAB_RUNNER_EXPORT=0 skips the export after training (~30 s of ONNX tracing on a CPU)
+# ISAACLAB_RUNNER_EXPORT=0 skips the export after training
 EXPORT_ENV = "ISAACLAB_RUNNER_EXPORT"
+EXPORT_TIMEOUT_S = 300.0  # the in-process export (a few seconds) runs beside the upload; this bounds the wait
 
 ProgressParser = Callable[[str, dict[str, Any]], bool]
 # how torch and Warp report an exhausted GPU; the line is kept so the failure says what to change
@@ -56,6 +68,7 @@ class JobRunner:
         self._terminated = False
         self._out_of_memory: str | None = None  # the first out-of-memory line Isaac Lab printed
         self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
+        self._export: export.BackgroundExport | None = None  # the policy export running beside the upload
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
 
     def run(self) -> int:
@@ -112,10 +125,13 @@ class JobRunner:
             # checkpoints the sync thread staged are not sent twice; after SIGTERM none are (the flush staged
             # them all): send the rest, quickly
             skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
+            if self._export is not None:  # being written meanwhile; uploaded once complete
+                skip += (f"{export.EXPORT_DIR}/*",)
             run_uri = storage.join(self.staging, sync.RUN_DIR)
             n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude=self._synced)
             synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
             self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
+            self._finish_export(library, run_dir, run_uri)
             result["runDir"] = run_dir.name
             checkpoints = base.checkpoints(library, run_dir)
             result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
@@ -176,21 +192,46 @@ class JobRunner:
                          f"{checkpoint_sync.errors} error(s)")
                 self._synced = checkpoint_sync.staged()
         run_dir = library.find_run_dir(cwd)
-        export = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
-        if exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and export:
-            self._export(library, device, run_dir)
+        wanted = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
+        if (exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and wanted
+                and self.node.uploads):
+            last = base.latest_checkpoint(library, run_dir)
+            if last is None:
+                self.say("No checkpoint to export")
+            else:  # in this process, no simulator: it runs while the run folder uploads
+                self._export = export.BackgroundExport(library, run_dir, last).start()
         return exit_code, run_dir
 
-    def _export(self, library: RLLibrary, device: str, run_dir: Path) -> None:
-        """Export the last checkpoint to ``exported/policy.{pt,onnx}`` (what robotics teams deploy)."""
-        last = base.latest_checkpoint(library, run_dir)
-        if last is None:
-            self.say("No checkpoint to export")
+    def _finish_export(self, library: RLLibrary, run_dir: Path, run_uri: str) -> None:
+        """Wait for the policy export and stage ``exported/policy.{pt,onnx}`` (what robotics teams deploy).
+
+        The export runs in this process, which does not see the env package (it is in the job's environment):
+        if the actor could not be rebuilt here (a model class of the package, say), it is tried again with the
+        job environment's Python, still without a simulator. A failed export never fails the job: the
+        checkpoints are published without ``exported/``.
+        """
+        job, self._export = self._export, None
+        if job is None:
             return
-        cmd = isaaclab_cli.policy_command(self.spec.replace(task=self.task), library, device, last, run_dir,
-                                          num_steps=0, num_envs=1, export=True, python=self.env.python)
-        if self._stream(cmd, run_dir.parent, self._child_env(device), None) != 0:
-            self.say(f"WARNING: exporting {last.name} failed; the checkpoints are published without exported/")
+        try:
+            paths = job.wait(EXPORT_TIMEOUT_S)
+            self.say(f"Exported {', '.join(p.name for p in paths)} from {job.checkpoint.name} in {job.seconds:.1f}s "
+                     "(no simulator; beside the upload)")
+        except export.ExportError as exc:
+            self.say(f"WARNING: exporting {job.checkpoint.name} failed: {exc}")
+            if self.env.python == packages.JobEnvironment.current().python or not self._export_in_job_env(
+                    library, job.checkpoint, run_dir):
+                self.say("The checkpoints are published without exported/")
+                return
+        for path in sorted((run_dir / export.EXPORT_DIR).glob("*")):
+            if path.is_file():
+                storage.upload(path, storage.join(run_uri, export.EXPORT_DIR, path.name))
+
+    def _export_in_job_env(self, library: RLLibrary, checkpoint: Path, run_dir: Path) -> bool:
+        """``python -m isaaclab_runner.export`` with the job environment's Python (it sees the env package)."""
+        cmd = [str(self.env.python), "-m", "isaaclab_runner.export", "--rl_library", library.NAME,
+               "--checkpoint", str(checkpoint), "--run_dir", str(run_dir)]
+        return self._stream(cmd, run_dir, self._child_env("cpu"), None) == 0
 
     def _evaluate(self, library: RLLibrary, install: isaaclab_cli.IsaacLabInstall, device: str,
                   cwd: Path) -> tuple[int, Path | None]:

@@ -41,7 +41,7 @@ class RLLibrary(Protocol):
     resumes_by_iteration: bool
     """Whether a retried attempt can continue from a staged checkpoint by its number (``sync.ResumePoint``)."""
     exports_policy: bool
-    """Whether ``exported/policy.pt`` and ``policy.onnx`` are written after training (and with evaluate/play)."""
+    """Whether ``export_policy`` writes ``exported/policy.{pt,onnx}`` after training (and with evaluate/play)."""
 
     def device_overrides(self, device: str) -> list[str]:
         """Hydra overrides that put the agent on ``device``."""
@@ -73,6 +73,11 @@ class RLLibrary(Protocol):
 
     def load_policy(self, env: Any, agent_cfg: Any, checkpoint: str) -> Policy:
         """Load ``checkpoint`` for inference on ``env`` (evaluate.py, inside Isaac Lab)."""
+        ...
+
+    def export_policy(self, checkpoint: Path, agent_cfg: Mapping[str, Any], out_dir: Path) -> list[Path]:
+        """Rebuild the actor from ``checkpoint`` and the agent config (params/agent.yaml) without a simulator and
+        write ``policy.pt`` (TorchScript) and ``policy.onnx`` to ``out_dir`` (export.py)."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""rl_games: flags, log folder, checkpoint names, console progress and policy loading."""
+"""rl_games: flags, log folder, checkpoint names, console progress, policy loading and export."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CHECKPOINT_REGEX = r"_ep_(\d+)_"
 RESUME_CONTINUES_COUNT = True
 # a retried attempt starts over: resume by number is rsl_rl's (nn/<name>.pth, the best, has no epoch in its name)
 resumes_by_iteration = False
-exports_policy = False
+exports_policy = True  # exported/policy.pt and policy.onnx, rebuilt without a simulator (export_policy)
 
 _EPOCH = re.compile(r"epoch:\s*(\d+)/(\d+)")
 _FPS = re.compile(r"fps total:\s*(\d+)")
@@ -98,3 +98,63 @@ def load_policy(env: Any, agent_cfg: dict[str, Any], checkpoint: str) -> Policy:
                 index_fill_(state, dones, 0.0, dim=1)
 
     return Policy(step)
+
+
+def export_policy(checkpoint: Path, agent_cfg: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Rebuild rl_games' player (on stand-in spaces), restore the checkpoint, export its deterministic action.
+
+    The exported module is what Isaac Lab's play_rl_games steps with: the observations clipped as the env
+    wrapper clips them (``params.env.clip_observations``), the player's input normalization, the network's
+    mean, clipped to [-1, 1] and scaled to ``±params.env.clip_actions`` as the player does.
+    """
+    from isaaclab_runner.export import ExportError, load_checkpoint, save_policy
+    from isaaclab_runner.libraries.actors import RlGamesDeterministic
+
+    state = load_checkpoint(checkpoint).get("model") or {}
+    if "a2c_network.mu.weight" not in state:
+        raise ExportError(f"{checkpoint.name} holds no rl_games continuous actor (a2c_network.mu)")
+    mean = state.get("running_mean_std.running_mean")
+    obs_dim = int(mean.shape[-1]) if mean is not None else _first_layer_inputs(state)
+    player = _player(checkpoint, agent_cfg, obs_dim)
+    if player.is_rnn:
+        raise ExportError("exporting a recurrent rl_games policy is not supported")
+    clip_obs = float(agent_cfg["params"].get("env", {}).get("clip_observations", float("inf")))
+    bounds = (player.actions_low, player.actions_high) if player.clip_actions else None
+    return save_policy(RlGamesDeterministic(player.model, clip_obs, bounds), obs_dim, out_dir)
+
+
+def _first_layer_inputs(state: Mapping[str, Any]) -> int:
+    from isaaclab_runner.export import linear_sizes
+
+    return linear_sizes(state, "a2c_network.")[0]
+
+
+def _player(checkpoint: Path, agent_cfg: Mapping[str, Any], obs_dim: int) -> Any:
+    """rl_games' own player for ``checkpoint``, on the spaces Isaac Lab's wrapper gives it, with no env."""
+    import copy
+    import math
+
+    import gym
+    import numpy as np
+    import torch
+    from rl_games.torch_runner import Runner
+
+    from isaaclab_runner.export import load_checkpoint
+
+    cfg = copy.deepcopy(dict(agent_cfg))
+    params = cfg["params"]
+    act_dim = int(load_checkpoint(checkpoint)["model"]["a2c_network.mu.weight"].shape[0])
+    env = params.get("env", {})
+    clip_obs, clip_actions = env.get("clip_observations", math.inf), env.get("clip_actions", math.inf)
+    params["config"].update(device="cpu", device_name="cpu", num_actors=1, env_info={
+        "observation_space": gym.spaces.Box(-clip_obs, clip_obs, (obs_dim,), dtype=np.float32),
+        "action_space": gym.spaces.Box(-clip_actions, clip_actions, (act_dim,), dtype=np.float32),
+        "agents": 1, "value_size": 1})
+    params["load_checkpoint"], params["load_path"] = True, str(checkpoint)
+    runner = Runner()
+    runner.load(cfg)
+    player = runner.create_player()
+    player.restore(str(checkpoint))
+    player.has_batch_dimension = True
+    player.model.to(torch.device("cpu"))
+    return player

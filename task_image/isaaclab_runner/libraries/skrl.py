@@ -1,4 +1,4 @@
-"""skrl: flags, log folder, checkpoint names, console progress and policy loading."""
+"""skrl: flags, log folder, checkpoint names, console progress, policy loading and export."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CHECKPOINT_REGEX = r"agent_(\d+)\.pt$"
 # skrl's trainer restarts its timestep counter on load: a resumed run numbers checkpoints from 0 again
 RESUME_CONTINUES_COUNT = False
 resumes_by_iteration = False  # timestep numbers restart on load: a retried attempt starts over
-exports_policy = False  # export_policy works (no simulator); the runner does not call it yet
+exports_policy = True  # exported/policy.pt and policy.onnx, rebuilt without a simulator (export_policy)
 
 SHORT_RUN = 100  # iterations below which skrl's automatic write interval can be 0
 

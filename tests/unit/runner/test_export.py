@@ -1,0 +1,112 @@
+"""Policy export without a simulator: each library's actor rebuilt from a real tiny training's checkpoint and
+params/agent.yaml gives the library's own actions on recorded observations, in TorchScript and ONNX; the runner
+exports in its own process, beside the upload, and a failed export never fails the job.
+
+The checkpoints in data/runs/ come from 3-iteration trainings of the example env (16 envs, seed 1, on this CPU,
+through the runner); data/cartpole_observations.json holds 224 observations of that env (record_observations.py).
+The checks run in the Isaac Lab venv (torch and the RL libraries; the Airflow venv has neither).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
+DATA = HERE / "data"
+RUNS = {
+    "rsl_rl": DATA / "runs" / "rsl_rl" / "model_2.pt",
+    "skrl": DATA / "runs" / "skrl" / "checkpoints" / "agent_96.pt",
+    "rl_games": DATA / "runs" / "rl_games" / "nn" / "last_custom_cartpole_ep_3_rew__-4.591545_.pth",
+}
+needs_isaaclab = pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)")
+
+
+def _isaaclab(code_or_args: list[str], cwd: Path = REPO / "task_image") -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(ISAACLAB_PYTHON), *code_or_args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@needs_isaaclab
+@pytest.mark.parametrize("library", sorted(RUNS))
+def test_exported_policy_gives_the_checkpoints_actions(tmp_path: Path, library: str) -> None:
+    checkpoint = RUNS[library]
+    run_dir = DATA / "runs" / library
+    proc = _isaaclab([str(HERE / "export_check.py"), library, str(checkpoint), str(run_dir), str(tmp_path),
+                      str(DATA / "cartpole_observations.json")])
+    check = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert check["observations"] == 224 + 64 and check["action_shape"] == [288, 1]
+    assert check["jit_max_diff"] <= 1e-6, check  # TorchScript: the same float32 operations
+    assert check["onnx_max_diff"] <= 1e-5, check  # ONNX's reference evaluator: rounding only
+    assert check["action_range"][0] < check["action_range"][1]  # the actions vary with the observations
+    assert check["simulator_modules"] == [] and check["processes"] == [], check  # no Isaac Lab, no second process
+    assert check["files"] == ["policy.pt", "policy.onnx"] and not list(tmp_path.glob("*.data"))  # one ONNX file
+
+
+RUNNER_EXPORT = r'''
+import json, shutil, sys
+from pathlib import Path
+from isaaclab_runner import runner as runner_mod
+from isaaclab_runner.jobspec import JobSpec
+from isaaclab_runner.runner import JobRunner
+
+run_src, tmp, break_config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
+spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000002", "mode": "train", "task": "T",
+                          "rlLibrary": "rsl_rl", "seed": 1, "numEnvs": 16, "maxIterations": 3,
+                          "stagingUri": str(tmp / "staging")})
+job = JobRunner(spec, tmp / "work")
+commands = []
+
+def fake_isaaclab(cmd, cwd, env, parse):  # "training" leaves a run folder as rsl_rl does
+    commands.append(cmd)
+    run_dir = Path(cwd) / "logs" / "rsl_rl" / "custom_cartpole" / "2026-01-01_00-00-00"
+    shutil.copytree(run_src, run_dir)
+    if break_config:
+        (run_dir / "params" / "agent.yaml").write_text("actor: {}\n")
+    return 0
+
+job._stream = fake_isaaclab
+runner_mod.packages.verify_task = lambda task, python=None: task
+runner_mod.isaaclab_cli.detect_isaaclab = lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3)
+runner_mod.isaaclab_cli.resolve_device = lambda requested: "cpu"
+runner_mod.packages.JobEnvironment.create = classmethod(lambda cls, root: cls.current())
+code = job.run()
+print(json.dumps({"code": code, "processes": len(commands)}))
+'''
+
+
+@needs_isaaclab
+def test_the_runner_exports_in_its_own_process_beside_the_upload(tmp_path: Path) -> None:
+    proc = _isaaclab(["-c", RUNNER_EXPORT, str(DATA / "runs" / "rsl_rl"), str(tmp_path), "0"])
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "processes": 1}  # training only: no second Isaac Lab process for the export
+    staging = tmp_path / "staging"
+    exported = sorted(p.name for p in (staging / "run" / "exported").iterdir())
+    assert exported == ["policy.onnx", "policy.pt"]
+    log = (staging / "runner.log").read_text()
+    assert "Exported policy.pt, policy.onnx from model_2.pt in" in log and "(no simulator; beside the upload)" in log
+
+
+@needs_isaaclab
+def test_a_failed_export_leaves_the_job_successful(tmp_path: Path) -> None:
+    proc = _isaaclab(["-c", RUNNER_EXPORT, str(DATA / "runs" / "rsl_rl"), str(tmp_path), "1"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "processes": 1}
+    staging = tmp_path / "staging"
+    assert json.loads((staging / "result.json").read_text())["status"] == "succeeded"
+    assert not (staging / "run" / "exported").exists()
+    log = (staging / "runner.log").read_text()
+    assert "WARNING: exporting model_2.pt failed" in log and "published without exported/" in log
+
+
+def test_agent_yaml_with_isaac_labs_tuples_loads() -> None:
+    from isaaclab_runner.export import load_agent_config
+
+    cfg = load_agent_config(DATA / "runs" / "rsl_rl" / "params" / "agent.yaml")
+    assert cfg["actor"]["distribution_cfg"]["std_range"] == [1e-06, 1e6]  # written as !!python/tuple
+    assert cfg["actor"]["hidden_dims"] == [32, 32]
