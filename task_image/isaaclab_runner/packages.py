@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isaaclab_runner import storage
+from isaaclab_runner.caches import WheelCache
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +153,17 @@ class InstalledPackage:
     entry_point: bool  # True if it declares isaaclab.tasks itself; else the runner registered its modules
 
 
-def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment) -> InstalledPackage:
+def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: WheelCache | None = None
+                      ) -> InstalledPackage:
     """Fetch the env package at ``uri`` and install it into the job environment ``env``.
 
     A package without an ``isaaclab.tasks`` entry point (the user guide's way: ``gym.register`` in
     ``__init__.py``) gets one from the runner, naming the modules it provides, so every process that looks tasks
     up (the pre-flight check, ``isaaclab train``, evaluate, play, every multi-GPU rank) imports them.
+
+    With a wheel ``cache`` (``caches.WheelCache``), a source package is built into a wheel once, stored by the
+    archive's sha256, and every later job with the same archive (a retry, another node, a rerun) installs that
+    wheel without building.
 
     Raises:
         PackageError: if the archive is unsafe, holds no project, or pip fails.
@@ -166,7 +172,10 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment) -> Installed
     archive = storage.download(uri, workdir / "inputs" / name)
     log.info("Fetched env package %s (%d bytes)", uri, archive.stat().st_size)
     tree = None if archive.name.endswith(".whl") else safe_extract(archive, workdir / "env_package")
-    target = str(archive) if tree is None else str(find_project_root(tree))
+    project = None if tree is None else find_project_root(tree)
+    target = str(archive) if project is None else str(project)
+    if project is not None and cache is not None:
+        target = str(_cached_build(archive, project, workdir, env, cache) or project)
     report = workdir / "pip-report.json"
     # no build isolation: the build backend is already in the image, and isolation would need an index
     cmd = [str(env.python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
@@ -179,7 +188,7 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment) -> Installed
                            "\nHint: check its setup.py/pyproject.toml and that its dependencies are installable "
                            "(list them in install_requires).")
     dist = _installed_distribution(report, env)
-    modules = provided_modules(dist, Path(target) if tree is not None else None)
+    modules = provided_modules(dist, project)
     has_entry_point = bool(dist.entry_points.select(group=TASKS_GROUP))
     if not has_entry_point:
         if not modules:
@@ -190,6 +199,29 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment) -> Installed
     log.info("Installed %s %s (modules: %s; %s)", installed.dist_name, installed.version, ", ".join(modules),
              "its own isaaclab.tasks entry point" if has_entry_point else "imported by the runner")
     return installed
+
+
+def _cached_build(archive: Path, project: Path, workdir: Path, env: JobEnvironment, cache: WheelCache
+                  ) -> Path | None:
+    """The wheel of ``archive``: from the cache, else built from ``project`` and stored; None if the build fails
+    (pip install of the project then reports why)."""
+    wheel = cache.get(archive)
+    if wheel is not None:
+        log.info("Using the cached build %s of %s (no build)", wheel.name, archive.name)
+        return wheel
+    out = workdir / "wheel"
+    cmd = [str(env.python), "-m", "pip", "wheel", "--no-deps", "--no-input", "--disable-pip-version-check",
+           "--no-build-isolation", "--wheel-dir", str(out), str(project)]
+    log.info("Building: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(out.glob("*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        log.warning("building a wheel of %s failed (exit %d); installing the project folder instead:\n%s",
+                    archive.name, proc.returncode, proc.stderr[-2000:])
+        return None
+    stored = cache.put(archive, wheels[0])
+    log.info("Built %s%s", wheels[0].name, f"; cached at {stored}" if stored else "")
+    return wheels[0]
 
 
 TASKS_GROUP = "isaaclab.tasks"

@@ -22,6 +22,7 @@ from isaaclab_runner import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    caches,
     evaluate,
     export,
     isaaclab_cli,
@@ -98,12 +99,18 @@ class JobRunner:
         spec = self.spec
         library = get_library(spec.rl_library)
         install = isaaclab_cli.detect_isaaclab()
+        # Restore Warp's kernel cache while the package installs (a fresh host compiles every kernel otherwise)
+        cache_uri = spec.effective_cache_uri
+        kernels = caches.KernelCache.for_job(cache_uri, self.workdir / "cache")
+        if kernels is not None:
+            kernels.start_restore()
         # Fetch and install, into an environment of this job's own (3.x)
         self.report.set_state("installing")
         if install.major >= 3:
             self.env = packages.JobEnvironment.create(self.workdir / "venv")
         if spec.env_package_uri:
-            installed = packages.fetch_and_install(spec.env_package_uri, self.workdir, self.env)
+            wheels = caches.WheelCache(cache_uri, self.workdir / "cache") if cache_uri else None
+            installed = packages.fetch_and_install(spec.env_package_uri, self.workdir, self.env, wheels)
             self.task_modules = installed.modules
             how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
             self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
@@ -119,6 +126,8 @@ class JobRunner:
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
+        if kernels is not None:
+            self.say(kernels.wait_restored())
         exit_code, run_dir = stage(library, install, device, cwd)
         # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
         if run_dir is not None and run_dir.is_dir() and self.node.uploads:
@@ -136,6 +145,9 @@ class JobRunner:
             checkpoints = base.checkpoints(library, run_dir)
             result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
             result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
+        if kernels is not None and self.node.uploads and not self._terminated:  # what this job compiled, for the next
+            self.say(kernels.save())
+            result["kernelCache"] = {"restored": kernels.restored, "saved": kernels.saved}
         result["iterations"] = self.progress.get("iteration", 0)
         if "episodes" in self.progress:
             result["episodes"] = self.progress["episodes"]
