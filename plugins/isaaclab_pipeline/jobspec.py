@@ -31,6 +31,7 @@ class JobSpec:
     num_nodes: int = 1
     gpus_per_node: int = 1
     overrides: list[str] = field(default_factory=list)
+    cache_uri: str | None = None  # the deployment's cache (Warp kernels, built env-package wheels); None: none
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return the spec as the schema's JSON object (camelCase keys), validated."""

@@ -213,4 +213,5 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         device=settings.device,
         num_nodes=conf["computeConfig"]["numNodes"],
         overrides=list(settings.overrides),
+        cache_uri=settings.cache_uri or None,
     )

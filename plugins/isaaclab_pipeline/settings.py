@@ -125,6 +125,8 @@ class PipelineSettings:
     default_output_uri: str = ""
     # the s3:// locations confs may read from and publish to (required on Batch; docs/security.md)
     allowed_uri_prefixes: tuple[str, ...] = ()
+    # where jobs share Warp's kernel cache and built env-package wheels (s3:// on Batch; "" = no cache)
+    cache_uri: str = ""
 
     @property
     def max_nodes(self) -> int:
@@ -160,6 +162,7 @@ class PipelineSettings:
             default_output_uri=get_setting("default_output_uri")
             or (str(pipeline_home() / "outputs") if backend == "local" else ""),
             allowed_uri_prefixes=parse_uri_prefixes(get_setting("allowed_uri_prefixes", "") or ""),
+            cache_uri=get_setting("cache_uri") or (str(pipeline_home() / "cache") if backend == "local" else ""),
         )
 
 
