@@ -5,7 +5,8 @@
 #   mkdir -p /tmp/stage && cp .stage/qK/* /tmp/stage/        (carry .stage/qK)
 # and after the last one: bash /tmp/stage/install_compact.sh  (it is in every part's archive; see below).
 # What it leaves out or repacks, against stage.sh's closure:
-#   * the video packages (moviepy, imageio, imageio-ffmpeg, decorator, proglog, pyglet, PyOpenGL: 72 MB) and
+#   * the video packages (moviepy, imageio, imageio-ffmpeg, decorator, proglog, pyglet, PyOpenGL: 72 MB), boto3
+#     and botocore (18 MB: the runner imports them only for s3:// URIs, the benchmarks use local paths) and
 #     pillow, which the device image has: training never imports them (Isaac Lab imports moviepy lazily);
 #   * warp-lang's wheel (164 MB, deflate) travels as its unpacked tree in xz (~100 MB) and is unpacked into
 #     site-packages as pip would (Python's own lzma: nothing to install first);
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PART_MB=${PART_MB:-58}
-SKIP='^(moviepy|imageio|imageio_ffmpeg|decorator|proglog|pyglet|pyopengl|pillow|warp_lang)-'
+SKIP='^(moviepy|imageio|imageio_ffmpeg|decorator|proglog|pyglet|pyopengl|pillow|boto3|botocore|s3transfer|jmespath|warp_lang)-'
 test -d .stage/wheels || { echo "run bench/gpu/stage.sh first" >&2; exit 1; }
 rm -rf .stage/compact .stage/q[0-9]*
 mkdir -p .stage/compact/wheels
