@@ -7,7 +7,8 @@ Trains or evaluates an Isaac Lab RL policy from a JSON conf, in five steps:
    listed and the step is not retried (bad input stays bad).
 2. **resolve_inputs** – find the env package and checkpoint in the asset; build the JobSpec.
 3. **submit_job** → **wait_for_job** – run the task runner on the compute backend (local subprocess by default,
-   AWS Batch in production); progress (iteration, mean reward) is logged while it trains.
+   AWS Batch in production); the wait defers to the triggerer on both, and logs progress (iteration, mean
+   reward) while it trains.
 4. **convert_tensorboard_logs** – every scalar of every event file → `metrics.csv`, `summary.json`, a plot.
 5. **publish_outputs** – lay everything out under `{outputS3Path}/{uuid}/` with `manifest.json` written last.
 
@@ -91,7 +92,7 @@ def isaac_lab_training() -> None:
     waited = WaitForIsaacLabJobOperator(
         task_id="wait_for_job",
         job_handle=handle.output,
-        staging_uri="{{ ti.xcom_pull(task_ids='resolve_inputs')['stagingUri'] }}",
+        progress_callback=vams.on_job_progress,  # a VAMS heartbeat; a no-op for runs VAMS did not start
         execution_timeout=timedelta(hours=24),
     )
     metrics = convert_tensorboard_logs(job_spec)

@@ -21,7 +21,7 @@ from isaaclab_pipeline.backends.batch import BatchBackend
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.operators import WaitForIsaacLabJobOperator
 from isaaclab_pipeline.settings import PipelineSettings
-from isaaclab_pipeline.triggers import IsaacLabBatchJobTrigger
+from isaaclab_pipeline.triggers import IsaacLabJobTrigger
 
 JOB = "7e0c1a9e-2222-4333-8444-955566667777"
 RUN = "manual__2026-11-26T11:00:00+00:00"
@@ -114,12 +114,12 @@ def test_submit_describe_list_and_a_retried_submit_reattaches(aws, num_nodes: in
     assert [j["jobId"] for j in listed["jobSummaryList"]] == [handle.external_id]
 
 
-def test_killed_blocking_wait_terminates_the_job(aws) -> None:
+def test_killed_wait_terminates_the_job(aws) -> None:
     settings, batch, _ = aws
     handle = BatchBackend(settings, RUN).submit(_spec())
-    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict(),
-                                    staging_uri=f"s3://stage/isaaclab/{JOB}", deferrable=False)
-    op._backend = BatchBackend(settings)  # what execute() sets before it starts polling
+    assert handle.staging_uri == f"s3://stage/isaaclab/{JOB}"  # the handle carries what waiting needs
+    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict())
+    op._backend = BatchBackend(settings)  # what execute() sets before it defers
     op.on_kill()
     job = batch.describe_jobs(jobs=[handle.external_id])["jobs"][0]
     assert job["statusReason"] == "the Airflow task was killed"
@@ -130,12 +130,13 @@ def test_trigger_reports_progress_and_success(aws) -> None:
     handle = BatchBackend(settings, RUN).submit(_spec())
     s3.put_object(Bucket="stage", Key=f"isaaclab/{JOB}/progress.json",
                   Body=json.dumps({"state": "running", "iteration": 40, "maxIterations": 150, "meanReward": 3.2}))
-    trigger = IsaacLabBatchJobTrigger(job_id=handle.external_id, staging_uri=f"s3://stage/isaaclab/{JOB}",
-                                      region_name="us-east-1", poll_interval_s=0.1)
+    poller = BatchBackend(settings).poller(handle)
+    trigger = IsaacLabJobTrigger(poller=poller.name, poller_kwargs=poller.kwargs, staging_uri=handle.staging_uri,
+                                 poll_interval_s=0.1)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "isaaclab_pipeline.triggers.IsaacLabBatchJobTrigger" and json.dumps(kwargs)
-    event = asyncio.run(_first_event(IsaacLabBatchJobTrigger(**kwargs)))
-    assert event["status"] == "success" and event["batch_status"] == "SUCCEEDED"
+    assert classpath == "isaaclab_pipeline.triggers.IsaacLabJobTrigger" and json.dumps(kwargs)
+    event = asyncio.run(_first_event(IsaacLabJobTrigger(**kwargs)))
+    assert event["status"] == "success" and event["backend_status"] == "SUCCEEDED"
     assert event["progress"]["iteration"] == 40
     assert event["transitions"][-1]["status"] == "SUCCEEDED"
 
@@ -143,8 +144,8 @@ def test_trigger_reports_progress_and_success(aws) -> None:
 def test_killed_deferred_wait_terminates_the_job(aws) -> None:
     settings, batch, _ = aws
     handle = BatchBackend(settings, RUN).submit(_spec())
-    trigger = IsaacLabBatchJobTrigger(job_id=handle.external_id, staging_uri=f"s3://stage/isaaclab/{JOB}",
-                                      region_name="us-east-1")
+    poller = BatchBackend(settings).poller(handle)
+    trigger = IsaacLabJobTrigger(poller=poller.name, poller_kwargs=poller.kwargs, staging_uri=handle.staging_uri)
     asyncio.run(trigger.on_kill())
     assert batch.describe_jobs(jobs=[handle.external_id])["jobs"][0]["statusReason"] == "the Airflow task was killed"
 
@@ -152,9 +153,8 @@ def test_killed_deferred_wait_terminates_the_job(aws) -> None:
 def test_execute_complete_fails_with_the_reason(aws) -> None:
     settings, _, _ = aws
     handle = BatchBackend(settings, RUN).submit(_spec())
-    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict(),
-                                    staging_uri=f"s3://stage/isaaclab/{JOB}")
-    event = {"status": "error", "job_id": handle.external_id, "batch_status": "FAILED", "message":
+    op = WaitForIsaacLabJobOperator(task_id="wait_for_job", job_handle=handle.to_dict())
+    event = {"status": "error", "job": handle.external_id, "backend_status": "FAILED", "message":
              "Host EC2 (instance i-0abc) terminated.", "progress": {"iteration": 7, "maxIterations": 10},
              "transitions": [{"status": "FAILED", "reason": "Host EC2 (instance i-0abc) terminated.", "attempts": 3}]}
     with pytest.raises(Exception, match=r"error: Host EC2 \(instance i-0abc\) terminated"):
@@ -162,7 +162,7 @@ def test_execute_complete_fails_with_the_reason(aws) -> None:
     assert op.execute_complete({"ti": None}, {**event, "status": "success"}) == {"iteration": 7, "maxIterations": 10}
 
 
-async def _first_event(trigger: IsaacLabBatchJobTrigger) -> dict:
+async def _first_event(trigger: IsaacLabJobTrigger) -> dict:
     async for event in trigger.run():
         return event.payload
     raise AssertionError("no event")

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from isaaclab_pipeline.backends.base import ComputeBackend, JobHandle, JobState, JobStatus
+from typing import Any
+
+from isaaclab_pipeline.backends.base import ComputeBackend, JobHandle, JobPoller, JobState, JobStatus, Poll, PollerSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
-__all__ = ["ComputeBackend", "JobHandle", "JobState", "JobStatus", "get_backend"]
+__all__ = ["ComputeBackend", "JobHandle", "JobPoller", "JobState", "JobStatus", "Poll", "PollerSpec", "get_backend",
+           "get_poller"]
+
+# the trigger's pollers, by PollerSpec.name: module and class, imported in the triggerer when needed
+POLLERS = {
+    "local": ("isaaclab_pipeline.backends.local", "LocalJobPoller"),
+    "batch": ("isaaclab_pipeline.backends.batch", "BatchJobPoller"),
+}
+
+
+def get_poller(name: str, kwargs: dict[str, Any]) -> JobPoller:
+    """Rebuild a backend's poller from its ``PollerSpec`` fields."""
+    import importlib
+
+    if name not in POLLERS:
+        raise ValueError(f"unknown job poller {name!r}; known: {', '.join(POLLERS)}")
+    module, cls = POLLERS[name]
+    return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
 def get_backend(settings: PipelineSettings, dag_run_id: str | None = None) -> ComputeBackend:

@@ -31,12 +31,20 @@ class JobState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class JobHandle:
-    """What identifies a submitted job; stored in XCom, so plain JSON values only."""
+    """What identifies a submitted job and what waiting on it needs; stored in XCom, so plain JSON values only.
+
+    :param backend: the backend's name.
+    :param job_id: the run's job UUID.
+    :param external_id: the backend's id of the job (a Batch job id, a local job folder).
+    :param details: backend facts (queue, region, ...).
+    :param staging_uri: where the runner stages progress.json and its outputs.
+    """
 
     backend: str
     job_id: str
     external_id: str
     details: dict[str, Any] = field(default_factory=dict)
+    staging_uri: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the handle as a JSON-able dict."""
@@ -57,16 +65,62 @@ class JobStatus:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True)
+class PollerSpec:
+    """How the trigger rebuilds a backend's poller in the triggerer: a name in ``backends.POLLERS`` and plain
+    keyword arguments (serialized with the trigger)."""
+
+    name: str
+    kwargs: dict[str, Any]
+
+
 class ComputeBackend(Protocol):
-    """What every backend provides. ``submit`` is idempotent: a job already submitted for the same
-    job id is reattached to unless it failed."""
+    """What every backend provides; operators never name a backend.
+
+    ``submit`` is idempotent: a job already submitted for the same job id is reattached to unless it failed.
+    ``status`` only reads: retrying an interrupted attempt belongs where the job runs (Batch's retryStrategy,
+    the local wrapper's loop).
+    """
 
     name: str
 
     def submit(self, spec: JobSpec) -> JobHandle: ...
     def status(self, handle: JobHandle) -> JobStatus: ...
     def read_log(self, handle: JobHandle, offset: int) -> tuple[list[str], int]: ...
+    def log_tail(self, handle: JobHandle, lines: int = 40) -> list[str]: ...
     def cancel(self, handle: JobHandle, reason: str) -> None: ...
+    def links(self, handle: JobHandle) -> dict[str, dict[str, Any]]:
+        """The UI's extra links of this job: link key → the values its ``persist`` takes (none: no link)."""
+        ...
+    def poller(self, handle: JobHandle) -> PollerSpec:
+        """What the wait's trigger polls this job with."""
+        ...
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One look at a job from the trigger.
+
+    :param state: where the job is.
+    :param status: the backend's own word for it (a Batch status; ``attempt 2`` locally), reported on change.
+    :param reason: why (Batch's statusReason, an exit code).
+    :param attempts: attempts started so far.
+    """
+
+    state: JobState
+    status: str
+    reason: str = ""
+    attempts: int = 1
+
+
+class JobPoller(Protocol):
+    """The trigger's view of one job; synchronous (the trigger runs it in a thread), plain to rebuild."""
+
+    def poll(self) -> Poll: ...
+    def read_log(self, offset: int) -> tuple[list[str], int]:
+        """New complete log lines since ``offset`` (none where the log lives elsewhere, e.g. CloudWatch)."""
+        ...
+    def terminate(self, reason: str) -> None: ...
 
 
 # Transient AWS errors: what a retry with backoff can cure (throttling, 5xx, timeouts, dropped connections).

@@ -26,6 +26,8 @@ from isaaclab_pipeline.backends.base import (
     JobHandle,
     JobState,
     JobStatus,
+    Poll,
+    PollerSpec,
     archive_staging,
     backoff_delay,
     is_transient,
@@ -250,6 +252,24 @@ class BatchBackend:
         """Return the newest log stream's ``awslogs_group``/``awslogs_stream_name``/``awslogs_region``."""
         return self._log_info(handle)
 
+    def links(self, handle: JobHandle) -> dict[str, dict[str, Any]]:
+        """The job's console page, and its CloudWatch log stream once it has one."""
+        from isaaclab_pipeline.links import IsaacLabBatchJobLink, IsaacLabJobLogLink
+
+        partition = handle.details.get("partition", "aws")
+        out: dict[str, dict[str, Any]] = {IsaacLabBatchJobLink.key: {
+            "region_name": handle.details.get("regionName"), "aws_partition": partition,
+            "job_id": handle.external_id}}
+        info = self._log_info(handle)
+        if info:
+            out[IsaacLabJobLogLink.key] = {"region_name": info["awslogs_region"], "aws_partition": partition, **info}
+        return out
+
+    def poller(self, handle: JobHandle) -> PollerSpec:
+        """The trigger polls DescribeJobs on the deployment's connection."""
+        return PollerSpec("batch", {"job_id": handle.external_id, "aws_conn_id": self.settings.aws_conn_id,
+                                    "region_name": handle.details.get("regionName")})
+
     # Helpers
 
     def _log_info(self, handle: JobHandle) -> dict[str, str] | None:
@@ -263,7 +283,7 @@ class BatchBackend:
     def _handle(self, spec: JobSpec, batch_job_id: str, job_name: str) -> JobHandle:
         details = {"jobName": job_name, "jobQueue": self.job_queue(spec.num_nodes), "numNodes": spec.num_nodes,
                    "regionName": self.hook.conn_region_name, "partition": self.hook.conn_partition}
-        return JobHandle(self.name, spec.job_id, batch_job_id, details)
+        return JobHandle(self.name, spec.job_id, batch_job_id, details, spec.staging_uri)
 
     def job_queue(self, num_nodes: int) -> str:
         """The queue for a job of ``num_nodes`` nodes: multi-node jobs may have their own (on-demand) queue."""
@@ -292,6 +312,44 @@ class BatchBackend:
         if not storage.is_s3(spec.staging_uri):
             raise ValueError(f"the batch backend needs an s3:// staging location, got {spec.staging_uri!r}; set "
                              "the Variable isaaclab_staging_uri to s3://<bucket>/<prefix>")
+
+
+class BatchJobPoller:
+    """The trigger's view of a Batch job: DescribeJobs through the provider's ``BatchClientHook``.
+
+    The job's log stays in CloudWatch (the wait step's log link); the trigger does not copy it.
+
+    :param job_id: the Batch job id.
+    :param aws_conn_id: the AWS connection.
+    :param region_name: the AWS region (None: the connection's).
+    """
+
+    def __init__(self, job_id: str, aws_conn_id: str | None = "aws_default", region_name: str | None = None) -> None:
+        self.job_id = job_id
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    @cached_property
+    def hook(self) -> Any:
+        """The provider's BatchClientHook; few status retries, since the trigger retries throttling itself."""
+        from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+
+        return BatchClientHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, status_retries=3)
+
+    def poll(self) -> Poll:
+        """The job's Batch status; a failure carries its reason, exit code and attempts."""
+        job = self.hook.get_job_description(self.job_id)
+        state = _STATES.get(job["status"], JobState.PENDING)
+        reason = failure_reason(job) if state == JobState.FAILED else job.get("statusReason", "")
+        return Poll(state, job["status"], reason or "", len(job.get("attempts") or []) or 1)
+
+    def read_log(self, offset: int) -> tuple[list[str], int]:
+        """Nothing: the log is in CloudWatch."""
+        return [], offset
+
+    def terminate(self, reason: str) -> None:
+        """TerminateJob (a queued job is cancelled, a running one gets SIGTERM, then SIGKILL)."""
+        self.hook.terminate_job(self.job_id, reason[:1024])
 
 
 def exit_code(job: dict[str, Any]) -> int | None:

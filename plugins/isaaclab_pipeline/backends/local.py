@@ -1,12 +1,16 @@
 """The local backend (the embedded default): the task runner as a detached subprocess of the Isaac Lab venv.
 
-Each job has a folder ``{pipeline_home}/jobs/{job_id}/`` holding ``spec.json``, ``pid``, ``stdout.log`` and,
-once the runner exits, ``exit_code``. The runner is started in its own session, so it outlives the submit
-task (like a Batch job) and the wait step can reattach to it after a retry.
+Each job has a folder ``{pipeline_home}/jobs/{job_id}/`` holding ``spec.json``, ``pid``, ``attempt``,
+``stdout.log`` and, once the job is over, ``exit_code``. The runner is started in its own session, so it outlives
+the submit task (like a Batch job) and the wait can reattach to it after a retry.
 
 Like the Batch job definition's retryStrategy, an attempt that ends with exit code 143 (the runner staged its
-checkpoints after a SIGTERM) is started again, up to ``isaaclab_local_max_attempts`` attempts; the new attempt
+checkpoints after a SIGTERM) is started again, up to ``isaaclab_local_max_attempts`` attempts, by the shell
+wrapper the job runs in (where the job runs, as on Batch; ``status`` only reads). The new attempt
 (``ISAACLAB_JOB_ATTEMPT`` in its environment) resumes from the staged checkpoints. ``cancel`` is never retried.
+
+The wait step polls a local job exactly as it polls a Batch one: through the deferrable trigger, with
+``LocalJobPoller`` (exit code, log offset) in place of DescribeJobs.
 
 A new submission (after a failed job, or of a job id whose staging folder holds files) starts from an empty staging
 folder: what was there is archived (``backends.base.archive_staging``), so it neither resumes from nor publishes an
@@ -15,22 +19,40 @@ earlier job's files. Retried attempts of one submission share its staging folder
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, archive_staging
+from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, Poll, PollerSpec, archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings, pipeline_home
 
 log = logging.getLogger(__name__)
 
-# The shell wrapper records the runner's exit code, which a process that is not our child can't collect.
-_WRAPPER = 'cd "$1" && shift && "$@" >> stdout.log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code'
-RETRY_EXIT_CODES = (143,)  # 128 + SIGTERM: what Batch's evaluateOnExit retries
+# The shell wrapper runs the attempts and records the job's exit code (a process that is not our child can't
+# collect it). A SIGTERM to the job's process group reaches the runner (which stages and exits 143); the trap keeps
+# the wrapper alive to retry it, unless the job was cancelled.
+_WRAPPER = """cd "$1" && max="$2" && shift 2 || exit 1
+trap 'true' TERM
+attempt=1
+while :; do
+  echo "$attempt" > attempt
+  ISAACLAB_JOB_ATTEMPT="$attempt" "$@" >> stdout.log 2>&1
+  code=$?
+  if [ "$code" = 143 ] && [ "$attempt" -lt "$max" ] && [ ! -e cancelled ]; then
+    echo "[backend] attempt $attempt exited with $code (interrupted); starting attempt $((attempt + 1))" >> stdout.log
+    attempt=$((attempt + 1))
+    continue
+  fi
+  echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
+  exit 0
+done
+"""
 # Variables of the Airflow side's interpreter that would break the Isaac Lab venv's one.
 _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
@@ -52,7 +74,7 @@ class LocalBackend:
     def submit(self, spec: JobSpec) -> JobHandle:
         """Start the runner for ``spec`` unless a run of it is already going or succeeded (then reattach)."""
         jdir = self.job_dir(spec.job_id)
-        handle = JobHandle(self.name, spec.job_id, str(jdir), {"python": self.python})
+        handle = JobHandle(self.name, spec.job_id, str(jdir), {"python": self.python}, spec.staging_uri)
         if (jdir / "pid").exists():
             state = self.status(handle).state
             if state != JobState.FAILED:
@@ -65,74 +87,50 @@ class LocalBackend:
         archive_staging(spec.staging_uri, None)
         jdir.mkdir(parents=True, exist_ok=True)
         (jdir / "spec.json").write_text(spec.to_json())
-        self._start(jdir, spec.job_id, attempt=1)
+        self._start(jdir, spec.job_id)
         return handle
 
-    def _start(self, jdir: Path, job_id: str, attempt: int) -> None:
+    def _start(self, jdir: Path, job_id: str) -> None:
         cmd = [self.python, "-m", "isaaclab_runner", "run", "--spec", str(jdir / "spec.json"),
                "--workdir", str(jdir / "work")]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
-        env["ISAACLAB_JOB_ATTEMPT"] = str(attempt)
-        (jdir / "attempt").write_text(str(attempt))
-        proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(jdir), *cmd], env=env,
+        (jdir / "attempt").write_text("1")
+        proc = subprocess.Popen(["/bin/sh", "-c", _WRAPPER, "sh", str(jdir), str(self.max_attempts), *cmd], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         (jdir / "pid").write_text(str(proc.pid))
-        log.info("Started job %s attempt %d (pid %d): %s", job_id, attempt, proc.pid, " ".join(cmd))
+        log.info("Started job %s (pid %d, up to %d attempts): %s", job_id, proc.pid, self.max_attempts, " ".join(cmd))
 
     def status(self, handle: JobHandle) -> JobStatus:
-        """Return SUCCEEDED/FAILED once the runner exited, RUNNING while its process lives."""
-        jdir = Path(handle.external_id)
-        exit_file = jdir / "exit_code"
-        if exit_file.exists():
-            code = int(exit_file.read_text().strip() or 1)
-            if code == 0:
-                return JobStatus(JobState.SUCCEEDED, exit_code=0)
-            attempt = int((jdir / "attempt").read_text()) if (jdir / "attempt").exists() else 1
-            if code in RETRY_EXIT_CODES and attempt < self.max_attempts and not (jdir / "cancelled").exists():
-                self._retry(jdir, handle.job_id, attempt, code)
-                return JobStatus(JobState.RUNNING, f"attempt {attempt} exited with {code}; attempt {attempt + 1} "
-                                 "started")
-            return JobStatus(JobState.FAILED, f"runner exited with code {code}", code)
-        if not (jdir / "pid").exists():
-            return JobStatus(JobState.FAILED, "job was never started")
-        if _alive(int((jdir / "pid").read_text())):
-            return JobStatus(JobState.RUNNING)
-        return JobStatus(JobState.FAILED, "runner process ended without an exit code (killed?)")
+        """Return SUCCEEDED/FAILED once the job is over, RUNNING while its wrapper lives (reads only)."""
+        poll = LocalJobPoller(handle.external_id).poll()
+        return JobStatus(poll.state, poll.reason or (poll.status if poll.state == JobState.RUNNING else ""),
+                         _exit_code(Path(handle.external_id)))
 
     def read_log(self, handle: JobHandle, offset: int) -> tuple[list[str], int]:
         """Return the complete log lines written since byte ``offset`` and the new offset."""
+        return LocalJobPoller(handle.external_id).read_log(offset)
+
+    def log_tail(self, handle: JobHandle, lines: int = 40) -> list[str]:
+        """Return the last ``lines`` lines of the job's log."""
         path = Path(handle.external_id) / "stdout.log"
         if not path.exists():
-            return [], offset
+            return []
         with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1  # keep a half-written last line for the next call
-        return data[:end].decode(errors="replace").splitlines(), offset + end
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            return f.read().decode(errors="replace").splitlines()[-lines:]
 
     def cancel(self, handle: JobHandle, reason: str) -> None:
-        """Send SIGTERM to the runner's process group (the runner uploads what exists, then exits)."""
-        pid_file = Path(handle.external_id) / "pid"
-        if not pid_file.exists():
-            return
-        pid = int(pid_file.read_text())
-        (Path(handle.external_id) / "cancelled").write_text(reason)  # a cancelled job is not retried
-        if _alive(pid):
-            log.warning("Terminating job %s (pid %d): %s", handle.job_id, pid, reason)
-            os.killpg(pid, signal.SIGTERM)
+        """Send SIGTERM to the job's process group (the runner uploads what exists, then exits); no retry follows."""
+        LocalJobPoller(handle.external_id).terminate(reason)
 
-    def _retry(self, jdir: Path, job_id: str, attempt: int, code: int) -> None:
-        """Start the next attempt of an interrupted job; its log continues in stdout.log."""
-        dest = jdir / f"attempt-{attempt}"
-        dest.mkdir(exist_ok=True)
-        for name in ("pid", "exit_code"):
-            shutil.move(jdir / name, dest / name)
-        log.warning("Job %s attempt %d exited with %d (interrupted); starting attempt %d", job_id, attempt, code,
-                    attempt + 1)
-        with (jdir / "stdout.log").open("a") as f:
-            f.write(f"[backend] attempt {attempt} exited with {code}; starting attempt {attempt + 1}\n")
-        self._start(jdir, job_id, attempt + 1)
+    def links(self, handle: JobHandle) -> dict[str, dict[str, Any]]:
+        """A local job has no console pages."""
+        return {}
+
+    def poller(self, handle: JobHandle) -> PollerSpec:
+        """The trigger polls the job folder."""
+        return PollerSpec("local", {"job_dir": handle.external_id})
 
     @staticmethod
     def _archive_attempt(jdir: Path) -> None:
@@ -144,6 +142,69 @@ class LocalBackend:
             if (jdir / name).exists():
                 shutil.move(jdir / name, dest / name)
         log.info("Previous attempt failed; its files are in %s", dest)
+
+
+class LocalJobPoller:
+    """The trigger's view of a local job: its folder's ``exit_code``, ``attempt``, ``pid`` and ``stdout.log``.
+
+    :param job_dir: the job's folder (the handle's ``external_id``).
+    """
+
+    def __init__(self, job_dir: str) -> None:
+        self.job_dir = Path(job_dir)
+
+    def poll(self) -> Poll:
+        """Where the job is: over (exit code), running (which attempt), or gone without an exit code."""
+        attempt = _read_int(self.job_dir / "attempt") or 1
+        code = _exit_code(self.job_dir)
+        if code is not None:
+            if code == 0:
+                return Poll(JobState.SUCCEEDED, "SUCCEEDED", attempts=attempt)
+            cancelled = self.job_dir / "cancelled"
+            why = f"; cancelled: {cancelled.read_text()}" if cancelled.exists() else ""
+            return Poll(JobState.FAILED, "FAILED", f"runner exited with code {code} (attempt {attempt}){why}", attempt)
+        pid = _read_int(self.job_dir / "pid")
+        if pid is None:
+            return Poll(JobState.FAILED, "FAILED", "job was never started", attempt)
+        if _alive(pid):
+            return Poll(JobState.RUNNING, f"RUNNING (attempt {attempt})", attempts=attempt)
+        return Poll(JobState.FAILED, "FAILED", "runner process ended without an exit code (killed?)", attempt)
+
+    def read_log(self, offset: int) -> tuple[list[str], int]:
+        """Return the complete log lines written since byte ``offset`` and the new offset."""
+        path = self.job_dir / "stdout.log"
+        if not path.exists():
+            return [], offset
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # keep a half-written last line for the next call
+        return data[:end].decode(errors="replace").splitlines(), offset + end
+
+    def terminate(self, reason: str) -> None:
+        """SIGTERM the job's process group; ``cancelled`` stops the wrapper from starting another attempt."""
+        pid = _read_int(self.job_dir / "pid")
+        if pid is None:
+            return
+        (self.job_dir / "cancelled").write_text(reason)
+        if _alive(pid):
+            log.warning("Terminating local job %s (pid %d): %s", self.job_dir.name, pid, reason)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _exit_code(job_dir: Path) -> int | None:
+    path = job_dir / "exit_code"
+    if not path.exists():
+        return None
+    return _read_int(path) if _read_int(path) is not None else 1
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""The wait trigger's own rules: heartbeat events while running, deadline terminates, serialization."""
+"""The wait trigger's own rules, on the Batch poller (a fake BatchClientHook) and the local one (a real job folder):
+heartbeat events while running, deadline terminates, transient errors retried, serialization, the log copied."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from isaaclab_pipeline.triggers import IsaacLabBatchJobTrigger
+from isaaclab_pipeline.backends.batch import BatchJobPoller
+from isaaclab_pipeline.triggers import IsaacLabJobTrigger
 
 
 class _Batch:
@@ -41,13 +43,16 @@ def _client_error(code: str, status: int = 400):
                        "DescribeJobs")
 
 
-def _trigger(tmp_path: Path, batch: _Batch, **kwargs) -> IsaacLabBatchJobTrigger:
-    trigger = IsaacLabBatchJobTrigger(job_id="j-1", staging_uri=str(tmp_path), poll_interval_s=0.01, **kwargs)
-    trigger.hook = lambda: batch  # type: ignore[method-assign]
+def _trigger(tmp_path: Path, batch: _Batch, **kwargs) -> IsaacLabJobTrigger:
+    trigger = IsaacLabJobTrigger(poller="batch", poller_kwargs={"job_id": "j-1"}, staging_uri=str(tmp_path),
+                                 poll_interval_s=0.01, **kwargs)
+    poller = BatchJobPoller("j-1")
+    poller.hook = batch  # the cached_property's slot
+    trigger.job_poller = lambda: poller  # type: ignore[method-assign]
     return trigger
 
 
-def _first(trigger: IsaacLabBatchJobTrigger) -> dict:
+def _first(trigger: IsaacLabJobTrigger) -> dict:
     async def first() -> dict:
         async for event in trigger.run():
             return event.payload
@@ -75,12 +80,14 @@ def test_deadline_terminates_the_job(tmp_path: Path) -> None:
 
 
 def test_serialized_kwargs_are_plain_and_carry_no_conf(tmp_path: Path) -> None:
-    trigger = IsaacLabBatchJobTrigger(job_id="j-1", staging_uri="s3://b/p", deadline=123.0)
+    trigger = IsaacLabJobTrigger(poller="batch", poller_kwargs={"job_id": "j-1", "region_name": "eu-west-1"},
+                                 staging_uri="s3://b/p", deadline=123.0)
     classpath, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs
-    assert set(kwargs) == {"job_id", "staging_uri", "aws_conn_id", "region_name", "poll_interval_s",
-                           "heartbeat_interval_s", "deadline", "last_status", "transient_budget_s"}
-    assert IsaacLabBatchJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert set(kwargs) == {"poller", "poller_kwargs", "staging_uri", "aws_conn_id", "poll_interval_s",
+                           "heartbeat_interval_s", "deadline", "last_status", "log_offset", "transient_budget_s"}
+    assert IsaacLabJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert isinstance(IsaacLabJobTrigger(**kwargs).job_poller(), BatchJobPoller)
 
 
 def test_transient_poll_errors_are_retried_and_the_job_is_not_touched(tmp_path: Path) -> None:
@@ -100,7 +107,7 @@ def test_a_poll_that_fails_for_good_terminates_the_job(tmp_path: Path) -> None:
     batch = _Batch(["RUNNING", _client_error("AccessDeniedException", 403)])
     event = _first(_trigger(tmp_path, batch))
     assert event["status"] == "error" and "AccessDeniedException" in event["message"]
-    assert "Batch job terminated" in event["message"] and batch.terminated[0][0] == "j-1"
+    assert "job terminated" in event["message"] and batch.terminated[0][0] == "j-1"
     assert "the wait failed for good" in batch.terminated[0][1]
 
 
@@ -116,7 +123,7 @@ def test_terminate_is_retried_through_throttling(tmp_path: Path) -> None:
     batch = _Batch([_client_error("ValidationError")], terminate_errors=[_client_error("TooManyRequestsException",
                                                                                         429)])
     event = _first(_trigger(tmp_path, batch))
-    assert batch.terminated and event["message"].endswith("Batch job terminated")
+    assert batch.terminated and event["message"].endswith("job terminated")
 
 
 def test_unreadable_progress_does_not_fail_the_wait(tmp_path: Path, monkeypatch) -> None:
@@ -132,4 +139,68 @@ def test_unreadable_progress_does_not_fail_the_wait(tmp_path: Path, monkeypatch)
 
 def test_a_queued_job_still_reports_so_vams_hears_a_heartbeat(tmp_path: Path) -> None:
     event = _first(_trigger(tmp_path, _Batch(["RUNNABLE"]), heartbeat_interval_s=0.05))
-    assert event["status"] == "running" and event["progress"] == {"state": "queued", "batchStatus": "RUNNABLE"}
+    assert event["status"] == "running" and event["progress"] == {"state": "queued", "backendStatus": "RUNNABLE"}
+
+
+
+def _local_job(tmp_path: Path, script: str, max_attempts: int = 3) -> tuple[IsaacLabJobTrigger, Path]:
+    """A real local job: the backend's own wrapper running ``script`` (a stand-in for the runner)."""
+    import sys
+
+    from isaaclab_pipeline.backends.local import LocalBackend
+    from isaaclab_pipeline.jobspec import JobSpec
+    from isaaclab_pipeline.settings import PipelineSettings
+
+    backend = LocalBackend(PipelineSettings(isaaclab_python=sys.executable, local_max_attempts=max_attempts),
+                           root=tmp_path / "jobs")
+    backend.python = str(tmp_path / "fake-python")
+    (tmp_path / "job.py").write_text(script)
+    (tmp_path / "fake-python").write_text(f"#!/bin/sh\nexec {sys.executable} {tmp_path / 'job.py'}\n")
+    (tmp_path / "fake-python").chmod(0o755)
+    spec = JobSpec(job_id="00000000-0000-0000-0000-000000000001", mode="train", task="T", rl_library="rsl_rl", seed=1,
+                   num_envs=1, staging_uri=str(tmp_path / "staging"))
+    handle = backend.submit(spec)
+    poller = backend.poller(handle)
+    trigger = IsaacLabJobTrigger(poller=poller.name, poller_kwargs=poller.kwargs, staging_uri=handle.staging_uri,
+                                 poll_interval_s=0.05)
+    return trigger, Path(handle.external_id)
+
+
+def test_local_job_log_reaches_the_trigger_and_success_ends_the_wait(tmp_path: Path, capfd) -> None:
+    trigger, _ = _local_job(tmp_path, "import time\nfor i in range(3):\n    print('line', i, flush=True)\n"
+                                      "    time.sleep(0.1)")
+    event = _first(trigger)
+    assert event["status"] == "success", event
+    out = capfd.readouterr().out  # Airflow's structured log of the trigger
+    assert [line.split("[job] ")[1].split(" [")[0].strip() for line in out.splitlines() if "[job] " in line] == [
+        "line 0", "line 1", "line 2"]
+    assert event["log_offset"] > 0
+
+
+def test_local_interrupted_attempt_is_retried_by_the_wrapper_not_by_polling(tmp_path: Path) -> None:
+    """Exit 143 (a SIGTERM'd runner) starts attempt 2 inside the job, as Batch's retryStrategy does."""
+    script = ("import os\nattempt = os.environ['ISAACLAB_JOB_ATTEMPT']\nprint('attempt', attempt, flush=True)\n"
+              "raise SystemExit(143 if attempt == '1' else 0)")
+    trigger, jdir = _local_job(tmp_path, script)
+    event = _first(trigger)
+    assert event["status"] == "success", event
+    log = (jdir / "stdout.log").read_text()
+    assert "attempt 1" in log and "starting attempt 2" in log and "attempt 2" in log
+    assert (jdir / "attempt").read_text().strip() == "2"
+
+
+def test_local_job_killed_while_deferred_is_terminated_and_not_retried(tmp_path: Path) -> None:
+    script = "import time\nprint('training', flush=True)\ntime.sleep(60)"
+    trigger, jdir = _local_job(tmp_path, script)
+    deadline = time.time() + 10
+    while not (jdir / "stdout.log").exists() or "training" not in (jdir / "stdout.log").read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    asyncio.run(trigger.on_kill())
+    while not (jdir / "exit_code").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert (jdir / "cancelled").read_text() == "the Airflow task was killed"
+    event = _first(trigger)
+    assert event["status"] == "error" and "cancelled" in event["message"]
+    assert (jdir / "attempt").read_text().strip() == "1"
