@@ -259,12 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         cleanup.callback(lambda: close_env(env))
         unwrapped = env.unwrapped
         policy = library.load_policy(env, agent_cfg, str(Path(args.checkpoint).resolve()))
-        exported: list[str] = []
-        if args.export:  # the library's runner exports (rsl_rl), else its exporter rebuilds the actor (export.py)
-            export = policy.export or (lambda folder: library.export_policy(
-                Path(args.checkpoint).resolve(), _as_dict(agent_cfg), folder))
-            exported = [str(p) for p in export(out_dir / "exported")]
-            print(f"[evaluate] exported {', '.join(exported)}", flush=True)
         num_envs = int(unwrapped.num_envs)
         if mode == "evaluate":
             recorder = EpisodeRecorder(num_envs, episode_quotas(args.num_episodes, num_envs))
@@ -274,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
             recorder = EpisodeRecorder(num_envs)
             max_steps = max(args.num_steps, video_playback_steps(args, env_cfg) or 0) if args.num_steps else 0
         steps = run_loop(policy, unwrapped, recorder, max_steps)
+        exported: list[str] = []
+        if args.export:  # the library's runner exports (rsl_rl), else its exporter rebuilds the actor (export.py);
+            # after the episodes: skrl's runner, rebuilt for the export, reseeds torch
+            export = policy.export or (lambda folder: library.export_policy(
+                Path(args.checkpoint).resolve(), _as_dict(agent_cfg), folder))
+            exported = [str(p) for p in export(out_dir / "exported")]
+            print(f"[evaluate] exported {', '.join(exported)}", flush=True)
         if mode == "play" and not args.num_steps:
             return 0  # export only
         config = {"mode": mode, "task": args.task, "rlLibrary": library.NAME, "checkpoint": args.checkpoint,
