@@ -21,7 +21,6 @@ import importlib.metadata
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -272,7 +271,3 @@ def _exists(uri: str) -> bool:
             raise
     return storage._local(uri).is_file()
 
-
-def clear_local(path: Path) -> None:
-    """Remove a local kernel cache folder (for benchmarks and tests of a cold start)."""
-    shutil.rmtree(path, ignore_errors=True)
