@@ -72,6 +72,20 @@ class Faults:
     rules: list[Rule] = field(default_factory=list)
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    after: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = field(default_factory=list)
+
+    def on_answer(self, service: str, operation: str, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``fn(parsed answer)`` after each successful ``service.operation`` (it may change the answer)."""
+        self.after.append((service, operation, fn))
+
+    def after_call(self, event_name: str, parsed: dict[str, Any], http_response: Any = None, **_: Any) -> None:
+        """botocore ``after-call`` hook: run the ``on_answer`` callbacks."""
+        _, service, operation = event_name.split(".", 2)
+        if getattr(http_response, "status_code", 200) >= 300:
+            return
+        for svc, op, fn in list(self.after):
+            if fnmatch.fnmatch(service, svc) and fnmatch.fnmatch(operation, op):
+                fn(parsed)
 
     def fail(self, service: str, operation: str, code: str, status: int, times: int = 1,
              when: Callable[[dict[str, Any]], bool] | None = None) -> Rule:
@@ -117,6 +131,7 @@ def injected(faults: Faults) -> Iterator[Faults]:
     def create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = original(self, *args, **kwargs)
         client.meta.events.register_first("before-parameter-build", faults.before_parameter_build)
+        client.meta.events.register("after-call", faults.after_call)
         return client
 
     ClientCreator.create_client = create_client  # type: ignore[method-assign]
