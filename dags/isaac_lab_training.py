@@ -21,7 +21,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
-from isaaclab_pipeline.config import DAG_ID, dag_params
+from isaaclab_pipeline.config import DAG_ID
+from isaaclab_pipeline.form import dag_params
 from isaaclab_pipeline.operators import SubmitIsaacLabJobOperator, WaitForIsaacLabJobOperator
 from isaaclab_pipeline.vams import callbacks as vams
 
@@ -48,13 +49,14 @@ def isaac_lab_training() -> None:
     def validate_config() -> dict[str, Any]:
         """Validate and normalize the conf; give the run its job UUID."""
         from airflow.sdk.exceptions import AirflowFailException
-        from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, job_uuid, validate_conf
+        from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, job_uuid
+        from isaaclab_pipeline.form import normalize
         from isaaclab_pipeline.settings import PipelineSettings
 
         ctx = get_current_context()
         settings = PipelineSettings.load()
-        try:
-            conf = apply_deployment(validate_conf(ctx["dag_run"].conf or {}),
+        try:  # the trigger form's flat fields or the nested conf (REST, VAMS), bare or wrapped
+            conf = apply_deployment(normalize(ctx["dag_run"].conf or {}),
                                     default_output_uri=settings.default_output_uri, max_nodes=settings.max_nodes)
         except ConfigValidationError as exc:
             raise AirflowFailException(str(exc)) from exc  # fail without retries
