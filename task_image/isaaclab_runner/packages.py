@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -62,6 +63,12 @@ def safe_extract(archive: Path, dest: Path) -> Path:
                 absolute = [m.name for m in members if m.name.startswith(("/", "\\"))]
                 if absolute:
                     raise PackageError(f"{name}: refusing to extract: absolute member path {absolute[0]!r}")
+                # a package holds files and folders; links and devices are refused here, not left to the data
+                # filter, which a symlink chain gets past on Python < 3.12.11 (CVE-2025-4517)
+                special = [m.name for m in members if not (m.isfile() or m.isdir())]
+                if special:
+                    raise PackageError(f"{name}: refusing to extract: {special[0]!r} is a link or a special file "
+                                       "(an env package holds only files and folders)")
                 tf.extractall(root, filter="data")
     except (tarfile.FilterError, tarfile.ReadError, zipfile.BadZipFile) as exc:
         raise PackageError(f"{name}: refusing to extract: {exc}") from exc
@@ -126,11 +133,11 @@ class JobEnvironment:
 
     @classmethod
     def create(cls, root: Path) -> JobEnvironment:
-        """Create (or reuse, on a retried attempt) the job environment at ``root``; pip comes from the runner's."""
+        """Create the job environment at ``root`` (afresh on a retried attempt); pip comes from the runner's."""
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         env = cls(root / "bin" / "python", root / "lib" / version / "site-packages")
-        if env.python.exists():
-            return env
+        if root.exists():  # a retried attempt starts clean: pip would skip a package the last attempt installed
+            shutil.rmtree(root)
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
         parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
         env.site_packages.mkdir(parents=True, exist_ok=True)
