@@ -1,0 +1,210 @@
+"""Cost per run: GPU-seconds and the estimate from Batch DescribeJobs answers (single- and multi-node), the price
+table, the lookups that may be refused, a running job, the local wall time, and cost.json's place in the outputs.
+
+The DescribeJobs answers under tests/fixtures/batch/ have the shape of the Batch API reference (JobDetail,
+AttemptDetail, NodeProperties), with made-up ids and times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+from isaaclab_pipeline import cost
+from isaaclab_pipeline.publish import output_name
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "batch"
+PRICES = {"g6.xlarge": {"onDemand": 0.8048, "spot": 0.30}, "g6.12xlarge": {"onDemand": 4.6016, "spot": 1.90}}
+SPOT_CE, ONDEMAND_CE = "isaaclab-training-spot", "isaaclab-training-ondemand"
+
+
+def usd(value: float):
+    """Costs are rounded to 1/100 of a cent."""
+    return pytest.approx(value, abs=1e-4)
+
+
+def described(name: str) -> dict:
+    return json.loads((FIXTURES / f"describe-jobs-{name}.json").read_text())["jobs"][0]
+
+
+class FakeEcs:
+    """describe_container_instances of the container instances in the fixtures."""
+
+    def __init__(self, instance_type: str) -> None:
+        self.instance_type = instance_type
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def describe_container_instances(self, cluster: str, containerInstances: list[str]) -> dict:  # noqa: N803
+        self.calls.append((cluster, containerInstances))
+        return {"containerInstances": [{"containerInstanceArn": containerInstances[0], "attributes": [
+            {"name": "ecs.os-type", "value": "linux"}, {"name": "ecs.instance-type", "value": self.instance_type}]}]}
+
+
+class FakeBatch:
+    """describe_compute_environments of the stack's two compute environments."""
+
+    def describe_compute_environments(self, computeEnvironments: list[str]) -> dict:  # noqa: N803
+        kinds = {SPOT_CE: "SPOT", ONDEMAND_CE: "EC2"}
+        return {"computeEnvironments": [{"computeEnvironmentName": n, "computeResources": {"type": kinds[n]}}
+                                        for n in computeEnvironments if n in kinds]}
+
+
+class Refusing:
+    """A client whose every call is refused, as for a role without the read permissions."""
+
+    def __getattr__(self, name: str):
+        def refuse(**_: object) -> None:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, name)
+
+        return refuse
+
+
+def test_single_node_spot_reclaim_then_on_demand() -> None:
+    ecs = FakeEcs("g6.xlarge")
+    doc = cost.batch_cost(described("single-node"), PRICES, facts=cost.InstanceFacts(ecs, FakeBatch()))
+    first, second = doc["attempts"]
+    # attempt 1: 20 min on spot, reclaimed (billed too); attempt 2: 30 min on on-demand
+    assert (first["seconds"], first["capacity"], first["instanceType"]) == (1200.0, "spot", "g6.xlarge")
+    assert first["statusReason"].startswith("Host EC2")
+    assert (second["seconds"], second["capacity"]) == (1800.0, "on-demand")
+    assert first["costUsd"] == usd(1200 / 3600 * 0.30)
+    assert second["costUsd"] == usd(1800 / 3600 * 0.8048)
+    assert doc["gpuSeconds"] == 3000.0 and doc["gpus"] == 1 and doc["numNodes"] == 1
+    assert doc["wallSeconds"] == doc["instanceSeconds"] == 3000.0
+    assert doc["estimatedCostUsd"] == usd(0.1 + 0.4024)
+    assert doc["estimatedCostOnDemandUsd"] == usd(3000 / 3600 * 0.8048)
+    assert doc["estimatedCostSpotUsd"] == usd(3000 / 3600 * 0.30)
+    assert (doc["capacity"], doc["live"], doc["notes"]) == ("mixed", False, [])
+    # each container instance is looked up once, in its own cluster
+    assert [c for c, _ in ecs.calls] == [
+        "isaaclab-training-spot_Batch_0b1c2d3e-4f50-3a6b-9c7d-8e9f0a1b2c3d",
+        "isaaclab-training-ondemand_Batch_5d6e7f80-91a2-3b4c-8d5e-6f708192a3b4"]
+
+
+def test_multi_node_counts_every_node_and_is_on_demand() -> None:
+    job = described("multi-node")
+    doc = cost.batch_cost(job, PRICES, facts=cost.InstanceFacts(FakeEcs("g6.12xlarge"), Refusing()))
+    [attempt] = doc["attempts"]
+    assert (doc["numNodes"], doc["gpusPerNode"], doc["gpus"]) == (2, 4, 8)
+    assert attempt["seconds"] == 3600.0
+    assert doc["gpuSeconds"] == 3600.0 * 8  # 8 GPU-hours
+    assert doc["instanceSeconds"] == 7200.0
+    # Batch runs no multi-node job on Spot: on-demand without asking (the refusing Batch client is never called)
+    assert attempt["capacity"] == doc["capacity"] == "on-demand"
+    assert doc["estimatedCostUsd"] == usd(2 * 4.6016)
+    assert doc["notes"] == []
+
+
+def test_instance_type_named_by_the_node_range_needs_no_lookup() -> None:
+    job = described("multi-node")
+    job["nodeProperties"]["nodeRangeProperties"] = [
+        {"targetNodes": "0:0", "container": {"instanceType": "g6.12xlarge",
+                                              "resourceRequirements": [{"type": "GPU", "value": "4"}]}},
+        {"targetNodes": "1:", "container": {"resourceRequirements": [{"type": "GPU", "value": "2"}]}}]
+    doc = cost.batch_cost(job, PRICES, facts=cost.InstanceFacts(Refusing(), Refusing()))
+    assert (doc["gpus"], doc["instanceType"]) == (6, "g6.12xlarge")
+    assert doc["gpuSeconds"] == 3600.0 * 6
+
+
+def test_refused_lookups_fall_back_and_say_so() -> None:
+    doc = cost.batch_cost(described("single-node"), PRICES, facts=cost.InstanceFacts(Refusing(), Refusing()),
+                          fallback_instance_type="g6.xlarge")
+    assert {a["instanceType"] for a in doc["attempts"]} == {"g6.xlarge"}
+    assert doc["capacity"] == "unknown"
+    assert doc["estimatedCostUsd"] == usd(3000 / 3600 * 0.8048)  # unknown capacity: on-demand
+    notes = "\n".join(doc["notes"])
+    assert "AccessDeniedException" in notes and "priced on-demand (an upper bound)" in notes
+
+
+def test_no_price_gives_gpu_seconds_and_the_reason() -> None:
+    doc = cost.batch_cost(described("multi-node"), {}, facts=cost.InstanceFacts(FakeEcs("p5.48xlarge")))
+    assert doc["gpuSeconds"] == 28800.0
+    assert doc["estimatedCostUsd"] is None
+    assert doc["notes"] == ["no price for p5.48xlarge in the Variable isaaclab_cost_prices"]
+    assert "no price" in cost.format_cost(doc)
+    unknown = cost.batch_cost(described("multi-node"), PRICES)
+    assert unknown["estimatedCostUsd"] is None and "instance type unknown" in unknown["notes"][0]
+
+
+def test_default_price_entry() -> None:
+    doc = cost.batch_cost(described("multi-node"), {"default": {"onDemand": 3.0}},
+                          facts=cost.InstanceFacts(FakeEcs("g5.12xlarge")))
+    assert doc["estimatedCostUsd"] == usd(2 * 3.0)
+    assert doc["attempts"][0]["price"] == "isaaclab_cost_prices[default].onDemand"
+
+
+def test_a_running_job_is_counted_until_now() -> None:
+    job = described("single-node")
+    job.update(status="RUNNING", stoppedAt=None)
+    job["attempts"] = job["attempts"][:1]  # the reclaimed attempt; the second is running
+    now = job["startedAt"] / 1000 + 600
+    doc = cost.batch_cost(job, PRICES, facts=cost.InstanceFacts(FakeEcs("g6.xlarge"), FakeBatch()), now=now)
+    assert [a["seconds"] for a in doc["attempts"]] == [1200.0, 600.0]
+    assert doc["attempts"][1]["stoppedAt"] is None and doc["live"] is True
+    assert doc["gpuSeconds"] == 1800.0
+
+
+def test_price_table_is_checked_naming_the_entry() -> None:
+    assert cost.parse_price_table(None) == {} and cost.parse_price_table("  ") == {}
+    assert cost.parse_price_table('{"g6.xlarge": {"onDemand": 1, "spot": 0.5}}') == {
+        "g6.xlarge": {"onDemand": 1.0, "spot": 0.5}}
+    for raw, match in (("[1]", "JSON object"), ("{", "not JSON"), ('{"g6.xlarge": 0.8}', "g6.xlarge"),
+                       ('{"g6.xlarge": {"ondemand": 1}}', "g6.xlarge"),
+                       ('{"g6.xlarge": {"onDemand": -1}}', "g6.xlarge.onDemand"),
+                       ('{"g6.xlarge": {"spot": true}}', "g6.xlarge.spot")):
+        with pytest.raises(cost.PriceTableError, match=match):
+            cost.parse_price_table(raw)
+
+
+def test_price_table_and_instance_type_come_from_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_COST_PRICES", json.dumps(PRICES))
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_COST_INSTANCE_TYPE", "g6.xlarge")
+    handle = {"backend": "batch", "job_id": "j", "external_id": "5a6b7c8d", "details": {}}
+    doc = cost.cost_of(handle, describe=lambda _id: described("single-node"), facts=cost.InstanceFacts())
+    assert doc["instanceType"] == "g6.xlarge" and doc["estimatedCostUsd"] == usd(3000 / 3600 * 0.8048)
+
+
+def test_local_job_has_its_wall_time_only(tmp_path: Path) -> None:
+    jdir = tmp_path / "jobs" / "j1"
+    jdir.mkdir(parents=True)
+    for name, t in (("spec.json", 1000.0), ("pid", 1001.0), ("attempt", 1001.0), ("exit_code", 1096.5)):
+        (jdir / name).write_text("2" if name == "attempt" else "0")
+        os.utime(jdir / name, (t, t))
+    doc = cost.cost_of({"backend": "local", "external_id": str(jdir)})
+    assert (doc["wallSeconds"], doc["attempts"], doc["live"]) == (95.5, 2, False)
+    assert doc["gpuSeconds"] is None and doc["estimatedCostUsd"] is None
+    (jdir / "exit_code").unlink()
+    assert cost.local_cost(jdir, now=1101.0) | {} == {**doc, "wallSeconds": 100.0, "live": True}
+
+
+def test_record_cost_is_published_as_cost_json(tmp_path: Path) -> None:
+    jdir = tmp_path / "job"
+    jdir.mkdir()
+    (jdir / "pid").write_text("1")
+    staging = tmp_path / "staging" / "j1"
+    doc = cost.record_cost({"backend": "local", "job_id": "j1", "external_id": str(jdir)}, str(staging))
+    written = json.loads((staging / "metrics" / "cost.json").read_text())
+    assert written["backend"] == "local" and written["wallSeconds"] == doc["wallSeconds"]
+    assert output_name("metrics/cost.json") == "cost.json"  # the publish step's layout: {uuid}/cost.json
+    assert output_name("metrics/cost.json", evaluation=True) == "cost.json"
+
+
+def test_record_cost_never_fails_the_step(tmp_path: Path) -> None:
+    def broken(_id: str) -> dict:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeJobs")
+
+    handle = {"backend": "batch", "job_id": "j", "external_id": "x", "details": {}}
+    assert cost.record_cost(handle, str(tmp_path / "staging"), describe=broken, facts=cost.InstanceFacts()) is None
+    assert cost.record_cost(None, str(tmp_path)) is None
+
+
+def test_container_instance_arn_names_the_compute_environment() -> None:
+    arn = ("arn:aws:ecs:us-east-1:123456789012:container-instance/"
+           "isaaclab-training-spot_Batch_0b1c2d3e-4f50-3a6b-9c7d-8e9f0a1b2c3d/7f1e2d3c")
+    assert cost.compute_environment_of(arn) == ("isaaclab-training-spot_Batch_0b1c2d3e-4f50-3a6b-9c7d-8e9f0a1b2c3d",
+                                                "isaaclab-training-spot")
+    assert cost.compute_environment_of("arn:aws:ecs:us-east-1:1:container-instance/7f1e2d3c") == (None, None)
+    assert cost.compute_environment_of(None) == (None, None)
