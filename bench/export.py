@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""Benchmark: exporting a trained policy through a second Isaac Lab process (the runner before) vs rebuilding the
+actor from the checkpoint without a simulator (the runner now), on this CPU, same checkpoint, same run.
+
+One runner job trains the example env (rsl_rl, 16 envs, 3 iterations, export off) in a job venv of its own.
+Then, ``--reps`` times, alternating:
+
+* old: what the runner ran after training: ``<job python> -m isaaclab_runner.evaluate --num_steps 0 --num_envs 1
+  --export`` (Isaac Lab starts a simulation, builds the env and rsl_rl's runner, exports policy.pt/.onnx);
+* new: ``<job python> -m isaaclab_runner.export`` (torch, the checkpoint, params/agent.yaml; no simulator), a fresh
+  process too, so interpreter start and imports count on both sides (in the runner it runs on a thread beside the
+  run folder's upload, so the job waits for even less).
+
+Both exports' policy.pt are compared on the recorded observations of tests/unit/runner/data. skrl and rl_games
+(which the old path could not export) are timed on the new path from the test checkpoints. The last lines are
+``export_old_s``, ``export_new_s`` (medians, wall) and ``export_speedup`` (old / new).
+
+Run: ``flock /tmp/heavy.lock .venvs/isaaclab/bin/python bench/export.py [--reps 3] [--out bench/results/cpu]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_jobs import REPO, package_example, run_job, timed  # noqa: E402
+
+DATA = REPO / "tests" / "unit" / "runner" / "data"
+OTHER_LIBRARIES = {
+    "skrl": (DATA / "runs" / "skrl", DATA / "runs" / "skrl" / "checkpoints" / "agent_96.pt"),
+    "rl_games": (DATA / "runs" / "rl_games", DATA / "runs" / "rl_games" / "nn" /
+                 "last_custom_cartpole_ep_3_rew__-4.591545_.pth"),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "cpu")
+    parser.add_argument("--scratch", type=Path, default=None)
+    args = parser.parse_args()
+    import torch
+    from isaaclab_runner import isaaclab_cli
+    from isaaclab_runner.jobspec import JobSpec
+    from isaaclab_runner.libraries import get_library
+    from isaaclab_runner.libraries.base import latest_checkpoint
+
+    root = args.scratch or Path(tempfile.mkdtemp(prefix="bench-export-"))
+    out = args.out / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    package = package_example(root)
+    job = run_job(root, "train", "rsl_rl", package, iterations=3, env={"ISAACLAB_RUNNER_EXPORT": "0"})
+    if job.code != 0:
+        print((root / "train.log").read_text()[-3000:])
+        return 1
+    library = get_library("rsl_rl")
+    run_dir = library.find_run_dir(job.workdir / "isaaclab")
+    assert run_dir is not None
+    checkpoint = latest_checkpoint(library, run_dir)
+    python = job.workdir / "venv" / "bin" / "python"  # the job's venv: it has the env package
+    spec = JobSpec.from_dict(json.loads((root / "train" / "spec.json").read_text()))
+    env = isaaclab_cli.child_env("cpu")
+    print(f"run: {run_dir.name}, checkpoint: {checkpoint.name}, reps: {args.reps}", flush=True)
+
+    old_s, new_s, inside_s = [], [], []
+    for rep in range(args.reps):
+        old_dir, new_dir = root / f"old-{rep}", root / f"new-{rep}"
+        old_cmd = isaaclab_cli.policy_command(spec, library, "cpu", checkpoint, old_dir, num_steps=0, num_envs=1,
+                                              export=True, python=python)
+        code, secs = timed(old_cmd, run_dir.parent, out / f"old-{rep}.log", env)
+        assert code == 0, (out / f"old-{rep}.log").read_text()[-3000:]
+        old_s.append(secs)
+        new_cmd = [str(python), "-m", "isaaclab_runner.export", "--rl_library", "rsl_rl", "--checkpoint",
+                   str(checkpoint), "--run_dir", str(run_dir), "--output_dir", str(new_dir / "exported")]
+        code, secs = timed(new_cmd, run_dir.parent, out / f"new-{rep}.log", env)
+        assert code == 0, (out / f"new-{rep}.log").read_text()[-3000:]
+        new_s.append(secs)
+        inside_s.append(float(re.search(r"in ([\d.]+)s", (out / f"new-{rep}.log").read_text()).group(1)))
+        print(f"rep {rep}: old {old_s[-1]:.2f}s  new {new_s[-1]:.2f}s (export itself {inside_s[-1]:.2f}s)",
+              flush=True)
+
+    obs = torch.tensor(json.loads((DATA / "cartpole_observations.json").read_text())["observations"])
+    with torch.inference_mode():
+        old_actions = torch.jit.load(str(root / "old-0" / "exported" / "policy.pt"))(obs)
+        new_actions = torch.jit.load(str(root / "new-0" / "exported" / "policy.pt"))(obs)
+    diff = float((old_actions - new_actions).abs().max())
+
+    others = {}
+    for name, (other_run, other_ckpt) in OTHER_LIBRARIES.items():
+        cmd = [str(python), "-m", "isaaclab_runner.export", "--rl_library", name, "--checkpoint", str(other_ckpt),
+               "--run_dir", str(other_run), "--output_dir", str(root / f"new-{name}")]
+        code, secs = timed(cmd, root, out / f"new-{name}.log", env)
+        others[name] = round(secs, 2) if code == 0 else None
+
+    old, new = statistics.median(old_s), statistics.median(new_s)
+    summary = {"reps": args.reps, "old_s": [round(s, 2) for s in old_s], "new_s": [round(s, 2) for s in new_s],
+               "new_export_itself_s": [round(s, 2) for s in inside_s], "old_vs_new_policy_pt_max_diff": diff,
+               "new_other_libraries_s": others, "export_old_s": round(old, 2), "export_new_s": round(new, 2),
+               "export_speedup": round(old / new, 2)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"old path (second Isaac Lab process): {', '.join(f'{s:.2f}' for s in old_s)} s")
+    print(f"new path (no simulator):             {', '.join(f'{s:.2f}' for s in new_s)} s "
+          f"(the export itself {', '.join(f'{s:.2f}' for s in inside_s)} s)")
+    print(f"old and new policy.pt on {len(obs)} recorded observations: max |difference| {diff:.2e}")
+    print(f"new path, skrl and rl_games: {others}")
+    print(f"export_old_s: {old:.2f}")
+    print(f"export_new_s: {new:.2f}")
+    print(f"export_speedup: {old / new:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
