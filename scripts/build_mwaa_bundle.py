@@ -7,11 +7,12 @@ the ``--constraint`` line it carries). This script writes exactly those, from th
 - ``dags/``: the DAG files of ``dags/`` (and ``.airflowignore`` if there is one);
 - ``plugins.zip``: the ``isaaclab_pipeline`` package, plus a copy of ``include/schemas`` at
   ``isaaclab_pipeline/schemas/`` (``config.schemas_dir()`` looks there first, since ``include/`` is not
-  deployed), and an ``.airflowignore`` at its root that hides the package from Airflow's plugin loader: the
-  loader imports every ``.py`` of the plugins folder as a top-level module named after the file (``config``,
-  ``settings``, ``storage``...), which would run our modules twice and shadow same-named modules of other DAGs
-  on a shared environment. The package defines no ``AirflowPlugin``; it is imported as ``isaaclab_pipeline``
-  from ``sys.path`` (MWAA puts the plugins folder there);
+  deployed), the top-level ``plugins/*.py`` files (the ``AirflowPlugin`` declarations, which import from the
+  package), and an ``.airflowignore`` at its root (``plugins/.airflowignore``, else one line) that hides the
+  package from Airflow's plugin loader: the loader imports every ``.py`` of the plugins folder as a top-level
+  module named after the file (``config``, ``settings``, ``storage``...), which would run our modules twice and
+  shadow same-named modules of other DAGs on a shared environment. The package is imported as
+  ``isaaclab_pipeline`` from ``sys.path`` (MWAA puts the plugins folder there);
 - ``requirements.txt``: the MWAA Airflow version's constraints line, then the Airflow side's own
   ``requirements.txt``.
 
@@ -83,9 +84,16 @@ def build_plugins_zip(dest: Path, plugins_dir: Path, schemas_dir: Path) -> list[
     schemas = sorted(schemas_dir.glob("*.schema.json"))
     if not schemas:
         raise FileNotFoundError(f"no *.schema.json in {schemas_dir}")
+    ignore = plugins_dir / ".airflowignore"
+    ignore_text = ignore.read_text() if ignore.is_file() else PLUGINS_AIRFLOWIGNORE
+    if not {f"{PACKAGE}/", PACKAGE} & {line.strip() for line in ignore_text.splitlines()}:
+        raise ValueError(f"{ignore} must hide {PACKAGE}/ from the plugin loader")
     names: list[str] = [".airflowignore"]
     with zipfile.ZipFile(dest, "w") as zf:
-        _zip_write(zf, ".airflowignore", PLUGINS_AIRFLOWIGNORE.encode())
+        _zip_write(zf, ".airflowignore", ignore_text.encode())
+        for path in sorted(p for p in plugins_dir.glob("*.py") if _wanted(p)):  # the plugin declarations
+            _zip_write(zf, path.name, path.read_bytes())
+            names.append(path.name)
         for path in sorted(p for p in package.rglob("*") if _wanted(p)):
             arcname = path.relative_to(plugins_dir).as_posix()
             _zip_write(zf, arcname, path.read_bytes())
