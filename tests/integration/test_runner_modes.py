@@ -76,11 +76,17 @@ def run_job(tmp: Path, name: str, export: bool = False, **fields: object) -> tup
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["ISAACLAB_RUNNER_EXPORT"] = "1" if export else "0"  # ONNX export costs ~30 s; one training checks it
+    env["ISAACLAB_RUNNER_EXPORT"] = "1" if export else "0"  # the trainings export; other jobs need not
     proc = subprocess.run([str(ISAACLAB_PYTHON), "-m", "isaaclab_runner", "run", "--spec", str(spec_path),
                            "--workdir", str(tmp / name / "work")], capture_output=True, text=True, env=env,
                           timeout=600)
     return proc.returncode, staging, proc.stdout + proc.stderr
+
+
+def package_of(tmp: Path) -> Path:
+    """A package for jobs that need the example task but test no format: each job has its own venv."""
+    archive = tmp / "dist" / "tar.gz" / "custom_cartpole.tar.gz"
+    return archive if archive.exists() else build_package(tmp, "tar.gz")
 
 
 def installed(out: str, fmt: str) -> bool:
@@ -120,7 +126,7 @@ def trained(tmp: Path) -> dict[str, Path]:
 def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, library: str, fmt: str,
                                                 overrides: list[str], checkpoint_rx: str) -> None:
     package = build_package(tmp, fmt)
-    code, staging, out = run_job(tmp, f"train-{library}", export=library == "rsl_rl", mode="train",
+    code, staging, out = run_job(tmp, f"train-{library}", export=True, mode="train",
                                  rlLibrary=library, envPackageUri=str(package), overrides=overrides)
     assert code == 0, out[-4000:]
     assert installed(out, fmt), out[-3000:]  # this format was what got installed
@@ -136,14 +142,14 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
     assert list((staging / "run").rglob("events.out.tfevents*")), "no TensorBoard events: no metrics.csv"
     progress = json.loads((staging / "progress.json").read_text())
     assert progress["iteration"] == 3 and progress["state"] == "succeeded"
-    if library == "rsl_rl":  # the exported policy robotics teams deploy
-        assert (staging / "run" / "exported" / "policy.pt").stat().st_size > 0
-        assert (staging / "run" / "exported" / "policy.onnx").stat().st_size > 0
+    # the exported policy robotics teams deploy: rebuilt in the runner's process, no second Isaac Lab process
+    assert sorted(p.name for p in (staging / "run" / "exported").iterdir()) == ["policy.onnx", "policy.pt"]
+    assert "(no simulator; beside the upload)" in out and "isaaclab_runner.evaluate" not in out, out[-3000:]
     trained[library] = staging
 
     checkpoint = staging / staged[result["checkpoints"][-1]]
     code, ev, out = run_job(tmp, f"eval-{library}", mode="evaluate", rlLibrary=library, numEnvs=4, numEpisodes=6,
-                            checkpointUri=str(checkpoint), overrides=overrides)
+                            checkpointUri=str(checkpoint), overrides=overrides, envPackageUri=str(package))
     assert code == 0, out[-4000:]
     rows = episodes(ev)
     assert len(rows) == 6  # exactly numEpisodes, spread 2/2/1/1 over the 4 envs
@@ -158,6 +164,36 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
     assert (config["numEpisodes"], config["numEnvs"], config["rlLibrary"]) == (6, 4, library)
     assert list((ev / "run").glob("events.out.tfevents*"))
     assert json.loads((ev / "result.json").read_text())["episodes"] == 6
+
+
+@pytest.mark.parametrize("library", ["rsl_rl", "skrl", "rl_games"])
+def test_exported_policy_gives_the_checkpoints_actions(tmp: Path, trained: dict, library: str) -> None:
+    """The export of a real training (above) acts as the checkpoint does in the library's own inference path, on
+    recorded observations of this env (tests/unit/runner/export_check.py: TorchScript and ONNX)."""
+    if library not in trained:
+        pytest.skip(f"needs the {library} training above")
+    staging = trained[library]
+    result = json.loads((staging / "result.json").read_text())
+    checkpoint = staging / result["stagedCheckpoints"][result["checkpoints"][-1]]
+    if library == "skrl":  # the last timestep's checkpoint, not best_agent.pt
+        checkpoint = staging / max((v for k, v in result["stagedCheckpoints"].items() if "best" not in k),
+                                   key=lambda v: int(re.search(r"(\d+)\.pt$", v).group(1)))
+    check_dir = REPO / "tests" / "unit" / "runner"
+    proc = subprocess.run([str(ISAACLAB_PYTHON), str(check_dir / "export_check.py"), library, str(checkpoint),
+                           str(staging / "run"), str(tmp / f"export-{library}"),
+                           str(check_dir / "data" / "cartpole_observations.json")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO / "task_image")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert check["jit_max_diff"] <= 1e-6 and check["onnx_max_diff"] <= 1e-5, check
+    assert check["simulator_modules"] == [] and check["processes"] == [], check
+    # what the runner exported after training is that same policy
+    with_runner = subprocess.run([str(ISAACLAB_PYTHON), "-c", (
+        "import json, sys, torch; obs = torch.tensor(json.load(open(sys.argv[3]))['observations']); "
+        "a, b = (torch.jit.load(p)(obs) for p in sys.argv[1:3]); print(float((a - b).abs().max()))"),
+        str(staging / "run" / "exported" / "policy.pt"), str(tmp / f"export-{library}" / "policy.pt"),
+        str(check_dir / "data" / "cartpole_observations.json")], capture_output=True, text=True, timeout=300)
+    assert with_runner.returncode == 0 and float(with_runner.stdout.strip()) == 0.0, with_runner.stderr[-2000:]
 
 
 def test_resume_continues_the_iteration_count(tmp: Path, trained: dict) -> None:
@@ -183,7 +219,7 @@ def test_play_is_bounded_and_records_a_video(tmp: Path, trained: dict) -> None:
         pytest.skip("needs the rsl_rl training above")
     checkpoint = staged_checkpoint(trained["rsl_rl"], "model_2.pt")
     code, staging, out = run_job(tmp, "play", mode="play", rlLibrary="rsl_rl", numEnvs=2, recordVideo=True,
-                                 checkpointUri=f"file://{checkpoint}")
+                                 checkpointUri=f"file://{checkpoint}", envPackageUri=str(package_of(tmp)))
     assert code == 0, out[-4000:]
     assert "--num_steps 300" in out  # bounded: PLAY_STEPS
     videos = list((staging / "run").rglob("*.mp4"))
@@ -204,10 +240,11 @@ def test_tgz_installs_and_registers_the_task(tmp: Path) -> None:
 
 
 def test_unregistered_task_fails_with_the_list_and_hints(tmp: Path) -> None:
-    code, staging, out = run_job(tmp, "bad-task", mode="train", rlLibrary="rsl_rl", task="Isaac-No-Such-Task")
+    code, staging, out = run_job(tmp, "bad-task", mode="train", rlLibrary="rsl_rl", task="Isaac-No-Such-Task",
+                                 envPackageUri=str(package_of(tmp)))
     assert code == 2
     error = json.loads((staging / "result.json").read_text())["error"]
-    assert "not registered" in error and TASK in error and "isaaclab.tasks" in error
+    assert "not registered" in error and TASK in error and "gym.register(id=...)" in error
 
 
 if __name__ == "__main__":
