@@ -9,13 +9,14 @@ name a backend: links, log tails and pollers come from the backend interface.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from isaaclab_pipeline.backends import ComputeBackend, JobHandle, get_backend
 from isaaclab_pipeline.jobspec import JobSpec
@@ -23,12 +24,20 @@ from isaaclab_pipeline.links import IsaacLabBatchJobLink, IsaacLabJobLogLink
 from isaaclab_pipeline.settings import PipelineSettings
 from isaaclab_pipeline.triggers import format_progress
 
+log = logging.getLogger(__name__)
+
 LOG_TAIL_LINES = 40  # lines of the job's log quoted in a failure
 ProgressCallback = Callable[[Any, dict[str, Any]], Any]
 
 
 class SubmitIsaacLabJobOperator(BaseOperator):
     """Submit a JobSpec to the compute backend; returns the job handle (idempotent across retries).
+
+    Mapped over a sweep's trials (``.partial().expand()``, or inside a mapped task group), it submits only while
+    fewer than ``isaaclab_max_concurrent_jobs`` of the run's other jobs are running (asked of the backend, not of
+    Airflow's task states, so it holds in ``dag.test`` too); otherwise it defers and looks again every
+    ``isaaclab_poll_interval_s``. Give the mapped task ``max_active_tis_per_dagrun=1`` so two trials never count at
+    once.
 
     :param job_spec: the JobSpec as its JSON dict (templated; usually the resolve step's XCom).
     """
@@ -41,11 +50,20 @@ class SubmitIsaacLabJobOperator(BaseOperator):
         super().__init__(**kwargs)
         self.job_spec = job_spec
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        """Submit, or reattach to the job already submitted for this job id."""
+    def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
+        """Submit, or reattach to the job already submitted for this job id; a mapped trial first waits for a slot."""
         settings = PipelineSettings.load()
         spec = JobSpec.from_json_dict(self.job_spec)
         backend = get_backend(settings, context.get("run_id"))
+        running = running_siblings(context, backend)
+        if len(running) >= settings.max_concurrent_jobs:
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info("Job %s waits: %d of this run's jobs are running (%s), at most %d at once (Variable "
+                          "isaaclab_max_concurrent_jobs)", spec.job_id, len(running), ", ".join(running),
+                          settings.max_concurrent_jobs)
+            self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=max(1.0, settings.poll_interval_s))),
+                       method_name="execute")
         handle = backend.submit(spec)
         self.log.info("Job %s submitted to the %s backend: %s", spec.job_id, handle.backend, handle.external_id)
         persist_links(context, self, backend.links(handle))
@@ -105,7 +123,9 @@ class WaitForIsaacLabJobOperator(BaseOperator):
             self.log.info("Job %s succeeded", handle.job_id)
             return progress
         tail = backend.log_tail(handle, LOG_TAIL_LINES)
-        raise AirflowException(
+        # the job is over (its backend retried what it could: Batch's retryStrategy, the local wrapper): retrying
+        # this step would only watch the same failed job again; clear submit_job to run it anew
+        raise AirflowFailException(
             f"Job {handle.job_id} ({handle.external_id}) {event['status']}: {event.get('message') or ''}\n"
             "Last lines of its log:\n" + "\n".join(tail))
 
@@ -134,6 +154,36 @@ class WaitForIsaacLabJobOperator(BaseOperator):
         self.log.info("Progress: %s", format_progress(progress))
         if self.progress_callback is not None:
             self.progress_callback(context, progress)
+
+
+def running_siblings(context: Any, backend: ComputeBackend) -> list[str]:
+    """The job ids of this mapped task's other instances (a sweep's other trials) whose jobs are not over.
+
+    Their handles are the other map indexes' XComs (none yet: not submitted); the backend says whether each job
+    still runs. A job whose status cannot be read counts as running. An unmapped task has no siblings.
+    """
+    ti = context.get("ti")
+    map_index = getattr(ti, "map_index", -1)
+    if ti is None or map_index is None or map_index < 0:
+        return []
+    count = ti.get_ti_count(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id])
+    others = [i for i in range(count) if i != map_index]
+    if not others:
+        return []
+    running = []
+    for value in ti.xcom_pull(task_ids=ti.task_id, map_indexes=others) or []:
+        if not value:
+            continue
+        handle = JobHandle.from_dict(value)
+        try:
+            done = backend.status(handle).state.done
+        except Exception as exc:  # counted as running: the cap must hold while the backend is unreadable
+            log.warning("Could not read the status of job %s (%s: %s); counting it as running", handle.job_id,
+                           type(exc).__name__, exc)
+            done = False
+        if not done:
+            running.append(handle.job_id)
+    return running
 
 
 def persist_links(context: Any, operator: BaseOperator, links: dict[str, dict[str, Any]]) -> None:

@@ -136,6 +136,9 @@ def test_publish_failure(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, t
     and the staged run is kept for a retry."""
     # Stands in for the Isaac Lab interpreter so this test needs no training: it stages a real Isaac Lab event file
     # and a result, as the runner does (the e2e test below runs the real one).
+    # resolve_inputs probes that the output is writable, so the location breaks while the job runs: the runner
+    # puts a file where the run's output folder goes
+    outputs = env["home"] / "outputs-that-break"
     runner = tmp_path / "staging_only_runner"
     runner.write_text(f"""#!{sys.executable}
 import json, shutil, sys
@@ -144,13 +147,16 @@ spec = json.loads(Path(sys.argv[sys.argv.index("--spec") + 1]).read_text())
 staging = Path(spec["stagingUri"].removeprefix("file://"))
 shutil.copytree({str(REPO / "tests" / "fixtures" / "isaaclab_events")!r}, staging / "run")
 (staging / "result.json").write_text(json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0}}))
+blocked = Path({str(outputs)!r}) / spec["jobId"]
+shutil.rmtree(blocked, ignore_errors=True)
+blocked.parent.mkdir(parents=True, exist_ok=True)
+blocked.write_text("outputs cannot go under a file")
 """)
     runner.chmod(0o755)
     monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON", str(runner))
-    blocked = env["home"] / "a-file-not-a-folder"
-    blocked.write_text("outputs cannot go under a file")
+    blocked = outputs
     conf = vams_conf(env["home"])
-    conf["outputS3Path"] = f"file://{blocked}/outputs"
+    conf["outputS3Path"] = f"file://{outputs}"
     run, states, execution = run_as_vams(env, conf)
     assert states["convert_tensorboard_logs"] == "success", states
     assert_failed_once_at(env, run, states, execution, "publish_outputs", str(blocked))
