@@ -73,7 +73,16 @@ INFRA_LINT = $(AF)/bin/hadolint task_image/Dockerfile task_image/Dockerfile.isaa
 mwaa-bundle: $(AF)/.installed
 	$(AF)/bin/python scripts/build_mwaa_bundle.py --out dist/mwaa
 
-test: install dev-tools
+# The browser tests (tests/ui) drive the machine's chromium through Playwright (requirements-dev.txt); Playwright's
+# own browser download is not used. Installed with the OS package manager when missing (Debian/Ubuntu: apt-get).
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+test: install dev-tools browser
 	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
