@@ -63,9 +63,7 @@ from phases import phase_means  # noqa: E402
 SHAPES = ("gpu1", "node1_gpu2", "nodes2_gpu1")
 WORLD = {"gpu1": 1, "node1_gpu2": 2, "nodes2_gpu1": 2}  # GPUs (ranks) per shape
 # The export of policy.pt/onnx runs after training and is not part of Perf/total_fps; skipping it saves GPU time.
-# A setting's overrides are the whole difference between settings: the runner's own multi-GPU defaults
-# (launch.MULTI_GPU_DEFAULTS) are off, so "default" is the agent config as its author wrote it.
-BENCH_ENV = {"ISAACLAB_RUNNER_EXPORT": "0", "PYTHONUNBUFFERED": "1", "ISAACLAB_MULTIGPU_DEFAULTS": "0"}
+BENCH_ENV = {"ISAACLAB_RUNNER_EXPORT": "0", "PYTHONUNBUFFERED": "1"}
 EXPECT_S = {"gpu1": 60.0, "node1_gpu2": 80.0, "nodes2_gpu1": 80.0}  # a run's length before one was measured
 REWARD_TAG, LENGTH_TAG = "Train/mean_reward", "Train/mean_episode_length"
 MAX_ATTEMPTS = 2  # a run that failed is tried once more by a later call, then left failed
@@ -139,7 +137,6 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        os.environ.update(BENCH_ENV)  # direct launches read ISAACLAB_MULTIGPU_DEFAULTS from this process
         self.out = args.out.resolve()
         self.settings: dict[str, list[str]] = {s[0]: list(s[1:]) for s in (args.setting or [["default"]])}
         self.results_file = self.out / "multigpu.json"
