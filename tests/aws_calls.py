@@ -47,7 +47,8 @@ DEFAULT_SIDE = {
 }
 # API parameters kept per call (they name the resource); everything else (bodies, tokens) is dropped.
 KEPT = ("Bucket", "Key", "Prefix", "CopySource", "Name", "jobQueue", "jobDefinition", "jobs", "jobId", "tags",
-        "resourceArn", "logGroupName", "logStreamName", "logStreamNamePrefix", "Path", "Method", "Delete")
+        "resourceArn", "logGroupName", "logStreamName", "logStreamNamePrefix", "Path", "Method", "Delete",
+        "cluster", "containerInstances", "computeEnvironments")
 
 CALLS: list[dict[str, Any]] = []
 _state = threading.local()

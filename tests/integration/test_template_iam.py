@@ -7,8 +7,9 @@ checked against the IAM role of the side that makes it, on the resource it touch
    role from a zip of ``vams_bridge/``. Where moto's CloudFormation falls short, the template handed to it is
    patched, and only there (``MOTO_GAPS``).
 2. The DAG's Batch path runs on the stack's resources, named by the stack's outputs (``AirflowVariablesJson``, the
-   Variables a deployment sets): submit single-node and multi-node jobs, a retried submit, the trigger, a cancel;
-   the runner's storage on the staging and asset buckets; convert and publish into the outputs and a VAMS bucket.
+   Variables a deployment sets): submit single-node and multi-node jobs, a retried submit, the trigger, a cancel,
+   the cost lookups; the runner's storage on the staging and asset buckets and its caches (kernel cache, wheels);
+   convert and publish into the outputs and a VAMS bucket.
 3. The moto/Stubber tests of the three sides run again with ``tests/aws_calls.py`` recording their calls
    (``SOURCE_TESTS``); their test buckets, queues and names are mapped to the deployment's (``deployment_names``).
 4. Every call of the Airflow side must be allowed by ``MwaaExecutionRole``, of the runner by ``BatchJobRole``, of
@@ -289,8 +290,8 @@ S3_OBJECT_ACTIONS = {
     "AbortMultipartUpload": "s3:AbortMultipartUpload", "DeleteObject": "s3:DeleteObject",
 }
 RESOURCELESS = {("batch", "DescribeJobs"), ("batch", "ListJobs"), ("batch", "DescribeJobQueues"),
-                ("batch", "DescribeJobDefinitions"), ("states", "SendTaskSuccess"), ("states", "SendTaskFailure"),
-                ("states", "SendTaskHeartbeat")}
+                ("batch", "DescribeJobDefinitions"), ("batch", "DescribeComputeEnvironments"),
+                ("states", "SendTaskSuccess"), ("states", "SendTaskFailure"), ("states", "SendTaskHeartbeat")}
 
 
 def requests_of(call: dict[str, Any]) -> list[Request] | list[list[Request]]:
@@ -324,6 +325,8 @@ def requests_of(call: dict[str, Any]) -> list[Request] | list[list[Request]]:
             return needed
         if op == "TerminateJob":
             return [Request("batch:TerminateJob", _batch("job", p["jobId"]))]
+    if prefix == "ecs" and op == "DescribeContainerInstances":
+        return [Request("ecs:DescribeContainerInstances", arn) for arn in p["containerInstances"]]
     if prefix == "logs" and op == "GetLogEvents":
         return [Request("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{p['logGroupName']}"
                                              f":log-stream:{p['logStreamName']}")]
@@ -470,6 +473,17 @@ def _run_batch_path(tmp: Path) -> dict[str, Any]:
 
     out["event"] = asyncio.run(first())
     BatchBackend(settings).cancel(handle, "stack test")
+    # a run's cost: the instance type of the job's container instance, spot or on-demand from its environment
+    from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+    from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+    from isaaclab_pipeline.cost import InstanceFacts
+
+    facts = InstanceFacts(EcsHook(aws_conn_id="aws_default", region_name=REGION).conn,
+                          BatchClientHook(aws_conn_id="aws_default", region_name=REGION).client)
+    environments = boto3.client("batch", region_name=REGION).describe_compute_environments()["computeEnvironments"]
+    environment = next(e["computeEnvironmentName"] for e in environments if e["computeResources"]["type"] == "SPOT")
+    instance = f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{environment}_Batch_0a1b2c/0123456789abcdef"
+    out["cost"] = {"type": facts.instance_type(instance), "capacity": facts.capacity(instance), "notes": facts.notes}
     out["succeeded"] = JobState.SUCCEEDED
     return out
 
@@ -494,13 +508,31 @@ def _run_storage_paths(d: Deployed, tmp: Path) -> dict[str, Any]:
     runner_storage.write_text(f"{staging}/progress.json", json.dumps({"state": "running"}), tmp / "progress.json")
     runner_storage.upload_tree(run, f"{staging}/run")
     listed = runner_storage.list_uris(f"{staging}/checkpoints")
+    # its caches under isaaclab_cache_uri: a miss, a store, a hit (kernel cache and built wheels)
+    from isaaclab_runner.caches import KernelCache, WheelCache
+
+    cache_uri = d.variables["isaaclab_cache_uri"]
+    kernel = KernelCache(cache_uri, tmp / "kernel-scratch", "1.17.0", local_dir=tmp / "warp" / "1.17.0", key="test")
+    caches = {"kernel_miss": kernel.restore()}
+    (kernel.local_dir / "wp_test_module").mkdir(parents=True)
+    (kernel.local_dir / "wp_test_module" / "kernel.cubin").write_bytes(b"cubin")
+    caches["kernel_save"] = kernel.save()
+    fresh = KernelCache(cache_uri, tmp / "kernel-scratch2", "1.17.0", local_dir=tmp / "warp2" / "1.17.0", key="test")
+    caches["kernel_hit"] = fresh.restore()
+    wheels = WheelCache(cache_uri, tmp / "wheel-scratch")
+    package = tmp / "inputs" / "custom_cartpole.tar.gz"
+    caches["wheel_miss"] = wheels.get(package)
+    (tmp / "custom_cartpole-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+    caches["wheel_put"] = wheels.put(package, tmp / "custom_cartpole-0.1.0-py3-none-any.whl")
+    caches["wheel_hit"] = wheels.get(package)
     runner_storage._s3.cache_clear()
     # the Airflow side: convert, then publish to the stack's outputs and into a VAMS bucket
     converted = convert_staged_run(staging)
     conf = {"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct"}}
     published = publish_outputs(staging, d.outputs["OutputS3Path"], conf, JOB)
     vams = publish_outputs(staging, f"s3://{VAMS_BUCKET}/pipelines/run-1/output/", conf, JOB)
-    return {"listed": listed, "converted": converted, "published": published, "vams_published": vams}
+    return {"listed": listed, "converted": converted, "published": published, "vams_published": vams,
+            "caches": caches}
 
 
 @pytest.fixture(scope="module")
@@ -533,6 +565,9 @@ def test_stack_outputs_are_the_variables_and_name_its_resources(stack: Deployed)
     assert definitions[variables["isaaclab_batch_multinode_job_definition"]]["type"] == "multinode"
     bucket, _, prefix = variables["isaaclab_staging_uri"].removeprefix("s3://").partition("/")
     assert bucket == stack.pipeline_bucket and prefix == "staging"
+    # confs may name the asset bucket (VAMS's here), the outputs and VAMS's buckets, nothing else
+    assert variables["isaaclab_allowed_uri_prefixes"].split() == [
+        f"s3://{VAMS_BUCKET}/", stack.outputs["OutputS3Path"], f"s3://{VAMS_BUCKET}/"]
     assert boto3.client("logs", region_name=REGION).describe_log_groups(
         logGroupNamePrefix=stack.outputs["JobLogGroupName"])["logGroups"]
     # the settings loader takes them as they are
@@ -542,6 +577,8 @@ def test_stack_outputs_are_the_variables_and_name_its_resources(stack: Deployed)
         settings = PipelineSettings.load()
     assert settings.compute_backend == "batch" and settings.batch_max_runtime_s == int(
         stack.params["MaxRuntimeSeconds"])
+    assert settings.allowed_uri_prefixes and settings.cache_uri == f"s3://{stack.pipeline_bucket}/cache"
+    assert settings.default_output_uri == stack.outputs["OutputS3Path"]
 
 
 def test_job_definitions_carry_the_role_image_logs_and_nccl(stack: Deployed) -> None:
@@ -571,6 +608,8 @@ def test_batch_path_runs_on_the_stacks_resources(scenario: dict[str, Any], stack
     assert {j["jobDefinition"].split("/")[-1].split(":")[0] for j in described} == {
         stack.outputs["IsaaclabBatchJobDefinition"], stack.outputs["IsaaclabBatchMultinodeJobDefinition"]}
     assert scenario["event"]["status"] == "success"
+    # moto knows no container instance: the lookup is noted, the compute environment's type is found
+    assert scenario["cost"]["capacity"] == "spot" and scenario["cost"]["type"] is None
 
 
 def test_storage_paths_run_on_the_stacks_buckets(scenario: dict[str, Any], stack: Deployed) -> None:
@@ -581,9 +620,15 @@ def test_storage_paths_run_on_the_stacks_buckets(scenario: dict[str, Any], stack
     assert f"{outputs}{JOB}/manifest.json" in keys and f"{outputs}{JOB}/metrics.csv" in keys
     vams = [o["Key"] for o in s3.list_objects_v2(Bucket=VAMS_BUCKET, Prefix="pipelines/")["Contents"]]
     assert f"pipelines/run-1/output/{JOB}/manifest.json" in vams
+    caches = scenario["caches"]
+    assert caches["kernel_miss"].startswith("kernel cache: none at") and "saved 1 kernel modules" in caches[
+        "kernel_save"] and "restored 1 kernel modules" in caches["kernel_hit"]
+    assert caches["wheel_miss"] is None and caches["wheel_put"] and caches["wheel_hit"] is not None
     # each call is told to the side whose code made it, worker threads (s3transfer, to_thread) included
     made = {(c["side"], c["operation"], c["params"].get("Bucket")) for c in scenario["calls"]}
     assert {("runner", "GetObject", VAMS_BUCKET), ("runner", "PutObject", stack.pipeline_bucket),
+            ("runner", "HeadObject", stack.pipeline_bucket), ("airflow", "DescribeContainerInstances", None),
+            ("airflow", "DescribeComputeEnvironments", None),
             ("runner", "ListObjectsV2", stack.pipeline_bucket), ("airflow", "PutObject", VAMS_BUCKET),
             ("airflow", "DescribeJobs", None), ("airflow", "SubmitJob", None)} <= made, sorted(made, key=str)
     staged_run = [c for c in scenario["calls"] if c["operation"] == "PutObject" and "/run/" in c["params"]["Key"]]

@@ -26,6 +26,7 @@ CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 # Actions that accept no resource ARN (AWS's service authorization reference), the only ones allowed on "*".
 RESOURCELESS = {
     "batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
+    "batch:DescribeComputeEnvironments",
     "logs:DescribeLogGroups", "s3:GetAccountPublicAccessBlock", "cloudwatch:PutMetricData",
     "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat",
 }
@@ -123,12 +124,17 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     values = {"JobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training",
               "OnDemandJobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training-ondemand",
               "NamePrefix": "isaaclab", "GpusPerNode": "4", "MaxRuntimeSeconds": "7200",
-              "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1", "VamsTokenPrefix": "/x/vams"}
+              "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1", "VamsTokenPrefix": "/x/vams",
+              "OutputPrefix": "outputs/",
+              "AllowedPrefixes": "s3://isaaclab-pipeline-123456789012-us-east-1/assets/ "
+                                 "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/ "}
     variables = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], raw))
     # every Batch-related setting the DAG reads has a value, under the exact Variable name
     wanted = {f"isaaclab_{f}" for f in PipelineSettings.__dataclass_fields__
               if f.startswith("batch_") or f in ("compute_backend", "staging_uri", "aws_conn_id")}
     wanted.add("isaaclab_vams_token_prefix")  # read by the VAMS callbacks; must equal the bridge's prefix
+    # required on Batch (every run is refused without it), and the deployment's defaults for outputs and caches
+    wanted |= {"isaaclab_allowed_uri_prefixes", "isaaclab_default_output_uri", "isaaclab_cache_uri"}
     assert set(variables) == wanted
     # each one also has its own output, whose description names the Variable
     described = {m.group(0) for o in outputs.values() for m in re.finditer(r"isaaclab_\w+", o["Description"])}
@@ -144,6 +150,13 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
     assert settings.batch_multinode_job_definition == "isaaclab-train-multinode"
     assert (settings.batch_gpus_per_node, settings.batch_max_runtime_s) == (4, 7200)
     assert settings.staging_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/staging"
+    assert settings.allowed_uri_prefixes == ("s3://isaaclab-pipeline-123456789012-us-east-1/assets/",
+                                             "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/")
+    assert settings.default_output_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/"
+    assert settings.cache_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/cache"
+    # the JSON's allowed prefixes are the output's own expression
+    sub_values = outputs["AirflowVariablesJson"]["Value"]["Fn::Sub"][1]
+    assert sub_values["AllowedPrefixes"] == outputs["IsaaclabAllowedUriPrefixes"]["Value"]
     assert template["Parameters"]["VamsTokenPrefix"]["Default"] == DEFAULT_PREFIX  # the code's default
     # the names in the JSON match the job definitions' names in the template
     resources = template["Resources"]
@@ -166,10 +179,11 @@ def test_least_privilege(template) -> None:
     job = [a for st in _statements(roles["BatchJobRole"]) for a in _actions(st)]
     assert not [a for a in job if not a.startswith("s3:")], job  # the container touches S3 only
     assert "s3:DeleteObject" not in job and "s3:PutObject" in job and "s3:GetObject" in job
-    # the job's writes are confined to the staging and output prefixes
+    # the job's writes are confined to the staging, output and cache prefixes
     writes = [st for st in _statements(roles["BatchJobRole"]) if "s3:PutObject" in _actions(st)]
-    assert [r["Fn::Sub"] for st in writes for r in st["Resource"]] == [
-        "${PipelineBucket.Arn}/staging/*", "${PipelineBucket.Arn}/${OutputPrefix}*"]
+    resources = [r for st in writes for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])]
+    assert [r["Fn::Sub"] for r in resources] == [
+        "${PipelineBucket.Arn}/staging/*", "${PipelineBucket.Arn}/${OutputPrefix}*", "${PipelineBucket.Arn}/cache/*"]
     mwaa = {a for st in _statements(roles["MwaaExecutionRole"]) if st["Effect"] == "Allow" for a in _actions(st)}
     assert {"batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob", "batch:TagResource",
             "logs:GetLogEvents", "s3:GetObject", "s3:PutObject", "states:SendTaskSuccess",
