@@ -13,8 +13,9 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
-export PYTHONPATH := $(ROOT)/plugins
-PIPELINE := $(AF)/bin/python -m isaaclab_pipeline.cli
+# tools/ (make run, list-tasks, trigger) and vams_bridge/ (the REST client the tools share) are not runtime code
+export PYTHONPATH := $(ROOT)/plugins:$(ROOT)/tools:$(ROOT)/vams_bridge
+PIPELINE := $(AF)/bin/python -m isaaclab_tools.cli
 
 .PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle demo-eval list-tasks
 .DEFAULT_GOAL := demo
@@ -83,13 +84,13 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 test: install dev-tools browser
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts vams_bridge
+	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lint: $(AF)/.installed dev-tools
-	$(AF)/bin/ruff check dags plugins task_image tests bench examples scripts vams_bridge
+	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 
 clean:

@@ -29,14 +29,14 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # lets the untrained cartpole fall within iteration 0. This also exercises the deployment overrides.
     os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = '["agent.num_steps_per_env=128"]'
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_pipeline.cli import EXAMPLE_ENV, package_env
+    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
 
     package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
     return home
 
 
 def _run(conf: dict):
-    from isaaclab_pipeline.cli import _dag
+    from isaaclab_tools.cli import _dag
 
     dag = _dag()
     run = dag.test(run_conf=conf)

@@ -139,8 +139,8 @@ def _still_running_until_terminated(faults: Faults) -> None:
 
 
 def _run_as_vams(url: str, faults: Faults) -> tuple[Any, dict[str, str], str, PipelineExecution]:
-    from isaaclab_pipeline.cli import _dag
     from isaaclab_pipeline.vams.token_store import TokenStore
+    from isaaclab_tools.cli import _dag
 
     when, run_id, job_id = _next_run()
     conf = {"trainingConfig": {"task": "Isaac-Cartpole-v0", "numEnvs": 64, "maxIterations": 5, "seed": 1},

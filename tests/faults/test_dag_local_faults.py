@@ -44,7 +44,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
     os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_pipeline.cli import EXAMPLE_ENV, package_env
+    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
 
     package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
     original_policy = airflow.settings.task_policy
@@ -71,8 +71,8 @@ def _run(conf: dict[str, Any], when: datetime | None = None) -> tuple[Any, dict[
     task states and the job UUID."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
-    from isaaclab_pipeline.cli import _dag
     from isaaclab_pipeline.config import job_uuid
+    from isaaclab_tools.cli import _dag
 
     if when is None:
         _stamp[0] += timedelta(minutes=1)

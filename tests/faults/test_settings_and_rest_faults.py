@@ -147,9 +147,13 @@ class _Flaky(BaseHTTPRequestHandler):
 
     throttle = 2
     seen: list[str] = []
+    bodies: list[dict[str, Any]] = []
 
     def _answer(self) -> None:
         type(self).seen.append(f"{self.command} {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length and "dagRuns" in self.path:
+            type(self).bodies.append(json.loads(self.rfile.read(length)))
         if self.path.startswith("/auth/token"):
             body, status = {"access_token": "jwt"}, 200
         elif self.path.endswith("/down"):
@@ -175,7 +179,7 @@ class _Flaky(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky_server() -> Iterator[str]:
-    _Flaky.seen = []
+    _Flaky.seen, _Flaky.bodies = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -192,24 +196,25 @@ def test_bridge_http_api_retries_429(flaky_server: str) -> None:
     assert [s for s in _Flaky.seen if "dagRuns" in s] == ["POST /api/v2/dags/isaac-lab-training/dagRuns"] * 3
 
 
-def test_cli_retries_429_but_never_repeats_a_post_that_got_a_5xx(flaky_server: str) -> None:
-    from isaaclab_pipeline.trigger_cli import AirflowApi, trigger
+def test_cli_retries_429_and_a_repeated_post_cannot_create_a_second_run(flaky_server: str) -> None:
+    """The CLI shares the bridge's client; its trigger carries its own run id, so a repeat after a lost answer is
+    safe (Airflow would answer 409 for the same id)."""
+    from isaaclab_tools.rest import HttpApi, trigger
 
-    api = AirflowApi(flaky_server)
+    api = HttpApi(flaky_server)
     api.sleep = lambda s: None  # type: ignore[method-assign]
     assert trigger(api, {"trainingConfig": {}}).status == 200
-    assert sum(1 for s in _Flaky.seen if s.startswith("POST /api/v2/dags")) == 3
-    assert api.call("POST", "/down").status == 503  # may have gone through: not sent again
-    assert sum(1 for s in _Flaky.seen if s.endswith("/down")) == 1
-    assert api.call("GET", "/down").status == 503  # a GET is safe to repeat
-    assert sum(1 for s in _Flaky.seen if s == "GET /api/v2/down") == 6
+    posts = [s for s in _Flaky.seen if s.startswith("POST /api/v2/dags")]
+    assert len(posts) == 3 and _Flaky.bodies[-1]["dag_run_id"].startswith("cli__")
+    assert len({b["dag_run_id"] for b in _Flaky.bodies}) == 1  # every repeat names the same run
+    assert api.call("GET", "/down").status == 503  # retried, then Airflow's answer comes back
 
 
 def test_cli_retries_mwaa_throttling() -> None:
-    from isaaclab_pipeline.trigger_cli import MwaaApi
+    from isaaclab_tools.rest import MwaaApi
 
     client = _mwaa_client()
-    api = MwaaApi("env", client=client)
+    api = MwaaApi(client, "env")
     api.sleep = lambda s: None  # type: ignore[method-assign]
     with Stubber(client) as stub:
         stub.add_client_error("invoke_rest_api", service_error_code="ThrottlingException", http_status_code=429)

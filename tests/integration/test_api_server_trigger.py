@@ -162,8 +162,8 @@ def test_trigger_cli_prints_run_id_and_link_and_status(api_server: str, tmp_path
     conf = tmp_path / "conf.json"
     conf.write_text(json.dumps({"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", "numEnvs": 16},
                                 "outputS3Path": "s3://b/out"}))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
-    cli = [sys.executable, "-m", "isaaclab_pipeline.cli"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("plugins", "tools", "vams_bridge"))}
+    cli = [sys.executable, "-m", "isaaclab_tools.cli"]
     out = subprocess.run([*cli, "trigger", "--conf", str(conf), "--airflow-url", api_server, "--run-id", "cli-1"],
                          env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -38,7 +38,7 @@ def _runner_pid(jdir: Path) -> int:
 @pytest.mark.isaaclab
 @pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv")
 def test_sigterm_mid_training_resumes_from_the_staged_checkpoint(tmp_path: Path) -> None:
-    from isaaclab_pipeline.cli import package_env
+    from isaaclab_tools.cli import package_env
 
     package = package_env(EXAMPLE_ENV, tmp_path / "assets" / "custom_cartpole.tar.gz")
     staging = tmp_path / "staging" / JOB

@@ -36,7 +36,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
     os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = '["agent.num_steps_per_env=128"]'
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_pipeline.cli import EXAMPLE_ENV, package_env
+    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
 
     package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
     # retries (30 s apart) would only slow these failures down; a cluster policy is how a deployment sets them
@@ -72,8 +72,8 @@ def run_as_vams(env: dict[str, Any], conf: dict[str, Any]) -> tuple[Any, dict[st
     """Store a real token under the run id the DAG run will get, then run the DAG."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
-    from isaaclab_pipeline.cli import _dag
     from isaaclab_pipeline.vams.token_store import TokenStore
+    from isaaclab_tools.cli import _dag
 
     _stamp[0] += timedelta(minutes=1)
     when = _stamp[0]

@@ -112,9 +112,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(conf: dict) -> tuple[object, dict[str, str], Path]:
-    from isaaclab_pipeline.cli import _dag, output_location
     from isaaclab_pipeline.config import job_uuid
     from isaaclab_pipeline.storage import local_path
+    from isaaclab_tools.cli import _dag, output_location
 
     run = _dag().test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from isaaclab_pipeline.cli import episode_step_limit, report
+from isaaclab_tools.cli import episode_step_limit, report
 
 ENV_PARAMS = """\
 decimation: 2

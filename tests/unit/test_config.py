@@ -127,10 +127,10 @@ def test_configuration_doc_matches_the_schema() -> None:
     """docs/configuration.md carries the generated field table; regenerate it when the schema changes."""
     from pathlib import Path
 
-    from isaaclab_pipeline.schema_docs import render_fields
+    from isaaclab_tools.schema_docs import render_fields
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    assert render_fields() in doc, "run: python -m isaaclab_pipeline.schema_docs --write docs/configuration.md"
+    assert render_fields() in doc, "run: python -m isaaclab_tools.schema_docs --write docs/configuration.md"
 
 
 # Robustness: whatever JSON arrives, only ConfigValidationError, every problem named by field

@@ -124,16 +124,20 @@ class HttpApi:
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8080``.
-        jwt: a token from ``/auth/token``; None fetches one with ``GET /auth/token`` (all-admins mode).
+        jwt: a token from ``/auth/token``; None fetches one: ``POST /auth/token`` with ``credentials``, else
+            ``GET /auth/token`` (all-admins mode).
         timeout_s: per-request timeout.
+        credentials: (username, password) for ``POST /auth/token``.
     """
 
     sleep: Callable[[float], Any] = staticmethod(time.sleep)
 
-    def __init__(self, base_url: str, jwt: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, jwt: str | None = None, timeout_s: float = 10.0,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.jwt = jwt
         self.timeout_s = timeout_s
+        self.credentials = credentials
 
     def _request(self, method: str, url: str, body: Any = None, auth: bool = True) -> ApiResponse:
         headers = {"Accept": "application/json"}
@@ -163,10 +167,16 @@ class HttpApi:
 
     def _jwt(self) -> str:
         if self.jwt is None:
-            resp = self._request("GET", f"{self.base_url}/auth/token", auth=False)
-            if not resp.ok or not isinstance(resp.data, dict):
-                raise RuntimeError(f"GET /auth/token answered HTTP {resp.status}: {resp.detail()}; "
-                                   "pass a JWT (AIRFLOW_API_TOKEN) for a server with logins")
+            if self.credentials:
+                user, password = self.credentials
+                resp = self._request("POST", f"{self.base_url}/auth/token",
+                                     {"username": user, "password": password}, auth=False)
+            else:
+                resp = self._request("GET", f"{self.base_url}/auth/token", auth=False)
+            if not resp.ok or not isinstance(resp.data, dict) or "access_token" not in resp.data:
+                raise RuntimeError(f"{self.base_url}/auth/token answered HTTP {resp.status}: {resp.detail()}; "
+                                   "pass a JWT (AIRFLOW_API_TOKEN), or a username and password, for a server "
+                                   "with logins")
             self.jwt = resp.data["access_token"]
         return self.jwt
 

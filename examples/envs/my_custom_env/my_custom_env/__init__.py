@@ -1,8 +1,7 @@
 """Registers ``MyCustom-Robot-v0`` on import, as the user guide's step 3 does (no entry point)."""
 
-import gymnasium as gym
-
 import agents
+import gymnasium as gym
 
 gym.register(
     id="MyCustom-Robot-v0",

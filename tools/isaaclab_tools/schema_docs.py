@@ -1,4 +1,4 @@
-"""Render the conf schema as the field table of docs/configuration.md (``python -m isaaclab_pipeline.schema_docs``).
+"""Render the conf schema as the field table of docs/configuration.md (``python -m isaaclab_tools.schema_docs``).
 
 A test checks that the doc holds exactly this table, so the docs cannot drift from the schema.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from isaaclab_pipeline.config import load_schema
 
-BEGIN = "<!-- BEGIN GENERATED FIELDS (python -m isaaclab_pipeline.schema_docs) -->"
+BEGIN = "<!-- BEGIN GENERATED FIELDS (python -m isaaclab_tools.schema_docs) -->"
 END = "<!-- END GENERATED FIELDS -->"
 
 
@@ -59,7 +59,7 @@ def write_fields(doc: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["--write"]:  # python -m isaaclab_pipeline.schema_docs --write docs/configuration.md
+    if sys.argv[1:2] == ["--write"]:  # python -m isaaclab_tools.schema_docs --write docs/configuration.md
         write_fields(Path(sys.argv[2]))
     else:
         print(render_fields())

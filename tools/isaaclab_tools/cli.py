@@ -1,11 +1,11 @@
 """Command line of the pipeline: run the DAG locally on a conf, or run the demo.
 
-    python -m isaaclab_pipeline.cli run --conf conf.json     # what `make run CONF=...` calls
-    python -m isaaclab_pipeline.cli demo                      # what `make demo` calls
-    python -m isaaclab_pipeline.cli demo-eval                 # what `make demo-eval` calls: demo + evaluation
-    python -m isaaclab_pipeline.cli list-tasks [--package P]  # the Isaac Lab environment's task ids
-    python -m isaaclab_pipeline.cli trigger --conf conf.json [--airflow-url URL | --mwaa-env NAME]
-    python -m isaaclab_pipeline.cli status RUN_ID [--airflow-url URL | --mwaa-env NAME]
+    python -m isaaclab_tools.cli run --conf conf.json     # what `make run CONF=...` calls
+    python -m isaaclab_tools.cli demo                      # what `make demo` calls
+    python -m isaaclab_tools.cli demo-eval                 # what `make demo-eval` calls: demo + evaluation
+    python -m isaaclab_tools.cli list-tasks [--package P]  # the Isaac Lab environment's task ids
+    python -m isaaclab_tools.cli trigger --conf conf.json [--airflow-url URL | --mwaa-env NAME]
+    python -m isaaclab_tools.cli status RUN_ID [--airflow-url URL | --mwaa-env NAME]
 
 ``${VAR}`` in a conf file is expanded from the environment (e.g. ``${ISAACLAB_PIPELINE_HOME}``), so example
 confs work on any machine.
@@ -204,7 +204,7 @@ def list_tasks(package: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the command."""
-    parser = argparse.ArgumentParser(prog="isaaclab_pipeline.cli", description=__doc__,
+    parser = argparse.ArgumentParser(prog="isaaclab_tools.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the DAG on a conf file (local paths or file:// URIs)")
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     # trigger/status go through Airflow's REST API (a running api-server or MWAA): docs/triggering.md
     trig = sub.add_parser("trigger", help="trigger the DAG on a conf through the REST API; print run id and link")
     trig.add_argument("--conf", type=Path, required=True)
-    trig.add_argument("--run-id", default=None, help="the DAG run id (default: Airflow picks one)")
+    trig.add_argument("--run-id", default=None, help="the DAG run id (default: cli__<time>_<hex>)")
     stat = sub.add_parser("status", help="print a run's state and each step's")
     stat.add_argument("run_id")
     for p in (trig, stat):
@@ -227,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         where.add_argument("--mwaa-env", help="MWAA environment name (mwaa:InvokeRestApi)")
     args = parser.parse_args(argv)
     if args.command in ("trigger", "status"):
-        from isaaclab_pipeline import trigger_cli
+        from isaaclab_tools import rest
 
         if args.command == "trigger":
-            return trigger_cli.cmd_trigger(load_conf(args.conf), args.airflow_url, args.mwaa_env, args.run_id)
-        return trigger_cli.cmd_status(args.run_id, args.airflow_url, args.mwaa_env)
+            return rest.cmd_trigger(load_conf(args.conf), args.airflow_url, args.mwaa_env, args.run_id)
+        return rest.cmd_status(args.run_id, args.airflow_url, args.mwaa_env)
     os.environ.setdefault("ISAACLAB_PIPELINE_HOME", str(pipeline_home()))
 
     if args.command == "run":
