@@ -208,3 +208,25 @@ def test_container_instance_arn_names_the_compute_environment() -> None:
                                                 "isaaclab-training-spot")
     assert cost.compute_environment_of("arn:aws:ecs:us-east-1:1:container-instance/7f1e2d3c") == (None, None)
     assert cost.compute_environment_of(None) == (None, None)
+
+
+def test_vams_success_output_carries_the_cost(tmp_path: Path) -> None:
+    from isaaclab_pipeline.config import job_uuid
+    from isaaclab_pipeline.vams.callbacks import success_output
+
+    run_id = "vams__cost"
+    out = tmp_path / job_uuid("isaac-lab-training", run_id)
+    out.mkdir()
+    doc = cost.batch_cost(described("multi-node"), PRICES, facts=cost.InstanceFacts(FakeEcs("g6.12xlarge")))
+    (out / "cost.json").write_text(json.dumps(doc))
+    (out / "summary.json").write_text(json.dumps({"best_mean_reward": {"value": 3.5, "step": 3}, "tags": {}}))
+    conf = {"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct"}, "outputS3Path": str(tmp_path),
+            "vams": {"callback": True}}
+    output = success_output(conf, "isaac-lab-training", run_id)
+    assert output["metrics"] == {"bestMeanReward": 3.5, "bestMeanRewardStep": 3}
+    assert output["cost"] == {"backend": "batch", "wallSeconds": 3600.0, "gpuSeconds": 28800.0,
+                              "instanceType": "g6.12xlarge", "capacity": "on-demand", "numNodes": 2,
+                              "estimatedCostUsd": usd(9.2032), "estimatedCostOnDemandUsd": usd(9.2032),
+                              "estimatedCostSpotUsd": usd(2 * 1.90), "live": False}
+    (out / "cost.json").unlink()  # a run published before cost.json existed: no cost, nothing else changes
+    assert "cost" not in success_output(conf, "isaac-lab-training", run_id)

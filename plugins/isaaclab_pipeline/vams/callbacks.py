@@ -135,16 +135,17 @@ def report_success(run_id: str, output: Mapping[str, Any]) -> bool:
 
 
 def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
-    """The small JSON VAMS receives on success: status, output location, job UUID and headline metrics.
+    """The small JSON VAMS receives on success: status, output location, job UUID, headline metrics and cost.
 
-    :param conf: the run's conf (raw; it is normalized here).
+    :param conf: the run's conf (raw, either shape; it is normalized here).
     """
-    from isaaclab_pipeline import storage
-    from isaaclab_pipeline.config import apply_deployment, job_uuid, validate_conf
+    from isaaclab_pipeline import cost, storage
+    from isaaclab_pipeline.config import apply_deployment, job_uuid
+    from isaaclab_pipeline.form import normalize
     from isaaclab_pipeline.settings import PipelineSettings
 
     settings = PipelineSettings.load()
-    normalized = apply_deployment(validate_conf(conf), default_output_uri=settings.default_output_uri,
+    normalized = apply_deployment(normalize(conf), default_output_uri=settings.default_output_uri,
                                   max_nodes=settings.max_nodes)
     job_id = job_uuid(dag_id, run_id)
     out_uri = storage.join(normalized["outputS3Path"], job_id)
@@ -153,9 +154,13 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[st
                               "mode": tc["mode"], "task": tc["task"], "rlLibrary": tc["rlLibrary"],
                               "outputS3Path": out_uri + "/", "manifest": storage.join(out_uri, "manifest.json")}
     conn_id = get_setting("aws_conn_id", "aws_default") or "aws_default"
-    raw = storage.for_uri(out_uri, conn_id).read_bytes(storage.join(out_uri, "summary.json"))
+    store = storage.for_uri(out_uri, conn_id)
+    raw = store.read_bytes(storage.join(out_uri, "summary.json"))
     if raw:
         output["metrics"] = headline_metrics(json.loads(raw))
+    raw = store.read_bytes(storage.join(out_uri, cost.COST_NAME))  # GPU-seconds, estimated USD (Batch); wall time
+    if raw:
+        output["cost"] = cost.summary(json.loads(raw))
     return output
 
 
