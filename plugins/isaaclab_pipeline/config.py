@@ -340,9 +340,15 @@ def validate_conf(raw: Any) -> dict[str, Any]:
 def _validate(raw: Any) -> dict[str, Any]:
     import jsonschema  # light, but only needed when validating
 
+    from isaaclab_pipeline import overrides, sweep
+
     schema = load_schema()
     conf = apply_defaults(unwrap(raw))
-    early = {**_strict_type_problems(conf, schema), **_control_problems(conf)}
+    tc = conf.get("trainingConfig")
+    override_problems, canonical = ({}, []) if not isinstance(tc, dict) or "overrides" not in tc else (
+        overrides.problems(tc["overrides"], "trainingConfig.overrides"))
+    early = {**_strict_type_problems(conf, schema), **override_problems, **sweep.problems(conf, _key),
+             **_control_problems(conf)}
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(conf), key=lambda e: [str(p) for p in e.absolute_path])
     problems = list(early.values())
@@ -354,17 +360,21 @@ def _validate(raw: Any) -> dict[str, Any]:
         problems = _semantic_problems(conf)
     if problems:
         raise ConfigValidationError(problems)
-    if conf["trainingConfig"].get("seed") is None:  # the guide's default: drawn once, then recorded
-        conf["trainingConfig"]["seed"] = secrets.randbelow(2**31)
+    if "overrides" in conf["trainingConfig"]:
+        conf["trainingConfig"]["overrides"] = canonical  # the text the job gets and training-config.json records
+    if conf["trainingConfig"].get("seed") is None and not (conf.get("sweep") or {}).get("seeds"):
+        conf["trainingConfig"]["seed"] = secrets.randbelow(2**31)  # the guide's default: drawn once, then recorded
     return conf
 
 
-def apply_deployment(conf: Mapping[str, Any], *, default_output_uri: str, max_nodes: int) -> dict[str, Any]:
+def apply_deployment(conf: Mapping[str, Any], *, default_output_uri: str, max_nodes: int,
+                     max_trials: int | None = None) -> dict[str, Any]:
     """Fill and check what depends on the deployment, not on the conf alone.
 
     :param conf: a conf ``validate_conf`` returned.
     :param default_output_uri: where outputs go when the conf has no ``outputS3Path`` ("" if none is set).
     :param max_nodes: the most nodes the compute backend runs one job on (the local backend: 1).
+    :param max_trials: the most trials one sweep may run (Variable ``isaaclab_max_trials``; None: no cap).
     :return: the conf with ``outputS3Path`` filled.
     :raises ConfigValidationError: naming the field and the fix.
     """
@@ -381,6 +391,15 @@ def apply_deployment(conf: Mapping[str, Any], *, default_output_uri: str, max_no
         problems.append(f"computeConfig.numNodes: {nodes} nodes, but this deployment's compute backend runs a job "
                         f"on at most {max_nodes} (the local backend runs one node); set numNodes to {max_nodes} "
                         "or run it on the AWS Batch backend")
+    if max_trials is not None and isinstance(out.get("sweep"), Mapping):
+        from isaaclab_pipeline import sweep
+
+        trials = sweep.count(out)
+        if trials > max_trials:
+            seeds = len(out["sweep"].get("seeds") or [None])
+            problems.append(f"sweep: {trials} trials ({trials // seeds} setting(s) x {seeds} seed(s)), but this "
+                            f"deployment runs at most {max_trials} per sweep (Variable isaaclab_max_trials); drop "
+                            "seeds or grid values, or split the sweep")
     if problems:
         raise ConfigValidationError(problems)
     return out

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # .tar.gz covers both a tarred project folder (the seed's `tar -czf`) and an sdist (`python -m build --sdist`)
 PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-# written by `python -m isaaclab_pipeline.cli list-tasks` from the Isaac Lab environment (the image's task list)
+# written by `python -m isaaclab_tools.cli list-tasks` from the Isaac Lab environment (the image's task list)
 KNOWN_TASKS_ENV = "ISAACLAB_KNOWN_TASKS"
 KNOWN_TASKS_NAME = "known-tasks.json"
 MAX_ASSET_FILES = 20_000  # an asset is a package and some checkpoints, not a disk (a conf naming '/')
@@ -36,6 +36,8 @@ class ResolveError(AirflowFailException, ValueError):
 def check_uris(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings) -> None:
     """Before anything is read: the deployment's URI policy (config.uri_policy_problems), then the output location
     written and deleted once (a probe), so an unwritable output fails here, not after training.
+
+    :param job_id: the folder under ``outputS3Path`` the run publishes to (a sweep trial: ``<uuid>/trials/<id>``).
 
     :raises ResolveError: listing every URI the policy refuses, or naming the unwritable output.
     :raises Exception: a transient store error (throttling, 5xx, timeout) as it is: the step retries.
@@ -153,18 +155,20 @@ def check_task(task: str, has_package: bool, known: tuple[set[str], dict[str, st
     close = difflib.get_close_matches(task, sorted(ids), n=5, cutoff=0.5) or ["none"]
     raise ResolveError(f"trainingConfig.task: {task!r} is not registered in the Isaac Lab image and no env package "
                        f"was given (closest: {', '.join(close)}); fix the id, or point inputS3AssetFilePath at the "
-                       "env package that registers it (`python -m isaaclab_pipeline.cli list-tasks` lists them)")
+                       "env package that registers it (`python -m isaaclab_tools.cli list-tasks` lists them)")
 
 
-def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings) -> JobSpec:
+def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings,
+                   output_key: str | None = None) -> JobSpec:
     """Resolve the conf against the asset and the deployment settings into a JobSpec.
 
     :param conf: the normalized conf from ``validate_config``.
     :param job_id: the run's job UUID.
     :param settings: deployment settings (staging location, device, overrides).
+    :param output_key: where under ``outputS3Path`` the run publishes (default: ``job_id``).
     :raises ResolveError: if the package or checkpoint cannot be found, or a URI is not allowed or not writable.
     """
-    check_uris(conf, job_id, settings)
+    check_uris(conf, output_key or job_id, settings)
     tc = conf["trainingConfig"]
     asset_uri = conf.get("inputS3AssetFilePath")
     package = checkpoint = root = None
@@ -212,6 +216,43 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         staging_uri=storage.join(settings.staging_uri, job_id),
         device=settings.device,
         num_nodes=conf["computeConfig"]["numNodes"],
-        overrides=list(settings.overrides),
+        overrides=job_overrides(tc, settings),
         cache_uri=settings.cache_uri or None,
     )
+
+
+def job_overrides(tc: Mapping[str, Any], settings: PipelineSettings) -> list[str]:
+    """The deployment's overrides, then the conf's (canonical since validate_config), so the conf's win: the runner
+    passes them last, after its own, on every backend and library."""
+    return list(settings.overrides) + list(tc.get("overrides") or [])
+
+
+def build_trial_specs(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings) -> list[dict[str, Any]]:
+    """One JobSpec per trial of the conf (``sweep.expand``): the asset is resolved and the output probed once.
+
+    :param conf: the normalized conf from ``validate_config``.
+    :param job_id: the run's job UUID (a sweep's UUID).
+    :return: ``[{"job_spec": <JobSpec JSON>, "trial": <trial, with outputUri>}]``, the mapped trials' kwargs.
+    :raises ResolveError: as :func:`build_job_spec`.
+    """
+    import dataclasses
+
+    from isaaclab_pipeline.sweep import expand
+
+    trials = expand(conf, job_id)
+    out = []
+    first: JobSpec | None = None
+    for trial in trials:
+        key = job_id if trial["trialId"] is None else f"{job_id}/trials/{trial['trialId']}"
+        tc = trial["conf"]["trainingConfig"]
+        if first is None:
+            spec = first = build_job_spec(trial["conf"], trial["jobId"], settings, output_key=key)
+        else:
+            spec = dataclasses.replace(first, job_id=trial["jobId"], seed=tc["seed"],
+                                       overrides=job_overrides(tc, settings),
+                                       staging_uri=storage.join(settings.staging_uri, trial["jobId"]))
+        trial = {**trial, "outputUri": storage.join(conf["outputS3Path"], key)}
+        out.append({"job_spec": spec.to_json_dict(), "trial": trial})
+    if len(out) > 1:
+        log.info("Sweep %s: %d trials, %d job(s) at once at most", job_id, len(out), settings.max_concurrent_jobs)
+    return out

@@ -127,6 +127,12 @@ class PipelineSettings:
     allowed_uri_prefixes: tuple[str, ...] = ()
     # where jobs share Warp's kernel cache and built env-package wheels (s3:// on Batch; "" = no cache)
     cache_uri: str = ""
+    # sweeps (docs/experiments.md): trials one conf may ask for, and jobs of one sweep running at once
+    max_trials: int = 16
+    max_concurrent_jobs: int = 1
+    # MLflow tracking, off unless a tracking URI is set (mlflow is then imported; docs/experiments.md)
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = "isaac-lab-training"
 
     @property
     def max_nodes(self) -> int:
@@ -163,6 +169,11 @@ class PipelineSettings:
             or (str(pipeline_home() / "outputs") if backend == "local" else ""),
             allowed_uri_prefixes=parse_uri_prefixes(get_setting("allowed_uri_prefixes", "") or ""),
             cache_uri=get_setting("cache_uri") or (str(pipeline_home() / "cache") if backend == "local" else ""),
+            max_trials=_positive_int("max_trials", 16),
+            # one job at a time on a workstation (a CPU or one GPU); Batch queues what its compute environment can't run
+            max_concurrent_jobs=_positive_int("max_concurrent_jobs", 1 if backend == "local" else 4),
+            mlflow_tracking_uri=(get_setting("mlflow_tracking_uri", "") or "").strip(),
+            mlflow_experiment=(get_setting("mlflow_experiment", "") or "").strip() or "isaac-lab-training",
         )
 
 
