@@ -71,12 +71,16 @@ def isaac_lab_training() -> None:
         return build_job_spec(validated["conf"], validated["jobId"], PipelineSettings.load()).to_json_dict()
 
     @task
-    def convert_tensorboard_logs(job_spec: dict[str, Any]) -> dict[str, Any]:
-        """Convert the run's TensorBoard events to metrics.csv, summary.json and reward_curve.png."""
+    def convert_tensorboard_logs(job_spec: dict[str, Any], job_handle: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Convert the run's TensorBoard events to metrics.csv, summary.json and reward_curve.png; record the job's
+        cost (cost.json, published beside them; never fails the step)."""
         from isaaclab_pipeline.convert import convert_staged_run
+        from isaaclab_pipeline.cost import record_cost
         from isaaclab_pipeline.settings import PipelineSettings
 
-        return convert_staged_run(job_spec["stagingUri"], PipelineSettings.load().aws_conn_id)
+        aws_conn_id = PipelineSettings.load().aws_conn_id
+        record_cost(job_handle, job_spec["stagingUri"], aws_conn_id)
+        return convert_staged_run(job_spec["stagingUri"], aws_conn_id)
 
     @task
     def publish_outputs(validated: dict[str, Any], job_spec: dict[str, Any], _metrics: dict[str, Any]) -> dict:
@@ -97,7 +101,7 @@ def isaac_lab_training() -> None:
         progress_callback=vams.on_job_progress,  # a VAMS heartbeat; a no-op for runs VAMS did not start
         execution_timeout=timedelta(hours=24),
     )
-    metrics = convert_tensorboard_logs(job_spec)
+    metrics = convert_tensorboard_logs(job_spec, handle.output)
     waited >> metrics
     publish_outputs(validated, job_spec, metrics)
 
