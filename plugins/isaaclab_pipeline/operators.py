@@ -159,15 +159,18 @@ class WaitForIsaacLabJobOperator(BaseOperator):
 def running_siblings(context: Any, backend: ComputeBackend) -> list[str]:
     """The job ids of this mapped task's other instances (a sweep's other trials) whose jobs are not over.
 
-    Their handles are the other map indexes' XComs (none yet: not submitted); the backend says whether each job
+    Their handles are the XComs of the map indexes that succeeded (submitted); the backend says whether each job
     still runs. A job whose status cannot be read counts as running. An unmapped task has no siblings.
     """
     ti = context.get("ti")
     map_index = getattr(ti, "map_index", -1)
     if ti is None or map_index is None or map_index < 0:
         return []
-    count = ti.get_ti_count(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id])
-    others = [i for i in range(count) if i != map_index]
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(ti.run_id, {})
+    prefix = f"{ti.task_id}_"
+    others = sorted(int(name[len(prefix):]) for name, state in states.items()
+                    if name.startswith(prefix) and name[len(prefix):].isdigit() and str(state) == "success"
+                    and int(name[len(prefix):]) != map_index)  # submitted: their handle is in XCom
     if not others:
         return []
     running = []

@@ -211,17 +211,20 @@ def _run_dir(store: storage.Storage, staging_uri: str, staged: Mapping[str, stor
 
 
 def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any], job_id: str,
-                    aws_conn_id: str = "aws_default") -> dict[str, Any]:
+                    aws_conn_id: str = "aws_default", *, out_uri: str | None = None,
+                    trial: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Copy the staged job to ``{output_root}/{job_id}/`` and write manifest.json last.
 
     Re-running gives the same files and the same manifest (no timestamps in it), so the step is retryable. A
     manifest left by an earlier publish is removed first, and what this call uploaded is removed again if it
     fails, so the output folder never holds files without a manifest that lists them.
 
+    :param out_uri: publish here instead (a sweep's trial: ``{output}/{sweep uuid}/trials/{trial id}``).
+    :param trial: a sweep trial's facts (sweep id, trial id, setting, seed), recorded in training-config.json.
     :return: the output URI, the number of files published and the number of refused staged keys.
     """
     src = storage.for_uri(staging_uri, aws_conn_id)
-    out_uri = storage.join(output_root, job_id)
+    out_uri = out_uri or storage.join(output_root, job_id)
     dst = storage.for_uri(out_uri, aws_conn_id)
     manifest_uri = storage.join(out_uri, "manifest.json")
     entries = []
@@ -239,7 +242,8 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
         for name, rel in layout.files.items():
             files[name] = src.download(staged[rel].uri, storage.safe_target(files_dir, name))
         config = files_dir / "training-config.json"
-        config.write_text(json.dumps({"jobId": job_id, **redact(conf)}, indent=2, sort_keys=True) + "\n")
+        config.write_text(json.dumps({"jobId": job_id, **({"trial": dict(trial)} if trial else {}), **redact(conf)},
+                                     indent=2, sort_keys=True) + "\n")
         files["training-config.json"] = config
         if dst.read_bytes(manifest_uri) is not None:
             dst.delete(manifest_uri)  # the old manifest must not vouch for files being replaced

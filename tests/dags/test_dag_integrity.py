@@ -24,7 +24,9 @@ def dag():
 
 
 def test_five_steps_in_order(dag) -> None:
-    assert {t.task_id for t in dag.tasks} == set(STEPS)
+    assert {t.task_id for t in dag.tasks} == set(STEPS) | {"compare_trials"}  # a sweep's report (a teardown)
+    assert dag.get_task("compare_trials").is_teardown and "publish_outputs" in dag.get_task(
+        "compare_trials").upstream_task_ids
     for upstream, downstream in zip(STEPS, STEPS[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids or upstream in (
             dag.get_task(downstream).upstream_task_ids), f"{upstream} → {downstream}"

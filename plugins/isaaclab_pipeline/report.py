@@ -1,0 +1,286 @@
+"""The sweep's comparison report, written under ``{output}/{sweep uuid}/`` once every trial is over.
+
+- ``trials.csv``: one row per trial: id, setting, overrides, seed, status (and the step that failed, why), final and
+  best mean reward, final episode length, training wall time, job UUID, output URI;
+- ``summary.json``: per setting, across its seeds: the final mean reward's mean, standard deviation and 95%
+  confidence interval (Student's t), the best mean reward and episode length means; the best setting (highest mean
+  final reward); the failed trials;
+- ``comparison.png``: the mean reward curve of each setting (mean across seeds) with a band from the lowest to the
+  highest seed.
+
+Training trials read their published ``metrics.csv`` (``Train/mean_reward``, ``Train/mean_episode_length``);
+evaluation trials their published ``summary.json`` (return, length, success rate), aggregated the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import statistics
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from isaaclab_pipeline import storage
+
+log = logging.getLogger(__name__)
+
+STEPS = ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outputs")
+REWARD_TAG = "Train/mean_reward"
+LENGTH_TAG = "Train/mean_episode_length"
+COLUMNS = ("trial_id", "setting", "overrides", "seed", "status", "failed_step", "reason", "final_mean_reward",
+           "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "job_id",
+           "output_uri", "mlflow_run_id")
+# Student's t, two-sided 95% (0.975 quantile), by degrees of freedom; 1.96 beyond the table
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1)."""
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and 95% confidence interval of the mean (t-based) of ``values``.
+
+    One value has no interval (``ci95`` null); none gives a null mean.
+    """
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    out: dict[str, Any] = {"n": len(vals), "mean": None, "std": None, "ci95": None, "values": vals}
+    if not vals:
+        return out
+    out["mean"] = statistics.fmean(vals)
+    if len(vals) > 1:
+        std = statistics.stdev(vals)
+        half = t975(len(vals) - 1) * std / math.sqrt(len(vals))
+        out.update(std=std, ci95=[out["mean"] - half, out["mean"] + half])
+    return out
+
+
+def trial_states(task_states: Mapping[str, Any], count: int) -> list[dict[str, str | None]]:
+    """Per trial (map index), the state of each mapped step, from ``get_task_states``' ``{"<task>_<i>": state}``."""
+    out: list[dict[str, str | None]] = [dict.fromkeys(STEPS) for _ in range(count)]
+    for name, state in task_states.items():
+        task, _, index = str(name).rpartition("_")
+        if task in STEPS and index.isdigit() and int(index) < count:
+            out[int(index)][task] = None if state is None else str(state)
+    return out
+
+
+def status_of(states: Mapping[str, str | None] | None, published: bool) -> tuple[str, str]:
+    """(status, failed step) of a trial: succeeded once published; else the first step that failed (or did not
+    succeed). Without task states, whether its manifest was published decides."""
+    if published and (not states or states.get("publish_outputs") in (None, "success")):
+        return "succeeded", ""
+    if not states:
+        return "failed", ""
+    for step in STEPS:
+        if states.get(step) == "failed":
+            return "failed", step
+    for step in STEPS:
+        if states.get(step) != "success":
+            return "failed", step
+    return "failed", "publish_outputs"
+
+
+def _read_text(uri: str, aws_conn_id: str | None) -> str | None:
+    try:
+        data = storage.for_uri(uri, aws_conn_id).read_bytes(uri)
+    except Exception as exc:  # a report never fails on one unreadable file
+        log.warning("could not read %s: %s", uri, exc)
+        return None
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def read_curves(metrics_csv: str) -> dict[str, Any]:
+    """Reward and episode-length series, and the training wall time, from a published ``metrics.csv``."""
+    reward: list[tuple[int, float]] = []
+    length: list[tuple[int, float]] = []
+    times: list[float] = []
+    for row in csv.DictReader(io.StringIO(metrics_csv)):
+        step = _float(row.get("step"))
+        if step is None:
+            continue
+        if (r := _float(row.get(REWARD_TAG))) is not None:
+            reward.append((int(step), r))
+            if (t := _float(row.get("wall_time"))) is not None:
+                times.append(t)
+        if (n := _float(row.get(LENGTH_TAG))) is not None:
+            length.append((int(step), n))
+    return {"reward": sorted(reward), "length": sorted(length),
+            "wallTimeS": round(max(times) - min(times), 3) if len(times) > 1 else None}
+
+
+def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, aws_conn_id: str | None,
+              mlflow_run_id: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """One trial's row of trials.csv, and its reward curve (``[(step, value)]``) for the plot."""
+    trial, spec = item["trial"], item["job_spec"]
+    out_uri = trial["outputUri"]
+    published = _read_text(storage.join(out_uri, "manifest.json"), aws_conn_id) is not None
+    status, failed_step = status_of(states, published)
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, "")
+    row.update(trial_id=trial.get("trialId") or "", setting=trial.get("settingLabel", ""),
+               overrides=" ".join(trial["conf"]["trainingConfig"].get("overrides") or []), seed=trial.get("seed"),
+               status=status, failed_step=failed_step, job_id=trial["jobId"], output_uri=out_uri,
+               mlflow_run_id=mlflow_run_id)
+    curves: dict[str, Any] = {"reward": [], "length": []}
+    if status != "succeeded":
+        result = _read_text(storage.join(spec["stagingUri"], "result.json"), aws_conn_id)
+        try:
+            row["reason"] = (json.loads(result) or {}).get("error", "") if result else ""
+        except ValueError:
+            row["reason"] = ""
+        row["reason"] = row["reason"] or (f"{failed_step} did not succeed" if failed_step else "not published")
+        return row, curves
+    metrics = _read_text(storage.join(out_uri, "metrics.csv"), aws_conn_id)
+    if metrics:
+        curves = read_curves(metrics)
+        if curves["reward"]:
+            row["final_mean_reward"] = curves["reward"][-1][1]
+            row["best_mean_reward"] = max(v for _, v in curves["reward"])
+            row["iterations"] = curves["reward"][-1][0] + 1
+        if curves["length"]:
+            row["final_episode_length"] = curves["length"][-1][1]
+        row["wall_time_s"] = curves["wallTimeS"] or ""
+    summary_text = _read_text(storage.join(out_uri, "summary.json"), aws_conn_id)
+    summary = json.loads(summary_text) if summary_text else {}
+    if isinstance(summary.get("return"), Mapping):  # an evaluation: its episode statistics
+        row["final_mean_reward"] = row["best_mean_reward"] = summary["return"].get("mean")
+        if isinstance(summary.get("length"), Mapping):
+            row["final_episode_length"] = summary["length"].get("mean")
+        row["success_rate"] = summary.get("successRate") if summary.get("successRate") is not None else ""
+        config = _read_text(storage.join(out_uri, "evaluation-config.json"), aws_conn_id)
+        row["wall_time_s"] = (json.loads(config).get("wallTimeS") if config else None) or ""
+    return row, curves
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``summary.json`` document: per setting, the across-seed statistics; the best setting."""
+    by_setting: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_setting.setdefault(row["setting"], []).append(row)
+    settings = []
+    for label, group in by_setting.items():
+        ok = [r for r in group if r["status"] == "succeeded"]
+
+        def values(column: str, ok: list[Mapping[str, Any]] = ok) -> list[float]:
+            return [float(r[column]) for r in ok if r[column] not in ("", None)]
+
+        entry = {"setting": label, "trials": [r["trial_id"] for r in group], "succeeded": len(ok),
+                 "failed": [r["trial_id"] for r in group if r["status"] != "succeeded"],
+                 "seeds": [r["seed"] for r in ok],
+                 "finalMeanReward": interval(values("final_mean_reward")),
+                 "bestMeanReward": interval(values("best_mean_reward")),
+                 "finalEpisodeLength": interval(values("final_episode_length"))}
+        if any(r["success_rate"] not in ("", None) for r in ok):
+            entry["successRate"] = interval(values("success_rate"))
+        settings.append(entry)
+    ranked = [s for s in settings if s["finalMeanReward"]["mean"] is not None]
+    best = max(ranked, key=lambda s: s["finalMeanReward"]["mean"]) if ranked else None
+    return {
+        "sweepId": sweep_id,
+        "mode": conf.get("trainingConfig", {}).get("mode", "train"),
+        "task": conf.get("trainingConfig", {}).get("task"),
+        "sweep": conf.get("sweep"),
+        "metric": "final mean reward (Train/mean_reward at the last iteration; evaluations: mean return)",
+        "confidence": "95% confidence interval of the mean across seeds (Student's t); null with one seed",
+        "trials": len(rows),
+        "succeeded": sum(r["status"] == "succeeded" for r in rows),
+        "failed": [{"trialId": r["trial_id"], "step": r["failed_step"], "reason": r["reason"]}
+                   for r in rows if r["status"] != "succeeded"],
+        "settings": settings,
+        "best": None if best is None else {"setting": best["setting"], "finalMeanReward": best["finalMeanReward"]},
+    }
+
+
+def plot_comparison(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], path: Path, title: str) -> bool:
+    """Mean reward per setting against the iteration, with a band from the lowest to the highest seed.
+
+    :param curves: setting label -> the reward curves of its succeeded trials.
+    :return: False (and no file) when no setting has a curve.
+    """
+    drawn = {label: [c for c in cs if c] for label, cs in curves.items()}
+    drawn = {label: cs for label, cs in drawn.items() if cs}
+    if not drawn:
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for label, cs in drawn.items():
+        steps = sorted(set().union(*({s for s, _ in c} for c in cs)))
+        maps = [dict(c) for c in cs]
+        mean, low, high, xs = [], [], [], []
+        for step in steps:
+            vals = [m[step] for m in maps if step in m]
+            if vals:
+                xs.append(step)
+                mean.append(statistics.fmean(vals))
+                low.append(min(vals))
+                high.append(max(vals))
+        (line,) = ax.plot(xs, mean, linewidth=1.5, label=f"{label} (n={len(cs)})")
+        if len(cs) > 1:
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("mean reward (band: lowest to highest seed)")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.savefig(path, format="png", dpi=100)
+    return True
+
+
+def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping[str, Any]],
+                 task_states: Mapping[str, Any] | None, aws_conn_id: str | None = "aws_default",
+                 mlflow_runs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write trials.csv, summary.json and comparison.png under ``{outputS3Path}/{sweep_id}/``.
+
+    :param conf: the sweep's normalized conf.
+    :param items: the trials as resolve_inputs returned them (``{"job_spec", "trial"}``), in map-index order.
+    :param task_states: ``{"<task>_<map index>": state}`` of this run (None: decided from the outputs alone).
+    :param mlflow_runs: job UUID -> MLflow run id of the trials tracked.
+    :return: the report's URI, its files and the summary document.
+    """
+    states = trial_states(task_states, len(items)) if task_states is not None else [None] * len(items)
+    rows, curves = [], {}
+    for item, st in zip(items, states, strict=True):
+        row, curve = trial_row(item, st, aws_conn_id, (mlflow_runs or {}).get(item["trial"]["jobId"], ""))
+        rows.append(row)
+        curves.setdefault(row["setting"], []).append(curve["reward"])
+    summary = summarize(rows, sweep_id, conf)
+    out_uri = storage.join(conf["outputS3Path"], sweep_id)
+    store = storage.for_uri(out_uri, aws_conn_id)
+    written = []
+    with tempfile.TemporaryDirectory(prefix="isaaclab-report-") as tmp:
+        folder = Path(tmp)
+        with (folder / "trials.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        title = f"{summary['task']}: {summary['succeeded']}/{len(rows)} trials, sweep {sweep_id}"
+        plot_comparison(curves, folder / "comparison.png", title)
+        for path in sorted(folder.iterdir()):
+            uri = storage.join(out_uri, path.name)
+            store.upload(path, uri)
+            written.append(path.name)
+    best = summary["best"]
+    log.info("Sweep %s: %d/%d trials succeeded; best setting %s (final mean reward %s); report under %s", sweep_id,
+             summary["succeeded"], len(rows), best and best["setting"], best and best["finalMeanReward"]["mean"],
+             out_uri)
+    return {"reportUri": out_uri, "files": written, "summary": summary}

@@ -1,0 +1,100 @@
+"""The sweep's comparison report: trials.csv rows, the across-seed statistics, the status of failed trials."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from isaaclab_pipeline import report
+
+SWEEP = "3f0c1a52-0d5e-5d1f-8a8e-1b2c3d4e5f60"
+
+
+def test_confidence_interval_uses_student_t() -> None:
+    got = report.interval([1.0, 2.0, 3.0])
+    half = 4.303 * 1.0 / math.sqrt(3)
+    assert got["n"] == 3 and got["mean"] == 2.0 and got["std"] == 1.0
+    assert got["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert report.interval([5.0])["ci95"] is None and report.interval([5.0])["mean"] == 5.0
+    assert report.interval([])["mean"] is None
+    assert report.t975(1) == 12.706 and report.t975(500) == 1.96
+
+
+def test_status_comes_from_the_first_step_that_failed() -> None:
+    ok = dict.fromkeys(report.STEPS, "success")
+    assert report.status_of(ok, published=True) == ("succeeded", "")
+    assert report.status_of({**ok, "wait_for_job": "failed", "convert_tensorboard_logs": "upstream_failed",
+                             "publish_outputs": "upstream_failed"}, published=False) == ("failed", "wait_for_job")
+    assert report.status_of(None, published=True) == ("succeeded", "")
+    assert report.status_of(None, published=False) == ("failed", "")
+    states = report.trial_states({"submit_job_0": "success", "wait_for_job_1": "failed", "other_0": "x"}, 2)
+    assert states[0]["submit_job"] == "success" and states[1]["wait_for_job"] == "failed"
+
+
+def _trial(root: Path, trial_id: str, setting: str, seed: int, rewards: list[float] | None) -> dict:
+    out = root / "outputs" / SWEEP / "trials" / trial_id
+    staging = root / "staging" / trial_id
+    staging.mkdir(parents=True)
+    if rewards is not None:
+        out.mkdir(parents=True)
+        lines = ["step,wall_time,Train/mean_episode_length,Train/mean_reward"]
+        lines += [f"{i},{100 + 2 * i},{10 * (i + 1)},{r}" for i, r in enumerate(rewards)]
+        (out / "metrics.csv").write_text("\n".join(lines) + "\n")
+        (out / "manifest.json").write_text(json.dumps({"files": [{"path": "metrics.csv"}]}))
+    else:
+        (staging / "result.json").write_text(json.dumps({"status": "failed", "error": "CUDA out of memory"}))
+    return {"job_spec": {"stagingUri": str(staging)},
+            "trial": {"trialId": trial_id, "jobId": f"job-{trial_id}", "seed": seed, "settingLabel": setting,
+                      "outputUri": str(out), "conf": {"trainingConfig": {"overrides": [setting]}}}}
+
+
+def test_report_files_rows_and_summary(tmp_path: Path) -> None:
+    a, b = "agent.algorithm.learning_rate=0.001", "agent.algorithm.learning_rate=0.0003"
+    items = [_trial(tmp_path, "s0-seed1", a, 1, [0.1, 1.0, 2.0]), _trial(tmp_path, "s0-seed2", a, 2, [0.2, 3.0, 4.0]),
+             _trial(tmp_path, "s1-seed1", b, 1, [0.1, 0.5, 1.0]), _trial(tmp_path, "s1-seed2", b, 2, None)]
+    ok = dict.fromkeys(report.STEPS, "success")
+    states = {f"{step}_{i}": ok[step] for i in range(3) for step in report.STEPS}
+    states.update({"submit_job_3": "success", "wait_for_job_3": "failed", "convert_tensorboard_logs_3":
+                   "upstream_failed", "publish_outputs_3": "upstream_failed"})
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"},
+            "sweep": {"seeds": [1, 2]}}
+    result = report.write_report(conf, SWEEP, items, states, None, {"job-s0-seed1": "run1"})
+    out = tmp_path / "outputs" / SWEEP
+    assert result["files"] == ["comparison.png", "summary.json", "trials.csv"]
+    with (out / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["trial_id"], r["status"], r["failed_step"]) for r in rows] == [
+        ("s0-seed1", "succeeded", ""), ("s0-seed2", "succeeded", ""), ("s1-seed1", "succeeded", ""),
+        ("s1-seed2", "failed", "wait_for_job")]
+    assert rows[0]["final_mean_reward"] == "2.0" and rows[1]["best_mean_reward"] == "4.0"
+    assert rows[0]["final_episode_length"] == "30.0" and rows[0]["wall_time_s"] == "4.0"
+    assert rows[0]["iterations"] == "3" and rows[0]["mlflow_run_id"] == "run1" and rows[0]["overrides"] == a
+    assert rows[3]["reason"] == "CUDA out of memory"
+    summary = json.loads((out / "summary.json").read_text())
+    first, second = summary["settings"]
+    assert first["setting"] == a and first["finalMeanReward"]["values"] == [2.0, 4.0]
+    assert first["finalMeanReward"]["ci95"] == pytest.approx([3.0 - 12.706 * math.sqrt(2) / math.sqrt(2),
+                                                              3.0 + 12.706])
+    assert second["failed"] == ["s1-seed2"] and second["finalMeanReward"]["n"] == 1
+    assert summary["best"]["setting"] == a and summary["succeeded"] == 3
+    assert summary["failed"] == [{"trialId": "s1-seed2", "step": "wait_for_job", "reason": "CUDA out of memory"}]
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluation_trials_aggregate_return_length_and_success(tmp_path: Path) -> None:
+    items = []
+    for seed, mean in ((1, 4.0), (2, 5.0)):
+        item = _trial(tmp_path, f"s0-seed{seed}", "(base)", seed, [])
+        out = Path(item["trial"]["outputUri"])
+        (out / "summary.json").write_text(json.dumps({"return": {"mean": mean}, "length": {"mean": 300.0},
+                                                      "successRate": 0.5}))
+        (out / "evaluation-config.json").write_text(json.dumps({"wallTimeS": 12.5}))
+        items.append(item)
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "evaluate"}}
+    result = report.write_report(conf, SWEEP, items, None, None)
+    [setting] = result["summary"]["settings"]
+    assert setting["finalMeanReward"]["mean"] == 4.5 and setting["successRate"]["mean"] == 0.5
+    assert setting["finalEpisodeLength"]["mean"] == 300.0
