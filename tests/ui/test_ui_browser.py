@@ -127,14 +127,15 @@ def write_finished_outputs(root: Path, job: str) -> Path:
     """What convert and publish leave for a 150-iteration training run (local backend)."""
     out = root / "outputs" / job
     out.mkdir(parents=True)
-    rewards = [round(-5 + 0.9 * i - 3 * math.exp(-i / 20), 3) for i in range(150)]
+    rewards = [round(135 * (1 - math.exp(-i / 35)) - 6 + 2 * math.sin(i / 3), 3) for i in range(150)]
     lines = ["step,wall_time,Train/mean_episode_length,Train/mean_reward"]
     lines += [f"{i},{1_796_000_000 + i},{10 + i / 2},{r}" for i, r in enumerate(rewards)]
     (out / "metrics.csv").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps({
         "tags": {"Train/mean_reward": {"last": rewards[-1], "min": min(rewards), "max": max(rewards),
                                        "count": 150, "last_step": 149}},
-        "best_mean_reward": {"value": max(rewards), "step": 149}, "steps": 150, "scalars": 300}))
+        "best_mean_reward": {"value": max(rewards), "step": rewards.index(max(rewards))}, "steps": 150,
+        "scalars": 300}))
     (out / "cost.json").write_text(json.dumps({"backend": "local", "wallSeconds": 412.5, "attempts": 1,
                                                "gpuSeconds": None, "estimatedCostUsd": None, "live": False,
                                                "notes": ["local backend: wall time only"]}))
@@ -195,13 +196,14 @@ def test_runs_view_shows_progress_result_cost_and_links(page, server: Server, tm
     # a finished run: its reward, whole curve, wall time, and links to its outputs, Batch job and log
     assert finished.locator(".state").inner_text() == "success"
     assert finished.locator(".steps span[data-state='success']").count() == len(STEPS)
-    assert finished.locator(".result .reward").inner_text() == "mean reward 129.10"
+    last = json.loads((out / "summary.json").read_text())["tags"]["Train/mean_reward"]["last"]
+    assert finished.locator(".result .reward").inner_text() == f"mean reward {last:.2f}"
     assert finished.locator("svg.curve").get_attribute("data-points") == "150"
     assert "wall 6m 53s (local)" in finished.locator(".cost").inner_text()
     assert finished.locator(".duration").inner_text() == "8m 20s"
     summary_link = finished.locator("a.link-file[data-name='summary.json']")
     response = page.request.get(server.url + summary_link.get_attribute("href"))  # with the page's session
-    assert response.status == 200 and response.json()["best_mean_reward"]["step"] == 149
+    assert response.status == 200 and response.json()["steps"] == 150
     assert finished.locator("a.link-batch").get_attribute("href") == (
         "https://console.aws.amazon.com/batch/home?region=us-east-1#jobs/detail/5a6b7c8d-1111")
     assert "cloudwatch" in finished.locator("a.link-logs").get_attribute("href")
