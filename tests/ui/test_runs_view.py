@@ -148,3 +148,18 @@ def test_a_cost_that_cannot_be_worked_out_is_shown_as_such(tmp_path: Path) -> No
     view = runs.describe(rec, runs.Artifacts(cost_of=refused))
     assert view["trials"][0]["cost"] == {"error": "PermissionError: AccessDenied"}
     assert view["cost"] == {"error": "PermissionError: AccessDenied"}
+
+
+def test_a_cleared_run_that_publishes_again_is_read_again(tmp_path: Path) -> None:
+    out = publish(tmp_path, "j", [1.0, 2.0])
+    xcoms = {("publish_outputs", -1, "return_value"): {"outputUri": str(out)},
+             ("submit_job", -1, "return_value"): handle("j", "-")}
+    first = {("publish_outputs", -1): ("success", None, NOW, 1)}
+    cache = runs.Artifacts(cost_of=costs)
+    assert runs.describe(record(state="success", tis=first, xcoms=xcoms), cache)["trials"][0]["curve"][-1] == [1, 2.0]
+    (out / "metrics.csv").write_text("step,wall_time,Train/mean_reward\n0,0,7.0\n")
+    # published files are read once per publish: the same step end reads the cache...
+    assert runs.describe(record(state="success", tis=first, xcoms=xcoms), cache)["trials"][0]["curve"][-1] == [1, 2.0]
+    # ...and the step run again (cleared) reads them again
+    again = {("publish_outputs", -1): ("success", None, NOW + timedelta(hours=1), 2)}
+    assert runs.describe(record(state="success", tis=again, xcoms=xcoms), cache)["trials"][0]["curve"] == [[0, 7.0]]

@@ -107,7 +107,8 @@ def create_app() -> Any:
         if not out_uri:
             raise HTTPException(404, f"run {run_id!r} (trial {index}) has published nothing yet")
         cache = artifacts()
-        manifest = cache.read_json(storage.join(out_uri, "manifest.json"), final=True) or {}
+        manifest = cache.read_json(storage.join(out_uri, "manifest.json"), True,
+                                   runs.step_version(record, "publish_outputs", index)) or {}
         listed = {f.get("path") for f in manifest.get("files", []) if isinstance(f, dict)} | {"manifest.json"}
         if name not in listed:
             raise HTTPException(404, f"{name!r} is not among the files run {run_id!r} published (manifest.json)")

@@ -132,22 +132,26 @@ class Artifacts:
 
         return storage.for_uri(uri, self.aws_conn_id).read_bytes(uri)
 
-    def read_json(self, uri: str, final: bool) -> Any:
-        """A JSON document at ``uri`` (None: absent or unreadable); cached for good when ``final``."""
-        if final and uri in self._final:
-            return self._final[uri]
+    def read_json(self, uri: str, final: bool, version: str = "") -> Any:
+        """A JSON document at ``uri`` (None: absent or unreadable); cached for good when ``final``.
+
+        :param version: what changes when the file may have been written again (a cleared run's step ended again).
+        """
+        key = f"{uri}@{version}"
+        if final and key in self._final:
+            return self._final[key]
         raw = self.read(uri)
         try:
             doc = json.loads(raw) if raw else None
         except ValueError:  # caught mid-write, or not ours
             doc = None
         if final and doc is not None:
-            self._remember(uri, doc)
+            self._remember(key, doc)
         return doc
 
-    def curve_of_metrics(self, uri: str) -> list[list[float]]:
+    def curve_of_metrics(self, uri: str, version: str = "") -> list[list[float]]:
         """The mean-reward curve of a published metrics.csv (cached for good)."""
-        key = f"curve:{uri}"
+        key = f"curve:{uri}@{version}"
         if key in self._final:
             return self._final[key]
         raw = self.read(uri)
@@ -167,9 +171,9 @@ class Artifacts:
                 points[it] = reward
             return downsample(sorted([it, r] for it, r in points.items()))
 
-    def cost(self, handle: Mapping[str, Any], final: bool) -> dict[str, Any] | None:
+    def cost(self, handle: Mapping[str, Any], final: bool, version: str = "") -> dict[str, Any] | None:
         """The job's cost worked out from its backend (a live estimate while it runs)."""
-        key = f"{handle.get('backend')}:{handle.get('external_id')}"
+        key = f"{handle.get('backend')}:{handle.get('external_id')}@{version}"
         now = time.monotonic()
         cached = self._costs.get(key)
         if cached and (cached[0] == float("inf") or now - cached[0] < self.cost_ttl_s):
@@ -378,6 +382,9 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
     staging = (handle or {}).get("staging_uri") or (spec or {}).get("stagingUri")
     out_uri = published.get("outputUri") if isinstance(published, Mapping) else None
     waited = _state(record, "wait_for_job", index)
+    # a cleared run's steps run again and rewrite the same files: their end and try number version the caches
+    job_version = step_version(record, "wait_for_job", index)
+    out_version = step_version(record, "publish_outputs", index)
     job_over = waited in ("success", "failed", "upstream_failed", "skipped", "removed")
     run_over = record.state not in ACTIVE
     problems: list[str] = []
@@ -395,7 +402,8 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         from isaaclab_pipeline import storage
 
         try:
-            progress = artifacts.read_json(storage.join(staging, "progress.json"), final=job_over or run_over)
+            progress = artifacts.read_json(storage.join(staging, "progress.json"), final=job_over or run_over,
+                                           version=job_version)
         except Exception as exc:
             problems.append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")
             progress = None
@@ -406,25 +414,31 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         from isaaclab_pipeline import storage
 
         try:
-            summary = artifacts.read_json(storage.join(out_uri, "summary.json"), final=True)
+            summary = artifacts.read_json(storage.join(out_uri, "summary.json"), True, out_version)
             trial["result"] = result_of(summary)
-            trial["curve"] = artifacts.curve_of_metrics(storage.join(out_uri, "metrics.csv"))
-            cost_doc = artifacts.read_json(storage.join(out_uri, "cost.json"), final=True)
+            trial["curve"] = artifacts.curve_of_metrics(storage.join(out_uri, "metrics.csv"), out_version)
+            cost_doc = artifacts.read_json(storage.join(out_uri, "cost.json"), True, out_version)
             trial["cost"] = _cost_summary(cost_doc)
-            manifest = artifacts.read_json(storage.join(out_uri, "manifest.json"), final=True)
+            manifest = artifacts.read_json(storage.join(out_uri, "manifest.json"), True, out_version)
             names = [f.get("path") for f in (manifest or {}).get("files", []) if isinstance(f, Mapping)]
             trial["files"] = _files(record.run_id, index, names, file_url)
         except Exception as exc:
             problems.append(f"outputs not read: {type(exc).__name__}: {str(exc)[:200]}")
         trial["links"]["outputs"] = s3_console_link(out_uri, ((handle or {}).get("details") or {}).get("regionName"))
     if trial["cost"] is None and handle:
-        trial["cost"] = _cost_summary(artifacts.cost(handle, final=job_over or run_over))
+        trial["cost"] = _cost_summary(artifacts.cost(handle, final=job_over or run_over, version=job_version))
     for key, name in zip(LINK_KEYS, ("batchJob", "cloudWatch"), strict=True):
         value = record.xcoms.get(("wait_for_job", index, key)) or record.xcoms.get(("submit_job", index, key))
         link = console_link(key, value)
         if link:
             trial["links"][name] = link
     return trial
+
+
+def step_version(record: RunRecord, task_id: str, index: int) -> str:
+    """When a step (of a trial) last ended and its try number: changes when a cleared run runs it again."""
+    ti = record.tis.get((task_id, index)) or record.tis.get((task_id, -1))
+    return f"{ti[2].isoformat() if ti and ti[2] else ''}#{ti[3] if ti else 0}"
 
 
 def _spec_of(record: RunRecord, index: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
