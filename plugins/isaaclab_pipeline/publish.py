@@ -98,6 +98,8 @@ def output_name(rel: str, evaluation: bool = False) -> str:
 def is_checkpoint(rel: str) -> bool:
     """True for a staged checkpoint: synced (``checkpoints/...``) or in the final run folder (``run/...``)."""
     parts = PurePosixPath(rel).parts
+    if len(parts) >= 3 and parts[0] == "run" and parts[1] == "exported":
+        return False  # the exported policy (policy.pt) is published under exported/, not as a checkpoint
     return len(parts) >= 2 and parts[0] in ("checkpoints", "run") and rel.endswith(CHECKPOINT_SUFFIXES)
 
 

@@ -87,11 +87,10 @@ def _cpu_model() -> str:
 class KernelCache:
     """Warp's kernel cache, restored from and saved to ``{cache}/warp/<version>/<host key>.tar.gz``.
 
-    Args:
-        cache_uri: the cache location (``s3://`` or a folder).
-        scratch: a local folder for the archive.
-        local_dir: Warp's kernel cache folder (default: ``warp_cache_dir``).
-        key: the host key (default: ``host_key()``).
+    :param cache_uri: the cache location (``s3://`` or a folder).
+    :param scratch: a local folder for the archive.
+    :param local_dir: Warp's kernel cache folder (default: ``warp_cache_dir``).
+    :param key: the host key (default: ``host_key()``).
     """
 
     def __init__(self, cache_uri: str, scratch: Path, version: str, local_dir: Path | None = None,
@@ -131,8 +130,7 @@ class KernelCache:
     def restore(self) -> str:
         """Fetch the archive and add the kernel modules the local cache lacks; return what happened.
 
-        Raises:
-            Exception: whatever the store or the archive raise (``start_restore`` catches them).
+        :raises Exception: whatever the store or the archive raise (``start_restore`` catches them).
         """
         started = time.monotonic()
         self.local_dir.mkdir(parents=True, exist_ok=True)

@@ -51,12 +51,9 @@ EPISODES_NAME = "episodes.csv"
 def episode_quotas(num_episodes: int, num_envs: int) -> list[int]:
     """Spread ``num_episodes`` over ``num_envs`` envs as evenly as possible (the first envs take the remainder).
 
-    Args:
-        num_episodes: complete episodes wanted in total.
-        num_envs: parallel environments.
-
-    Returns:
-        Episodes each env must complete; they sum to ``num_episodes``.
+    :param num_episodes: complete episodes wanted in total.
+    :param num_envs: parallel environments.
+    :return: Episodes each env must complete; they sum to ``num_episodes``.
     """
     base, extra = divmod(num_episodes, num_envs)
     return [base + (1 if i < extra else 0) for i in range(num_envs)]
@@ -66,9 +63,8 @@ def episode_quotas(num_episodes: int, num_envs: int) -> list[int]:
 class EpisodeRecorder:
     """Accumulates per-env returns and lengths and keeps the episodes that count toward the quotas.
 
-    Args:
-        quotas: episodes each env must complete (``None``: every finished episode counts, as in play mode).
-        num_envs: parallel environments.
+    :param quotas: episodes each env must complete (``None``: every finished episode counts, as in play mode).
+    :param num_envs: parallel environments.
     """
 
     num_envs: int
@@ -170,8 +166,7 @@ def _success_term(unwrapped: Any) -> Callable[[], Any] | None:
 def run_loop(policy: Policy, unwrapped: Any, recorder: EpisodeRecorder, max_steps: int) -> int:
     """Step until the recorder's quotas are met (or ``max_steps`` in play mode); return the steps taken.
 
-    Raises:
-        RuntimeError: if the quotas are not met within ``max_steps`` (episodes that never end).
+    :raises RuntimeError: if the quotas are not met within ``max_steps`` (episodes that never end).
     """
     import torch
 

@@ -56,8 +56,7 @@ def load_agent_config(path: Path) -> dict[str, Any]:
 def export_run(library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> list[Path]:
     """Export ``checkpoint`` of the run in ``run_dir`` to ``out_dir`` (default ``run_dir/exported``).
 
-    Raises:
-        ExportError: if the library has no exporter or the actor cannot be rebuilt.
+    :raises ExportError: if the library has no exporter or the actor cannot be rebuilt.
     """
     exporter = getattr(library, "export_policy", None)
     if exporter is None:
@@ -69,11 +68,10 @@ def export_run(library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Pat
 class BackgroundExport:
     """``export_run`` on a thread of the runner, so the run folder's upload goes on meanwhile.
 
-    Args:
-        library: the run's RL library.
-        run_dir: the run folder (``params/agent.yaml``).
-        checkpoint: the checkpoint to export.
-        out_dir: where the files go (default ``run_dir/exported``).
+    :param library: the run's RL library.
+    :param run_dir: the run folder (``params/agent.yaml``).
+    :param checkpoint: the checkpoint to export.
+    :param out_dir: where the files go (default ``run_dir/exported``).
     """
 
     def __init__(self, library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> None:
@@ -92,8 +90,7 @@ class BackgroundExport:
     def wait(self, timeout: float | None = None) -> list[Path]:
         """Wait for the export; return the files written.
 
-        Raises:
-            ExportError: if it failed (with the cause) or is still running after ``timeout`` seconds.
+        :raises ExportError: if it failed (with the cause) or is still running after ``timeout`` seconds.
         """
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -141,11 +138,10 @@ def linear_sizes(state: Mapping[str, Any], prefix: str = "") -> tuple[int, int]:
 def save_policy(module: Any, obs_dim: int, out_dir: Path, *, script: bool = False) -> list[Path]:
     """Write ``module`` (observations → actions, on the CPU, in eval mode) as TorchScript and ONNX.
 
-    Args:
-        module: the deterministic actor; ``forward(obs: Tensor[N, obs_dim]) -> Tensor[N, act]``.
-        obs_dim: the observation size.
-        out_dir: where ``policy.pt`` and ``policy.onnx`` go.
-        script: ``torch.jit.script`` instead of tracing (modules written for it, as rsl_rl's ``as_jit``).
+    :param module: the deterministic actor; ``forward(obs: Tensor[N, obs_dim]) -> Tensor[N, act]``.
+    :param obs_dim: the observation size.
+    :param out_dir: where ``policy.pt`` and ``policy.onnx`` go.
+    :param script: ``torch.jit.script`` instead of tracing (modules written for it, as rsl_rl's ``as_jit``).
     """
     import torch
 

@@ -53,11 +53,8 @@ class IsaacLabInstall:
 def detect_isaaclab(env: Mapping[str, str] | None = None) -> IsaacLabInstall:
     """Detect the installed Isaac Lab: 3.x has the ``isaaclab.cli`` module, 2.x the ``isaaclab.sh`` launcher.
 
-    Args:
-        env: the environment to read ``ISAACLAB_PATH`` from (default: ``os.environ``).
-
-    Raises:
-        FileNotFoundError: if neither is installed.
+    :param env: the environment to read ``ISAACLAB_PATH`` from (default: ``os.environ``).
+    :raises FileNotFoundError: if neither is installed.
     """
     env = os.environ if env is None else env
     if importlib.util.find_spec("isaaclab") is not None and importlib.util.find_spec("isaaclab.cli") is not None:
@@ -117,13 +114,12 @@ def train_command(spec: Mapping[str, Any], library: RLLibrary, device: str, chec
                   max_iterations: int | None = None, python: str | Path | None = None) -> list[str]:
     """Return ``isaaclab train ...`` (3.x) for the spec: flags first, then Hydra overrides.
 
-    Args:
-        spec: the job spec.
-        library: the RL library module (``libraries.get_library``).
-        device: ``cpu`` or ``cuda[:N]``.
-        checkpoint: a local checkpoint to resume from.
-        max_iterations: overrides the spec's ``maxIterations`` (a resumed rl_games run counts from epoch 0).
-        python: the job environment's interpreter (its ``isaaclab`` sees the env package).
+    :param spec: the job spec.
+    :param library: the RL library module (``libraries.get_library``).
+    :param device: ``cpu`` or ``cuda[:N]``.
+    :param checkpoint: a local checkpoint to resume from.
+    :param max_iterations: overrides the spec's ``maxIterations`` (a resumed rl_games run counts from epoch 0).
+    :param python: the job environment's interpreter (its ``isaaclab`` sees the env package).
     """
     cmd = [
         isaaclab_executable(python), "train",

@@ -99,8 +99,7 @@ def schema_path() -> Path:
 def load_spec(text: str) -> JobSpec:
     """Parse and validate a job spec; optional fields take their defaults.
 
-    Raises:
-        jsonschema.ValidationError: if the spec breaks the schema.
+    :raises jsonschema.ValidationError: if the spec breaks the schema.
     """
     import jsonschema
 

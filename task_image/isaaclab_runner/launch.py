@@ -78,11 +78,8 @@ def detect_node(env: Mapping[str, str] | None = None) -> NodeInfo:
     Batch's node indices are remapped so the main node is node rank 0 (torchrun's static rendezvous is hosted
     by node rank 0), whatever ``AWS_BATCH_JOB_MAIN_NODE_INDEX`` says.
 
-    Args:
-        env: the environment to read (default: ``os.environ``).
-
-    Raises:
-        ValueError: if a variable is not a valid integer or the node index is out of range.
+    :param env: the environment to read (default: ``os.environ``).
+    :raises ValueError: if a variable is not a valid integer or the node index is out of range.
     """
     env = os.environ if env is None else env
     num_nodes = _int_env(env, "AWS_BATCH_JOB_NUM_NODES", 1, minimum=1)
@@ -122,13 +119,10 @@ def launch_command(train_cmd: list[str], gpus_per_node: int, node: NodeInfo) -> 
     ``--nnodes K --node_rank R --master_addr A --master_port P``. The train arguments are forwarded as they are:
     with ``--distributed`` Isaac Lab puts each rank's simulation and agent on ``cuda:<local rank>`` itself.
 
-    Args:
-        train_cmd: the single-process ``isaaclab train`` command (isaaclab_cli.train_command).
-        gpus_per_node: GPUs this node trains on (the spec's ``gpusPerNode``).
-        node: this node's place in the job (``detect_node``).
-
-    Raises:
-        ValueError: if ``train_cmd`` is not an ``isaaclab train`` command or ``gpus_per_node`` < 1.
+    :param train_cmd: the single-process ``isaaclab train`` command (isaaclab_cli.train_command).
+    :param gpus_per_node: GPUs this node trains on (the spec's ``gpusPerNode``).
+    :param node: this node's place in the job (``detect_node``).
+    :raises ValueError: if ``train_cmd`` is not an ``isaaclab train`` command or ``gpus_per_node`` < 1.
     """
     if len(train_cmd) < 2 or train_cmd[1] != "train":
         raise ValueError(f"expected an `isaaclab train ...` command, got {train_cmd[:2]!r}")
@@ -146,8 +140,7 @@ def launch_command(train_cmd: list[str], gpus_per_node: int, node: NodeInfo) -> 
 def check_shape(spec_nodes: int, node: NodeInfo) -> None:
     """Fail fast when the job spec and the job Batch started disagree on the number of nodes.
 
-    Raises:
-        ValueError: naming both numbers and the fix.
+    :raises ValueError: naming both numbers and the fix.
     """
     if spec_nodes != node.num_nodes:
         raise ValueError(f"the job spec asks for numNodes={spec_nodes} but this job runs on {node.num_nodes} "

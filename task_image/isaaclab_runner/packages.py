@@ -93,8 +93,7 @@ def _is_project(folder: Path) -> bool:
 def find_project_root(tree: Path) -> Path:
     """Return the shallowest installable project folder (setup.py, or pyproject.toml that builds).
 
-    Raises:
-        PackageError: if the tree holds no installable project, with how to package one.
+    :raises PackageError: if the tree holds no installable project, with how to package one.
     """
     found = sorted({p.parent for pattern in ("pyproject.toml", "setup.py") for p in tree.rglob(pattern)},
                    key=lambda p: (len(p.parts), str(p)))
@@ -172,8 +171,7 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
     archive's sha256, and every later job with the same archive (a retry, another node, a rerun) installs that
     wheel without building.
 
-    Raises:
-        PackageError: if the archive is unsafe, holds no project, or pip fails.
+    :raises PackageError: if the archive is unsafe, holds no project, or pip fails.
     """
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     archive = storage.download(uri, workdir / "inputs" / name)
@@ -313,8 +311,7 @@ def tasks_by_source(python: Path | str | None = None) -> dict[str, list[str]]:
 
     A fresh interpreter (``python``, default this one) is used, so a package installed a moment ago counts.
 
-    Raises:
-        PackageError: if a package's module fails to import, with its traceback and a hint.
+    :raises PackageError: if a package's module fails to import, with its traceback and a hint.
     """
     proc = subprocess.run([str(python or sys.executable), "-c", _LIST_TASKS], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -337,8 +334,7 @@ def registered_tasks(python: Path | str | None = None) -> list[str]:
 def verify_task(task: str, python: Path | str | None = None) -> str:
     """Return the registered id ``task`` stands for (a 2.x id maps to its 3.x alias, with a warning).
 
-    Raises:
-        PackageError: with the registered ids and the usual causes, if ``task`` is not registered.
+    :raises PackageError: with the registered ids and the usual causes, if ``task`` is not registered.
     """
     from isaaclab_runner.isaaclab_cli import resolve_task_id
 

@@ -35,10 +35,9 @@ class Tee:
 class StagingReporter:
     """Keeps the job's log, progress and result, and writes them to the staging URI.
 
-    Args:
-        staging: the job's staging URI.
-        workdir: the job's scratch folder (runner.log and the scratch copies of the JSON files live there).
-        progress: the first progress (job id, state, mode).
+    :param staging: the job's staging URI.
+    :param workdir: the job's scratch folder (runner.log and the scratch copies of the JSON files live there).
+    :param progress: the first progress (job id, state, mode).
     """
 
     def __init__(self, staging: str, workdir: Path, progress: dict[str, Any]) -> None:

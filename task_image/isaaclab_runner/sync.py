@@ -36,13 +36,12 @@ Uploader = Callable[[Path, str], None]
 class CheckpointSync:
     """Upload new checkpoints and progress to staging from a background thread.
 
-    Args:
-        watch_root: folder to watch recursively (the runner's ``<cwd>/logs``; it may not exist yet).
-        staging: the job's staging URI.
-        patterns: file-name globs of checkpoints (the library's ``CHECKPOINT_PATTERNS``, last path part).
-        scratch: a local folder for progress.json before upload.
-        interval_s: how often the folder is scanned.
-        upload: ``(local path, uri) -> None``; ``storage.upload`` by default.
+    :param watch_root: folder to watch recursively (the runner's ``<cwd>/logs``; it may not exist yet).
+    :param staging: the job's staging URI.
+    :param patterns: file-name globs of checkpoints (the library's ``CHECKPOINT_PATTERNS``, last path part).
+    :param scratch: a local folder for progress.json before upload.
+    :param interval_s: how often the folder is scanned.
+    :param upload: ``(local path, uri) -> None``; ``storage.upload`` by default.
     """
 
     def __init__(self, watch_root: Path, staging: str, patterns: Iterable[str], scratch: Path,
@@ -194,11 +193,10 @@ class ResumePoint:
 def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str) -> ResumePoint | None:
     """Return the latest staged checkpoint of this job (synced or in the final run upload), or None.
 
-    Args:
-        staging: the job's staging URI.
-        max_iterations: the spec's ``maxIterations``.
-        pattern: a regex matched against the file name; group 1 is the iteration number (the library's
-            ``CHECKPOINT_REGEX``).
+    :param staging: the job's staging URI.
+    :param max_iterations: the spec's ``maxIterations``.
+    :param pattern: a regex matched against the file name; group 1 is the iteration number (the library's
+        ``CHECKPOINT_REGEX``).
     """
     rx = re.compile(pattern)
     best: ResumePoint | None = None

@@ -62,7 +62,9 @@ def test_training_run_publishes_the_seed_layout(airflow_env: Path) -> None:
 
     # Layout
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    for expected in ("checkpoints/model_4.pt", "metrics.csv", "summary.json", "training-config.json",
+    assert "checkpoints/policy.pt" not in files  # the exported policy is not a checkpoint
+    for expected in ("checkpoints/model_4.pt", "exported/policy.pt", "exported/policy.onnx", "metrics.csv",
+                     "summary.json", "training-config.json",
                      "env-params.txt", "agent-params.txt", "runner-log.txt", "manifest.json"):
         assert expected in files, files
     assert any(f.startswith("tensorboard/events.out.tfevents") for f in files)

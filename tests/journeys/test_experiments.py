@@ -233,9 +233,9 @@ def test_sweep_trains_one_job_per_trial_reports_and_tracks_in_mlflow(home: Path,
         trial = out / "trials" / name
         files = {p.relative_to(trial).as_posix() for p in trial.rglob("*") if p.is_file()}
         assert {"checkpoints/model_0.pt", "checkpoints/model_1.pt", "metrics.csv", "summary.json", "reward_curve.png",
-                "agent-params.txt", "env-params.txt", "exported/policy.onnx", "manifest.json"} <= files, files
-        policy = "exported/policy.pt" if "exported/policy.pt" in files else "checkpoints/policy.pt"  # by its suffix
-        assert policy in files
+                "agent-params.txt", "env-params.txt", "exported/policy.pt", "exported/policy.onnx",
+                "manifest.json"} <= files, files
+        assert "checkpoints/policy.pt" not in files
         agent = (trial / "agent-params.txt").read_text()
         lr = LEARNING_RATES[int(name[1])]
         assert f"learning_rate: {lr}" in agent and "save_interval: 1\n" in agent and "num_steps_per_env: 128" in agent
@@ -294,8 +294,7 @@ def test_sweep_trains_one_job_per_trial_reports_and_tracks_in_mlflow(home: Path,
             client.get_metric_history(child.info.run_id, "Loss/value")) == 2
         listed = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"metrics.csv", "reward_curve.png", "training-config.json", "exported", "checkpoints"} <= listed
-        published = "exported/policy.pt" if (trial / "exported" / "policy.pt").exists() else "checkpoints/policy.pt"
-        for rel, src in (("exported/policy.pt", published), ("exported/policy.onnx", "exported/policy.onnx"),
+        for rel, src in (("exported/policy.pt", "exported/policy.pt"), ("exported/policy.onnx", "exported/policy.onnx"),
                          ("checkpoints/model_1.pt", "checkpoints/model_1.pt")):
             local = Path(client.download_artifacts(child.info.run_id, rel, str(home / "mlflow-dl" / name)))
             assert hashlib.sha256(local.read_bytes()).hexdigest() == hashlib.sha256(

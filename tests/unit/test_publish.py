@@ -242,3 +242,12 @@ def test_a_failed_publish_leaves_no_file_without_a_manifest(tmp_path: Path, monk
     monkeypatch.setattr(storage.LocalStorage, "upload", real_upload)
     publish_outputs(str(staging), str(out), {"trainingConfig": {"task": "T"}}, "job-6")  # the retry
     assert (out / "job-6" / "manifest.json").is_file()
+
+
+def test_the_exported_policy_is_published_under_exported_not_as_a_checkpoint() -> None:
+    layout = plan_layout({"run/model_4.pt": 1.0, "run/exported/policy.pt": 1.0, "run/exported/policy.onnx": 1.0},
+                         run_dir="ts")
+    assert layout.files["exported/policy.pt"] == "run/exported/policy.pt"
+    assert layout.files["exported/policy.onnx"] == "run/exported/policy.onnx"
+    assert layout.files["checkpoints/model_4.pt"] == "run/model_4.pt"
+    assert "checkpoints/policy.pt" not in layout.files

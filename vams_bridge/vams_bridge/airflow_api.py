@@ -82,9 +82,8 @@ class ApiResponse:
 class MwaaApi:
     """Airflow's REST API of an MWAA environment through ``mwaa:InvokeRestApi`` (IAM ``airflow:InvokeRestApi``).
 
-    Args:
-        client: a boto3 ``mwaa`` client.
-        env_name: the MWAA environment's name.
+    :param client: a boto3 ``mwaa`` client.
+    :param env_name: the MWAA environment's name.
     """
 
     sleep: Callable[[float], Any] = staticmethod(time.sleep)
@@ -122,12 +121,11 @@ class MwaaApi:
 class HttpApi:
     """Airflow's REST API of a self-hosted api-server (``{base_url}/api/v2``), with a JWT bearer token.
 
-    Args:
-        base_url: e.g. ``http://127.0.0.1:8080``.
-        jwt: a token from ``/auth/token``; None fetches one: ``POST /auth/token`` with ``credentials``, else
-            ``GET /auth/token`` (all-admins mode).
-        timeout_s: per-request timeout.
-        credentials: (username, password) for ``POST /auth/token``.
+    :param base_url: e.g. ``http://127.0.0.1:8080``.
+    :param jwt: a token from ``/auth/token``; None fetches one: ``POST /auth/token`` with ``credentials``, else
+        ``GET /auth/token`` (all-admins mode).
+    :param timeout_s: per-request timeout.
+    :param credentials: (username, password) for ``POST /auth/token``.
     """
 
     sleep: Callable[[float], Any] = staticmethod(time.sleep)

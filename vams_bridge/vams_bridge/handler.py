@@ -61,8 +61,7 @@ def clip(text: str, limit: int = CAUSE_LIMIT) -> str:
 def fail_token(sfn: Any, store: TokenStore, run_id: str, token: str, error: str, cause: str) -> bool:
     """Send ``send_task_failure`` for a run unless it was reported already (the protocol of token_store).
 
-    Returns:
-        True if this call sent the failure.
+    :return: True if this call sent the failure.
     """
     if not store.claim(run_id, "failure"):
         return False
@@ -111,8 +110,7 @@ def trigger(event: dict[str, Any], *, api: MwaaApi | HttpApi, ssm: Any, sfn: Any
             defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """Handle one VAMS call with the given clients (the Lambda entry point builds them from the environment).
 
-    Returns:
-        ``{"statusCode": ..., "body": json}``: 200 with the run id when the run exists, else Airflow's status
+    :return: ``{"statusCode": ..., "body": json}``: 200 with the run id when the run exists, else Airflow's status
         (or 400 for a bad payload) with the reason. On any refusal the task token has been failed already.
     """
     try:

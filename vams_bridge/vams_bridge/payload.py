@@ -32,11 +32,8 @@ class BridgeInputError(ValueError):
 def parse_body(event: Mapping[str, Any]) -> dict[str, Any]:
     """Return the payload's body, decoding it when VAMS sent it as a JSON string.
 
-    Args:
-        event: the Lambda event, ``{"body": {...}}`` or ``{"body": "<json>"}``; a bare body is accepted too.
-
-    Raises:
-        BridgeInputError: if the body is not a JSON object.
+    :param event: the Lambda event, ``{"body": {...}}`` or ``{"body": "<json>"}``; a bare body is accepted too.
+    :raises BridgeInputError: if the body is not a JSON object.
     """
     body = event.get("body", event) if isinstance(event, Mapping) else event
     return dict(_json_object(body, "body"))
@@ -101,13 +98,10 @@ def build_conf(body: Mapping[str, Any], read_json: Callable[[str], Any],
                defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the DAG run's conf from a VAMS payload body; it never contains the task token.
 
-    Args:
-        body: the decoded payload body.
-        read_json: reads a JSON document from an ``s3://`` URI (the asset config, the configuration file).
-        defaults: the pipeline's defaults (lowest precedence).
-
-    Raises:
-        BridgeInputError: naming the missing or malformed field.
+    :param body: the decoded payload body.
+    :param read_json: reads a JSON document from an ``s3://`` URI (the asset config, the configuration file).
+    :param defaults: the pipeline's defaults (lowest precedence).
+    :raises BridgeInputError: naming the missing or malformed field.
     """
     output = body.get("outputS3AssetFilesPath")
     if not isinstance(output, str) or not output.strip():

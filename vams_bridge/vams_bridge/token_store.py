@@ -42,10 +42,9 @@ def _code(exc: Exception) -> str:
 class TokenStore:
     """The task tokens of running DAG runs, in SSM Parameter Store.
 
-    Args:
-        ssm: a boto3 SSM client.
-        prefix: the parameter path all tokens live under (the IAM policies are scoped to it).
-        kms_key_id: the KMS key of the SecureStrings; None uses the account's ``alias/aws/ssm``.
+    :param ssm: a boto3 SSM client.
+    :param prefix: the parameter path all tokens live under (the IAM policies are scoped to it).
+    :param kms_key_id: the KMS key of the SecureStrings; None uses the account's ``alias/aws/ssm``.
     """
 
     def __init__(self, ssm: Any, prefix: str = DEFAULT_PREFIX, kms_key_id: str | None = None) -> None:

@@ -37,21 +37,23 @@ log = logging.getLogger(__name__)
 # The shell wrapper runs the attempts and records the job's exit code (a process that is not our child can't
 # collect it). A SIGTERM to the job's process group reaches the runner (which stages and exits 143); the trap keeps
 # the wrapper alive to retry it, unless the job was cancelled.
-_WRAPPER = """cd "$1" && max="$2" && shift 2 || exit 1
-trap 'true' TERM
+_WRAPPER = """trap 'true' TERM
+cd "$1" && max="$2" && shift 2 || exit 1
 attempt=1
 while :; do
   echo "$attempt" > attempt
-  ISAACLAB_JOB_ATTEMPT="$attempt" "$@" >> stdout.log 2>&1
+  # a subshell has SIGTERM's default action again, so a cancel (cancelled is written before the signal) that
+  # lands before the runner exists ends the attempt too
+  ( [ -e cancelled ] && exit 143; ISAACLAB_JOB_ATTEMPT="$attempt" exec "$@" ) >> stdout.log 2>&1
   code=$?
   if [ "$code" = 143 ] && [ "$attempt" -lt "$max" ] && [ ! -e cancelled ]; then
     echo "[backend] attempt $attempt exited with $code (interrupted); starting attempt $((attempt + 1))" >> stdout.log
     attempt=$((attempt + 1))
     continue
   fi
-  echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
-  exit 0
+  break
 done
+echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
 """
 # Variables of the Airflow side's interpreter that would break the Isaac Lab venv's one.
 _SCRUBBED_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")

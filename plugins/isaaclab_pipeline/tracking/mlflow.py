@@ -167,8 +167,7 @@ def _log_batches(mlflow_client: Any, run_id: str, metrics: Sequence[Any] = (), p
 
 def _newest_checkpoint(names: Sequence[str]) -> str | None:
     """The published checkpoint with the highest trailing number (``checkpoints/model_4.pt`` over ``model_2.pt``)."""
-    ckpts = [n for n in names if n.startswith("checkpoints/") and n.count("/") == 1 and n.endswith((".pt", ".pth"))
-             and n != "checkpoints/policy.pt"]
+    ckpts = [n for n in names if n.startswith("checkpoints/") and n.count("/") == 1 and n.endswith((".pt", ".pth"))]
 
     def number(name: str) -> int:
         match = re.search(r"(\d+)(?=\.[^.]+$)", PurePosixPath(name).name)
@@ -241,13 +240,11 @@ def log_trial(uri: str, experiment: str, *, job_id: str, conf: Mapping[str, Any]
             manifest = _download(out_uri, ["manifest.json"], folder, aws_conn_id)
             names = [e["path"] for e in json.loads((folder / "manifest.json").read_text())["files"]] if manifest else []
             wanted = [n for n in ARTIFACTS if n in names] + [c for c in [_newest_checkpoint(names)] if c]
-            if "exported/policy.pt" not in names and "checkpoints/policy.pt" in names:
-                wanted.append("checkpoints/policy.pt")  # the exported TorchScript policy, published by its suffix
             got = _download(out_uri, wanted, folder, aws_conn_id)
             metrics = metrics_from_csv(folder / "metrics.csv") if "metrics.csv" in got else []
             _log_batches(mlflow_client, run_id, metrics=metrics, params=trial_params(conf))
             for name in got:
-                parent = "exported" if name == "checkpoints/policy.pt" else str(PurePosixPath(name).parent)
+                parent = str(PurePosixPath(name).parent)
                 mlflow_client.log_artifact(run_id, str(folder / name), None if parent == "." else parent)
         mlflow_client.set_terminated(run_id, status)
     except Exception:
