@@ -162,7 +162,7 @@ class PipelineSettings:
             batch_job_definition=get_setting("batch_job_definition", "") or "",
             batch_multinode_job_definition=get_setting("batch_multinode_job_definition", "") or "",
             batch_gpus_per_node=_positive_int("batch_gpus_per_node", 1),
-            batch_max_runtime_s=_positive_int("batch_max_runtime_s", None),
+            batch_max_runtime_s=_max_runtime(),
             heartbeat_interval_s=float(get_setting("heartbeat_interval_s", "600") or 600),
             local_max_attempts=_positive_int("local_max_attempts", 3),
             default_output_uri=get_setting("default_output_uri")
@@ -218,4 +218,17 @@ def _positive_int(name: str, default: int | None) -> int | None:
         value = 0
     if value < 1:
         raise ValueError(f"Variable isaaclab_{name} is {raw!r}; set a whole number >= 1")
+    return value
+
+
+# wait_for_job's execution_timeout (24 h) must outlast Batch's 3 attempts plus time in the queue
+MAX_RUNTIME_LIMIT_S = 7 * 3600
+
+
+def _max_runtime() -> int | None:
+    """``isaaclab_batch_max_runtime_s``, refused above 7 h (3 attempts + queueing must end within the wait's 24 h)."""
+    value = _positive_int("batch_max_runtime_s", None)
+    if value is not None and value > MAX_RUNTIME_LIMIT_S:
+        raise ValueError(f"Variable isaaclab_batch_max_runtime_s is {value}; at most {MAX_RUNTIME_LIMIT_S} (7 h): "
+                         "Batch retries a job up to 3 times, and wait_for_job gives up after 24 h")
     return value

@@ -215,3 +215,14 @@ def test_a_refused_submit_is_not_retried(aws) -> None:
                           service_message="JobQueue gpu-queue not found")
     with pytest.raises(ClientError, match="not found"):
         backend.submit(_spec())
+
+
+def test_a_max_runtime_beyond_what_the_wait_outlasts_is_refused(monkeypatch) -> None:
+    import pytest
+    from isaaclab_pipeline.settings import PipelineSettings
+
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_BATCH_MAX_RUNTIME_S", str(8 * 3600))
+    with pytest.raises(ValueError, match="isaaclab_batch_max_runtime_s is 28800; at most 25200"):
+        PipelineSettings.load()
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_BATCH_MAX_RUNTIME_S", str(6 * 3600))
+    assert PipelineSettings.load().batch_max_runtime_s == 21600

@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any
 
+from vams_bridge import airflow_api
 from vams_bridge.airflow_api import ApiResponse, HttpApi, MwaaApi
 from vams_bridge.payload import BridgeInputError, build_conf, dag_run_id, parse_body, task_token, trigger_body
 from vams_bridge.token_store import DEFAULT_PREFIX, TokenStore
@@ -34,9 +35,10 @@ ERROR_LIMIT = 256
 # (infra/vams-bridge.yaml) stays above worst_case_seconds(); tests/unit/test_infra_bridge.py checks it.
 AWS_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 5,
                                      "retries": {"mode": "standard", "total_max_attempts": 3}}
-# InvokeRestApi waits up to 10 s for Airflow's answer; one retry (a repeated POST of the run id is answered 409).
+# InvokeRestApi waits up to 10 s for Airflow's answer; botocore does not retry it: airflow_api.with_retries does,
+# on throttling and 502/503/504 (a repeated POST of the run id is answered 409).
 MWAA_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 15,
-                                      "retries": {"mode": "standard", "total_max_attempts": 2}}
+                                      "retries": {"mode": "standard", "total_max_attempts": 1}}
 # The most calls one invocation makes: SSM put of the token, two S3 config reads, then on a refusal the claim,
 # send_task_failure, the token's and the claim's deletes; and the one trigger through MWAA.
 CALLS_PER_INVOCATION = {"aws": 7, "mwaa": 1}
@@ -48,8 +50,9 @@ def worst_case_seconds() -> float:
         attempts = config["retries"]["total_max_attempts"]
         backoff = sum(min(20, 2 ** i) for i in range(attempts - 1))  # standard mode: random × 2^i s, at most 20 s
         return attempts * (config["connect_timeout"] + config["read_timeout"]) + backoff
-    return (CALLS_PER_INVOCATION["aws"] * per_call(AWS_CLIENT_CONFIG)
-            + CALLS_PER_INVOCATION["mwaa"] * per_call(MWAA_CLIENT_CONFIG))
+    rest_retries = airflow_api.ATTEMPTS * per_call(MWAA_CLIENT_CONFIG) + (airflow_api.ATTEMPTS - 1) * \
+        airflow_api.MAX_DELAY_S  # the REST client's own retries of throttling around each MWAA call
+    return CALLS_PER_INVOCATION["aws"] * per_call(AWS_CLIENT_CONFIG) + CALLS_PER_INVOCATION["mwaa"] * rest_retries
 
 
 def clip(text: str, limit: int = CAUSE_LIMIT) -> str:
