@@ -1,4 +1,4 @@
-"""The conf contract: schema loading, mode-dependent defaults, all-errors validation and the DAG's Params.
+"""The conf contract: schema loading, mode-dependent defaults, all-errors validation, the deployment defaults.
 
 The JSON Schema in ``include/schemas/training-config.schema.json`` is the single source of truth: the trigger
 form (Params), this validator and the docs are all derived from it.
@@ -185,11 +185,8 @@ def _semantic_problems(conf: Mapping[str, Any]) -> list[str]:
         problems.append("trainingConfig.policyPath: play needs a policy; set policyPath")
     if mode != "train" and tc.get("resumeCheckpoint"):
         problems.append(f"trainingConfig.resumeCheckpoint: only used in train mode (mode is {mode!r}); remove it")
-    needs_asset = [k for k in ("checkpointPath", "resumeCheckpoint", "policyPath")
-                   if tc.get(k) and "://" not in tc[k]]
-    if needs_asset and not conf.get("inputS3AssetFilePath"):
-        problems.extend(f"trainingConfig.{k}: a relative path needs inputS3AssetFilePath (the asset it is relative "
-                        "to); set it or give an s3:// URI" for k in needs_asset)
+    # a relative checkpointPath without inputS3AssetFilePath is accepted here, as the user guide writes it (VAMS
+    # adds the asset); resolve_inputs refuses it when no asset came, before any GPU time
     return problems
 
 
@@ -408,35 +405,3 @@ def apply_deployment(conf: Mapping[str, Any], *, default_output_uri: str, max_no
 def job_uuid(dag_id: str, run_id: str) -> str:
     """Return the run's job UUID: stable for a DAG run, so retries and re-runs write to the same paths."""
     return str(uuid.uuid5(JOB_UUID_NAMESPACE, f"{dag_id}/{run_id}"))
-
-
-def dag_params() -> dict[str, Any]:
-    """Build the DAG's trigger-form Params from the schema, so the form and the validator never disagree.
-
-    Each top-level field becomes a Param with its sub-schema (bounds, enums, patterns), so the API server
-    refuses an out-of-range conf with HTTP 400 before a run exists. All are nullable because a conf may
-    instead come wrapped in ``parameters``; ``validate_config`` then checks the whole.
-    """
-    from airflow.sdk import Param
-
-    schema = load_schema()
-    params: dict[str, Any] = {}
-    for name, prop in schema["properties"].items():
-        sub = {k: v for k, v in prop.items() if k not in ("description", "default", "examples")}
-        sub = _strip_custom_keywords(sub)
-        sub["type"] = [sub["type"], "null"]
-        params[name] = Param(None, description=prop.get("description"), **sub)
-    params["workflowName"] = Param(None, type=["string", "null"], enum=[DAG_ID, None],
-                                   description="Only with the seed's wrapper form.")
-    params["parameters"] = Param(None, type=["object", "null"],
-                                 description="The seed's wrapper form: the whole conf inside 'parameters'.")
-    return params
-
-
-def _strip_custom_keywords(node: Any) -> Any:
-    """Drop ``x-*`` keywords, which the trigger form does not understand."""
-    if isinstance(node, dict):
-        return {k: _strip_custom_keywords(v) for k, v in node.items() if not k.startswith("x-")}
-    if isinstance(node, list):
-        return [_strip_custom_keywords(v) for v in node]
-    return node

@@ -137,8 +137,6 @@ def dag_params() -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from isaaclab_pipeline.config import _strip_custom_keywords
-
     params: dict[str, Any] = {}
     for name, path in fields().items():
         prop = field_schema(name)
@@ -166,7 +164,6 @@ def dag_params() -> dict[str, Any]:
 def hidden_schemas() -> dict[str, dict[str, Any]]:
     """The Params no person fills, hidden from the form (truthy ``const``) but validated with their real schema
     (draft-04, where ``const`` means nothing): the nested objects, ``vams`` and the seed's wrapper."""
-    from isaaclab_pipeline.config import _strip_custom_keywords
 
     schema = load_schema()
     out: dict[str, dict[str, Any]] = {}
@@ -244,3 +241,12 @@ def form_submission(**values: Any) -> dict[str, Any]:
     out.update(values)
     out.update({name: None for name in hidden_schemas()})
     return out
+
+
+def _strip_custom_keywords(node: Any) -> Any:
+    """Drop ``x-*`` keywords, which the trigger form does not understand."""
+    if isinstance(node, dict):
+        return {k: _strip_custom_keywords(v) for k, v in node.items() if not k.startswith("x-")}
+    if isinstance(node, list):
+        return [_strip_custom_keywords(v) for v in node]
+    return node

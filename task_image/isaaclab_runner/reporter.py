@@ -16,6 +16,7 @@ PROGRESS_INTERVAL_S = 2.0  # progress.json is rewritten at most this often (an S
 LOG_NAME = "runner.log"
 PROGRESS_NAME = "progress.json"
 RESULT_NAME = "result.json"
+HISTORY_POINTS = 400  # of the reward curve kept in progress.json (a few kB)
 
 
 class Tee:
@@ -65,9 +66,14 @@ class StagingReporter:
 
     def write_progress(self, force: bool = False) -> None:
         """Stage progress.json: through the sync thread while training (never waits on the store), else at
-        most every ``PROGRESS_INTERVAL_S`` unless ``force``."""
+        most every ``PROGRESS_INTERVAL_S`` unless ``force``.
+
+        ``history`` keeps the ``[iteration, meanReward]`` points so far (at most ``HISTORY_POINTS``: every other
+        point is dropped when full), so a page opened mid-run draws the whole curve.
+        """
         if not self.uploads:
             return
+        self._record_history()
         if self.sync is not None and not force:
             self.sync.put_progress(self.progress)
             return
@@ -78,6 +84,18 @@ class StagingReporter:
         self.progress["updatedAt"] = time.time()
         storage.write_text(storage.join(self.staging, PROGRESS_NAME), json.dumps(self.progress),
                            self.workdir / PROGRESS_NAME)
+
+    def _record_history(self) -> None:
+        it, reward = self.progress.get("iteration"), self.progress.get("meanReward")
+        if not isinstance(it, int) or not isinstance(reward, int | float):
+            return
+        history: list[list[float]] = self.progress.setdefault("history", [])
+        if history and history[-1][0] == it:
+            history[-1] = [it, reward]
+            return
+        history.append([it, reward])
+        if len(history) > HISTORY_POINTS:
+            del history[1:-1:2]  # thin the middle, keep the first and the latest
 
     def finish(self, result: dict[str, Any], succeeded: bool) -> None:
         """Close the log and stage it with the final progress and ``result`` (result.json last).

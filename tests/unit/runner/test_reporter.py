@@ -52,3 +52,20 @@ def test_a_worker_node_stages_only_its_log(tmp_path: Path) -> None:
     report.finish({"status": "failed"}, succeeded=False)
     assert sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()) == [
         "nodes/1/runner.log"]
+
+
+def test_progress_keeps_a_bounded_reward_history(tmp_path) -> None:
+    """The runs view draws the whole curve from progress.json, also when opened mid-run."""
+    import json
+
+    from isaaclab_runner import reporter as reporter_mod
+    from isaaclab_runner.reporter import StagingReporter
+
+    rep = StagingReporter(str(tmp_path / "staging"), tmp_path / "work", {"jobId": "j", "state": "running"})
+    limit = reporter_mod.HISTORY_POINTS
+    for it in range(3 * limit):
+        rep.progress.update(iteration=it, meanReward=it / 10)
+        rep.write_progress(force=True)
+    history = json.loads((tmp_path / "staging" / "progress.json").read_text())["history"]
+    assert len(history) <= limit and history[0] == [0, 0.0] and history[-1] == [3 * limit - 1, (3 * limit - 1) / 10]
+    assert [p[0] for p in history] == sorted(p[0] for p in history)
