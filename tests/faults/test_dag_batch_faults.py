@@ -16,7 +16,6 @@ count what VAMS hears: exactly one outcome per run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,58 +43,30 @@ VARIABLES = {"compute_backend": "batch", "staging_uri": "s3://stage/isaaclab", "
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto (Batch without Docker, S3, SSM, Step Functions), a migrated DB, the Batch Variables, quick retries."""
-    import airflow.settings
+    from pipeline_env import quick_retries, scoped_environ, task_policy
 
     home = tmp_path_factory.mktemp("faults-batch")
     env = {"ISAACLAB_PIPELINE_HOME": str(home), "ISAACLAB_KNOWN_TASKS": str(home / "no-task-list.json"),
            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
            **{f"AIRFLOW_VAR_ISAACLAB_{k.upper()}": v for k, v in VARIABLES.items()}}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    original_policy = airflow.settings.task_policy
-
-    def quick_retries(task: Any) -> None:  # the DAG's retries (one here), without the 30 s wait
-        original_policy(task)
-        task.retries = min(task.retries or 0, 1)
-        task.retry_delay = timedelta(seconds=1)
-
-    airflow.settings.task_policy = quick_retries
-    try:
-        with moto_server() as url:
+    with scoped_environ(env):
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        with task_policy(quick_retries), moto_server() as url:
             import urllib.request
 
             urllib.request.urlopen(urllib.request.Request(url + "/moto-api/config", method="POST",
                                                           data=json.dumps({"batch": {"use_docker": False}}).encode()))
             _batch_and_buckets()
             yield url
-    finally:
-        airflow.settings.task_policy = original_policy
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _batch_and_buckets() -> None:
+    from pipeline_env import create_batch_resources
+
     s3 = boto3.client("s3", region_name="us-east-1")
     for bucket in ("stage", "outputs"):
         s3.create_bucket(Bucket=bucket)
-    batch = boto3.client("batch", region_name="us-east-1")
-    role = boto3.client("iam", region_name="us-east-1").create_role(RoleName="batch-service",
-                                                                     AssumeRolePolicyDocument="{}")
-    ce = batch.create_compute_environment(computeEnvironmentName="gpu-ce", type="UNMANAGED", state="ENABLED",
-                                          serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
-    batch.create_job_queue(jobQueueName="gpu-queue", state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
-    container = {"image": "isaaclab-runner:latest", "command": ["python", "-m", "isaaclab_runner", "--help"],
-                 "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"},
-                                          {"type": "GPU", "value": "1"}]}
-    batch.register_job_definition(jobDefinitionName="isaaclab-single", type="container",
-                                  containerProperties=container)
-    batch.register_job_definition(jobDefinitionName="isaaclab-mnp", type="multinode", nodeProperties={
-        "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+    create_batch_resources(boto3.client("batch", region_name="us-east-1"), boto3.client("iam", region_name="us-east-1"))
 
 
 def _next_run() -> tuple[datetime, str, str]:

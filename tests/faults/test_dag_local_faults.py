@@ -35,35 +35,18 @@ _stamp = [datetime(2021, 1, 1, tzinfo=UTC)]
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A migrated DB, a private pipeline home with the example env package, fast polling, quick retries."""
-    import airflow.settings
+    from pipeline_env import quick_retries, scoped_environ, task_policy
 
     home = tmp_path_factory.mktemp("faults-local")
-    keys = ("ISAACLAB_PIPELINE_HOME", "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S", "AIRFLOW_VAR_ISAACLAB_OVERRIDES",
-            "AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
-    os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
+    tests_set = ("AIRFLOW_VAR_ISAACLAB_OVERRIDES", "AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON")  # the tests below
+    with scoped_environ({"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1"},
+                        restore=tests_set):
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        from isaaclab_tools.cli import EXAMPLE_ENV, package_env
 
-    package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
-    original_policy = airflow.settings.task_policy
-
-    def quick_retries(task: Any) -> None:  # the DAG's retries, without its 30 s waits
-        original_policy(task)
-        task.retries = min(task.retries or 0, 1)
-        task.retry_delay = timedelta(seconds=1)
-
-    airflow.settings.task_policy = quick_retries
-    try:
-        yield home
-    finally:
-        airflow.settings.task_policy = original_policy
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
+        with task_policy(quick_retries):
+            yield home
 
 
 def _run(conf: dict[str, Any], when: datetime | None = None) -> tuple[Any, dict[str, str], str]:

@@ -22,6 +22,7 @@ from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.operators import WaitForIsaacLabJobOperator
 from isaaclab_pipeline.settings import PipelineSettings
 from isaaclab_pipeline.triggers import IsaacLabJobTrigger
+from pipeline_env import create_batch_resources
 
 JOB = "7e0c1a9e-2222-4333-8444-955566667777"
 RUN = "manual__2026-11-26T11:00:00+00:00"
@@ -60,18 +61,7 @@ def aws(endpoint, monkeypatch):
     kw = {"endpoint_url": endpoint, "region_name": "us-east-1"}
     boto3.client("s3", **kw).create_bucket(Bucket="stage")
     batch = boto3.client("batch", **kw)
-    role = boto3.client("iam", **kw).create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
-    ce = batch.create_compute_environment(computeEnvironmentName="gpu-ce", type="UNMANAGED", state="ENABLED",
-                                          serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
-    batch.create_job_queue(jobQueueName="gpu-queue", state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
-    container = {"image": "isaaclab-runner:latest", "command": ["python", "-m", "isaaclab_runner", "--help"],
-                 "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"},
-                                          {"type": "GPU", "value": "1"}]}
-    batch.register_job_definition(jobDefinitionName="isaaclab-single", type="container",
-                                  containerProperties=container)
-    batch.register_job_definition(jobDefinitionName="isaaclab-mnp", type="multinode", nodeProperties={
-        "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+    create_batch_resources(batch, boto3.client("iam", **kw))
     settings = PipelineSettings(compute_backend="batch", staging_uri="s3://stage/isaaclab", poll_interval_s=0.2,
                                 batch_job_queue="gpu-queue", batch_job_definition="isaaclab-single",
                                 batch_multinode_job_definition="isaaclab-mnp", heartbeat_interval_s=600)

@@ -27,36 +27,18 @@ _stamp = [datetime(2020, 1, 1, tzinfo=UTC)]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Moto, a migrated DB, a private pipeline home with the example env, fast polling and no task retries."""
-    import airflow.settings
+    from pipeline_env import no_retries, scoped_environ, task_policy
 
     home = tmp_path_factory.mktemp("vams-pipeline")
-    saved = {k: os.environ.get(k) for k in ("ISAACLAB_PIPELINE_HOME", "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S",
-                                            "AIRFLOW_VAR_ISAACLAB_OVERRIDES")}
-    os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
-    os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
-    os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = '["agent.num_steps_per_env=128"]'
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
+    with scoped_environ({"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1",
+                         "AIRFLOW_VAR_ISAACLAB_OVERRIDES": '["agent.num_steps_per_env=128"]'}):
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        from isaaclab_tools.cli import EXAMPLE_ENV, package_env
 
-    package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
-    # retries (30 s apart) would only slow these failures down; a cluster policy is how a deployment sets them
-    original_policy = airflow.settings.task_policy
-
-    def no_retries(task: Any) -> None:
-        original_policy(task)
-        task.retries = 0
-
-    airflow.settings.task_policy = no_retries
-    try:
-        with moto_server() as url:
+        package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
+        # retries (30 s apart) would only slow these failures down
+        with task_policy(no_retries), moto_server() as url:
             yield {"home": home, "moto": url}
-    finally:
-        airflow.settings.task_policy = original_policy
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def vams_conf(home: Path, **training: Any) -> dict[str, Any]:

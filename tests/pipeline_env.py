@@ -1,0 +1,72 @@
+"""What the DAG-level tests share: scoped environment variables and Airflow task policies, and the moto Batch
+resources (a compute environment, a queue, the single-node and multi-node job definitions)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+
+@contextmanager
+def scoped_environ(values: Mapping[str, str], restore: Iterable[str] = ()) -> Iterator[None]:
+    """Set environment variables for the block; put back what was there (or nothing) afterwards, also for the
+    ``restore`` keys the block may set itself."""
+    saved = {k: os.environ.get(k) for k in [*values, *restore]}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def task_policy(change: Callable[[Any], None]) -> Iterator[None]:
+    """Apply ``change`` to every task after Airflow's own policy (a cluster policy: how a deployment sets retries)."""
+    import airflow.settings
+
+    original = airflow.settings.task_policy
+
+    def policy(task: Any) -> None:
+        original(task)
+        change(task)
+
+    airflow.settings.task_policy = policy
+    try:
+        yield
+    finally:
+        airflow.settings.task_policy = original
+
+
+def no_retries(task: Any) -> None:
+    """Failures under test fail at once (the DAG's retries are 30 s apart)."""
+    task.retries = 0
+
+
+def quick_retries(task: Any) -> None:
+    """The DAG's retries (at most one), without their 30 s wait."""
+    task.retries = min(task.retries or 0, 1)
+    task.retry_delay = timedelta(seconds=1)
+
+
+def create_batch_resources(batch: Any, iam: Any) -> None:
+    """A compute environment, the queue ``gpu-queue`` and the job definitions ``isaaclab-single`` (container) and
+    ``isaaclab-mnp`` (multi-node, 2 nodes), as the CloudFormation stack names them in tests."""
+    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
+    ce = batch.create_compute_environment(computeEnvironmentName="gpu-ce", type="UNMANAGED", state="ENABLED",
+                                          serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
+    batch.create_job_queue(jobQueueName="gpu-queue", state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+    container = {"image": "isaaclab-runner:latest", "command": ["python", "-m", "isaaclab_runner", "--help"],
+                 "resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"},
+                                          {"type": "GPU", "value": "1"}]}
+    batch.register_job_definition(jobDefinitionName="isaaclab-single", type="container",
+                                  containerProperties=container)
+    batch.register_job_definition(jobDefinitionName="isaaclab-mnp", type="multinode", nodeProperties={
+        "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
