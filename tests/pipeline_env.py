@@ -1,12 +1,20 @@
-"""What the DAG-level tests share: scoped environment variables and Airflow task policies, and the moto Batch
-resources (a compute environment, a queue, the single-node and multi-node job definitions)."""
+"""What the DAG-level tests share: scoped environment variables and Airflow task policies, a moto server on loopback,
+and the moto Batch resources (a compute environment, a queue, the single-node and multi-node job definitions)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +78,36 @@ def create_batch_resources(batch: Any, iam: Any) -> None:
                                   containerProperties=container)
     batch.register_job_definition(jobDefinitionName="isaaclab-mnp", type="multinode", nodeProperties={
         "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+
+
+MOTO_SERVER = Path(sys.executable).parent / "moto_server"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_on_loopback() -> Iterator[str]:
+    """``moto_server`` on a free loopback port (run from a scratch folder: its recorder writes to the working
+    directory); yields its URL once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = tempfile.mkdtemp(prefix="moto-")
+    proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -6,11 +6,8 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,26 +17,11 @@ from typing import Any
 MOTO = Path(sys.executable).parent / "moto_server"
 
 
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server() -> contextlib.AbstractContextManager[str]:
     """A moto server on a free loopback port; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/moto-api/")
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    from pipeline_env import moto_on_loopback
+
+    return moto_on_loopback()
 
 
 def reset_moto(url: str, batch_without_docker: bool = True) -> None:

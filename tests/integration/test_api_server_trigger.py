@@ -22,7 +22,8 @@ from typing import Any
 
 import boto3
 import pytest
-from vams_aws import PipelineExecution, free_port, moto_server, recorded_calls, start_recording
+from pipeline_env import free_port
+from vams_aws import PipelineExecution, moto_server, recorded_calls, start_recording
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = REPO / ".venvs" / "airflow" / "bin" / "airflow"

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -22,7 +21,7 @@ from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.operators import WaitForIsaacLabJobOperator
 from isaaclab_pipeline.settings import PipelineSettings
 from isaaclab_pipeline.triggers import IsaacLabJobTrigger
-from pipeline_env import create_batch_resources
+from pipeline_env import create_batch_resources, moto_on_loopback
 
 JOB = "7e0c1a9e-2222-4333-8444-955566667777"
 RUN = "manual__2026-11-26T11:00:00+00:00"
@@ -30,22 +29,9 @@ MOTO = Path(sys.executable).parent / "moto_server"
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/moto-api/")
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def endpoint() -> Iterator[str]:
+    with moto_on_loopback() as url:
+        yield url
 
 
 @pytest.fixture

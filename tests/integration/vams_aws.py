@@ -9,10 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,40 +19,22 @@ from typing import Any
 MOTO_SERVER = Path(__file__).resolve().parents[2] / ".venvs" / "airflow" / "bin" / "moto_server"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """Start ``moto_server`` on a free loopback port with state machines executing; point boto3 at it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # the recorder writes ./moto_recording: keep it out of the checkout
-    workdir = tempfile.mkdtemp(prefix="moto-")
-    proc = subprocess.Popen([str(MOTO_SERVER), "-p", str(port)], cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    """A moto server on loopback with state machines executing; boto3 points at it for the block."""
+    from pipeline_env import moto_on_loopback
+
     old = os.environ.get("AWS_ENDPOINT_URL")
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with moto_on_loopback() as url:
         _post(url, "/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
         os.environ["AWS_ENDPOINT_URL"] = url
-        yield url
-    finally:
-        if old is None:
-            os.environ.pop("AWS_ENDPOINT_URL", None)
-        else:
-            os.environ["AWS_ENDPOINT_URL"] = old
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            yield url
+        finally:
+            if old is None:
+                os.environ.pop("AWS_ENDPOINT_URL", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = old
 
 
 def _post(url: str, path: str, body: Any = None) -> None:

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_env import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
@@ -45,18 +45,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real MLflow tracking server on loopback: SQLite backend store, artifacts served from a local folder."""
     assert MLFLOW.exists(), "mlflow is missing from the Airflow venv: run `make install` (requirements-dev.txt)"
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],

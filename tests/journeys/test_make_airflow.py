@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from pipeline_env import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _health(port: int) -> dict | None:
@@ -35,7 +29,7 @@ def _health(port: int) -> dict | None:
 
 def test_make_airflow_comes_up_healthy(tmp_path: Path) -> None:
     """`airflow standalone` starts its components as `airflow ...` from PATH; the Makefile must provide it."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     # a PATH without the venv, as on a fresh clone's shell
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venvs" not in p)

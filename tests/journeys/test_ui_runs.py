@@ -9,7 +9,6 @@ runner is covered by tests/e2e and tests/journeys/test_user_guide.py.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -46,17 +45,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     runner.chmod(0o755)
     env = {"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1",
            "AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON": str(runner), "ISAACLAB_KNOWN_TASKS": str(home / "none.json")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    try:
+    from pipeline_env import scoped_environ
+
+    with scoped_environ(env):
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
         yield home
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_a_form_run_publishes_its_cost_and_the_runs_view_shows_it(home: Path) -> None:

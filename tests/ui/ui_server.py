@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline_env import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = REPO / ".venvs" / "airflow" / "bin" / "airflow"
@@ -60,12 +61,6 @@ with create_session() as session:
                       run_id=spec["run_id"], map_index=index if x["task"] in trial_steps else -1, session=session)
 print(json.dumps({"mapped": mapped}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -138,7 +133,7 @@ def start_server(home: Path) -> Iterator[Server]:
                                                        "aliases": {"Isaac-Ant-v0": "Isaac-Ant"}}))
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
     subprocess.run([str(AIRFLOW), "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=600)
-    port = _free_port()
+    port = free_port()
     log_path = home / "api-server.log"
     log = log_path.open("w")
     proc = subprocess.Popen([str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port),
