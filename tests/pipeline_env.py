@@ -111,3 +111,20 @@ def moto_on_loopback() -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def dag_home(home: Path, variables: Mapping[str, str] | None = None, example_env: bool = True) -> Iterator[Path]:
+    """A private pipeline home for real DAG runs (``dag.test``): fast polling, Airflow's DB migrated, and the example
+    env package in the asset store; ``variables`` are more ``AIRFLOW_VAR_ISAACLAB_<NAME>`` settings. Everything set
+    is put back afterwards, so one test module's deployment never leaks into the next."""
+    env = {"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1",
+           **{f"AIRFLOW_VAR_ISAACLAB_{k.upper()}": v for k, v in (variables or {}).items()}}
+    with scoped_environ(env, restore=["AIRFLOW_VAR_ISAACLAB_DEFAULT_OUTPUT_URI"]):
+        os.environ.pop("AIRFLOW_VAR_ISAACLAB_DEFAULT_OUTPUT_URI", None)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        if example_env:
+            from isaaclab_tools.cli import EXAMPLE_ENV, package_env
+
+            package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
+        yield home

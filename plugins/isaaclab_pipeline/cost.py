@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from isaaclab_pipeline import staging
 from isaaclab_pipeline.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
     """The wall time of a local job from its folder (``pid`` written at start, ``exit_code`` at the end)."""
     jdir = Path(job_dir)
     now = time.time() if now is None else now
-    start = _mtime(jdir / "pid") or _mtime(jdir / "spec.json")
+    start = _mtime(jdir / "pid") or _mtime(jdir / staging.SPEC)
     end = _mtime(jdir / "exit_code")
     attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
     wall = None if start is None else round(max(0.0, (end or now) - start), 3)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import staging, storage
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def output_name(rel: str, evaluation: bool = False) -> str:
     """
     path = PurePosixPath(rel)
     parts = path.parts
-    if parts[0] == "metrics":
+    if parts[0] == staging.METRICS_DIR:
         return f"metrics-{path.name}" if evaluation and path.name == "summary.json" else path.name
-    if rel == "runner.log":
+    if rel == staging.RUNNER_LOG:
         return "runner-log.txt"
-    if rel == "result.json":
+    if rel == staging.RESULT:
         return "job-result.json"
-    if parts[0] == "checkpoints" and path.suffix in CHECKPOINT_SUFFIXES:
+    if parts[0] == staging.CHECKPOINTS_DIR and path.suffix in CHECKPOINT_SUFFIXES:
         return f"checkpoints/{path.name}"  # synced while training, kept across interrupted attempts
-    if parts[0] == "nodes" and path.name == "runner.log" and len(parts) == 3:
+    if parts[0] == staging.NODES_DIR and path.name == staging.RUNNER_LOG and len(parts) == 3:
         return f"runner-log-node{parts[1]}.txt"  # workers of a multi-node job
-    if parts[0] != "run" or len(parts) < 2:
+    if parts[0] != staging.RUN_DIR or len(parts) < 2:
         return f"staging/{rel}"
     inner = PurePosixPath(*parts[1:])
     if inner.parts[0] == "exported":
@@ -201,10 +201,10 @@ def _sha256(path: Path) -> str:
 
 def _run_dir(store: storage.Storage, staging_uri: str, staged: Mapping[str, storage.StoredObject]) -> str | None:
     """``runDir`` of the staged result.json (the final run folder's name), if readable."""
-    if "result.json" not in staged:
+    if staging.RESULT not in staged:
         return None
     try:
-        value = json.loads(store.read_bytes(staged["result.json"].uri) or b"{}").get("runDir")
+        value = json.loads(store.read_bytes(staged[staging.RESULT].uri) or b"{}").get("runDir")
     except (ValueError, AttributeError) as exc:
         log.warning("result.json under %s is not a JSON object (%s); ordering attempts by folder name", staging_uri,
                     exc)
@@ -233,7 +233,7 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
     with tempfile.TemporaryDirectory(prefix="isaaclab-publish-") as tmp:
         scratch = Path(tmp)
         staged, refused = storage.list_staged(src, staging_uri)
-        staged.pop("progress.json", None)  # a live view for the wait step, not an output
+        staged.pop(staging.PROGRESS, None)  # a live view for the wait step, not an output
         run_dir = _run_dir(src, staging_uri, staged)
         layout = plan_layout({rel: o.mtime for rel, o in staged.items()}, run_dir, EVALUATION_SUMMARY in staged)
         for attempt in layout.attempts:

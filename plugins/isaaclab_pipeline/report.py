@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import staging, storage
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
                mlflow_run_id=mlflow_run_id)
     curves: dict[str, Any] = {"reward": [], "length": []}
     if status != "succeeded":
-        result = _read_text(storage.join(spec["stagingUri"], "result.json"), aws_conn_id)
+        result = _read_text(storage.join(spec["stagingUri"], staging.RESULT), aws_conn_id)
         try:
             row["reason"] = (json.loads(result) or {}).get("error", "") if result else ""
         except ValueError:

@@ -209,9 +209,9 @@ def _retryable(exc: BaseException) -> bool:
 
 def read_progress(staging_uri: str, aws_conn_id: str | None) -> dict[str, Any] | None:
     """Return the runner's progress.json under ``staging_uri``, or None if there is none (yet)."""
-    from isaaclab_pipeline import storage
+    from isaaclab_pipeline import staging, storage
 
-    data = storage.for_uri(staging_uri, aws_conn_id).read_bytes(storage.join(staging_uri, "progress.json"))
+    data = storage.for_uri(staging_uri, aws_conn_id).read_bytes(storage.join(staging_uri, staging.PROGRESS))
     try:
         return json.loads(data) if data else None
     except json.JSONDecodeError:  # caught mid-write; the next poll reads it whole

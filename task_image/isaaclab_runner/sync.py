@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isaaclab_runner import storage
+from isaaclab_runner import layout, storage
 
 log = logging.getLogger("isaaclab_runner.sync")
 
-CHECKPOINTS_DIR = "checkpoints"  # under the staging URI
-RUN_DIR = "run"  # the final upload of Isaac Lab's run folder (runner.py)
+CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR  # under the staging URI
+RUN_DIR = layout.RUN_DIR  # the final upload of Isaac Lab's run folder (runner.py)
 
 Uploader = Callable[[Path, str], None]
 
@@ -147,8 +147,8 @@ class CheckpointSync:
         if progress is not None:
             text = json.dumps(progress)
             if text != self._progress_sent:
-                scratch = self.scratch / "progress.json"
-                if self._try(storage.write_text, storage.join(self.staging, "progress.json"), text, scratch):
+                scratch = self.scratch / layout.PROGRESS
+                if self._try(storage.write_text, storage.join(self.staging, layout.PROGRESS), text, scratch):
                     self._progress_sent = text
 
     def _uri(self, path: Path) -> str:

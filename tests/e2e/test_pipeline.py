@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +17,15 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A migrated Airflow DB, a private pipeline home, fast polling, and the example env in the asset store."""
+    from pipeline_env import dag_home
+
     assert ISAACLAB_PYTHON.exists(), "the Isaac Lab venv is missing: run `make install`"
-    home = tmp_path_factory.mktemp("pipeline")
-    os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
-    os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
     # rsl_rl logs Train/mean_reward only once an episode has ended; 128 steps per iteration (16 by default)
     # lets the untrained cartpole fall within iteration 0. This also exercises the deployment overrides.
-    os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = '["agent.num_steps_per_env=128"]'
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
-
-    package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
-    return home
+    with dag_home(tmp_path_factory.mktemp("pipeline"), {"overrides": '["agent.num_steps_per_env=128"]'}) as home:
+        yield home
 
 
 def _run(conf: dict):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +31,15 @@ LEARNING_RATES = [0.001, 0.0003]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A migrated Airflow DB, a private pipeline home, fast polling, the example env in the asset store."""
-    home = tmp_path_factory.mktemp("experiments")
-    os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
-    os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
+    from pipeline_env import dag_home
+
     # the deployment's overrides: 128 steps per iteration (so the untrained cartpole ends an episode in iteration 0
     # and Train/mean_reward is logged) and a save interval the conf's own override replaces
-    os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = '["agent.num_steps_per_env=128", "agent.save_interval=50"]'
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    from isaaclab_tools.cli import EXAMPLE_ENV, package_env
-
-    package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
-    return home
+    overrides = '["agent.num_steps_per_env=128", "agent.save_interval=50"]'
+    with dag_home(tmp_path_factory.mktemp("experiments"), {"overrides": overrides}) as home:
+        yield home
 
 
 @pytest.fixture(scope="module")

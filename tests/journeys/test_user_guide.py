@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,15 +101,12 @@ needs_isaaclab = pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs 
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pipeline home with the guide's package uploaded as an asset folder (VAMS's `s3://bucket/asset-123/`)."""
-    home = tmp_path_factory.mktemp("guide-home")
-    os.environ["ISAACLAB_PIPELINE_HOME"] = str(home)
-    os.environ["AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S"] = "1"
-    os.environ["AIRFLOW_VAR_ISAACLAB_OVERRIDES"] = "[]"
-    os.environ.pop("AIRFLOW_VAR_ISAACLAB_DEFAULT_OUTPUT_URI", None)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    return home
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A pipeline home with no deployment overrides and no default output set (the local default applies)."""
+    from pipeline_env import dag_home
+
+    with dag_home(tmp_path_factory.mktemp("guide-home"), {"overrides": "[]"}, example_env=False) as home:
+        yield home
 
 
 def _run(conf: dict) -> tuple[object, dict[str, str], Path]:

@@ -28,6 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from isaaclab_pipeline import staging
 from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, Poll, PollerSpec, archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings, pipeline_home
@@ -88,12 +89,12 @@ class LocalBackend:
                                     "the Variable isaaclab_isaaclab_python to the Isaac Lab venv's python")
         archive_staging(spec.staging_uri, None)
         jdir.mkdir(parents=True, exist_ok=True)
-        (jdir / "spec.json").write_text(spec.to_json())
+        (jdir / staging.SPEC).write_text(spec.to_json())
         self._start(jdir, spec.job_id)
         return handle
 
     def _start(self, jdir: Path, job_id: str) -> None:
-        cmd = [self.python, "-m", "isaaclab_runner", "run", "--spec", str(jdir / "spec.json"),
+        cmd = [self.python, "-m", "isaaclab_runner", "run", "--spec", str(jdir / staging.SPEC),
                "--workdir", str(jdir / "work")]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         (jdir / "attempt").write_text("1")
@@ -140,7 +141,7 @@ class LocalBackend:
         n = 1 + sum(1 for _ in jdir.glob("attempt-*"))
         dest = jdir / f"attempt-{n}"
         dest.mkdir()
-        for name in ("pid", "stdout.log", "exit_code", "spec.json", "attempt", "cancelled"):
+        for name in ("pid", "stdout.log", "exit_code", staging.SPEC, "attempt", "cancelled"):
             if (jdir / name).exists():
                 shutil.move(jdir / name, dest / name)
         log.info("Previous attempt failed; its files are in %s", dest)

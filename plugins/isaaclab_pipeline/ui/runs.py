@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from isaaclab_pipeline import staging as layout
 from isaaclab_pipeline.config import DAG_ID
 
 log = logging.getLogger(__name__)
@@ -402,7 +403,7 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         from isaaclab_pipeline import storage
 
         try:
-            progress = artifacts.read_json(storage.join(staging, "progress.json"), final=job_over or run_over,
+            progress = artifacts.read_json(storage.join(staging, layout.PROGRESS), final=job_over or run_over,
                                            version=job_version)
         except Exception as exc:
             problems.append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")

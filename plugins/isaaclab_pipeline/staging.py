@@ -1,0 +1,16 @@
+"""The staging folder's names (``include/schemas/staging-layout.schema.json``), shared with the runner."""
+
+from __future__ import annotations
+
+from isaaclab_pipeline.config import load_schema
+
+_NAMES = {k: v["const"] for k, v in load_schema("staging-layout.schema.json")["properties"].items()}
+
+SPEC = _NAMES["spec"]
+PROGRESS = _NAMES["progress"]
+RESULT = _NAMES["result"]
+RUNNER_LOG = _NAMES["runnerLog"]
+RUN_DIR = _NAMES["runDir"]
+CHECKPOINTS_DIR = _NAMES["checkpointsDir"]
+METRICS_DIR = _NAMES["metricsDir"]
+NODES_DIR = _NAMES["nodesDir"]
