@@ -134,20 +134,26 @@ def report_success(run_id: str, output: Mapping[str, Any]) -> bool:
     return _report(run_id, "success", lambda sfn, token: sfn.send_task_success(taskToken=token, output=body))
 
 
-def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
+def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
+                   validated: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The small JSON VAMS receives on success: status, output location, job UUID, headline metrics and cost.
 
-    :param conf: the run's conf (raw, either shape; it is normalized here).
+    :param conf: the run's conf (raw, either shape).
+    :param validated: what ``validate_config`` returned (its XCom: ``{"jobId", "conf"}``), which the DAG callback
+        reads; without it (a callback context that cannot reach XCom) the conf is normalized here the same way.
     """
     from isaaclab_pipeline import cost, storage
     from isaaclab_pipeline.config import apply_deployment, job_uuid
     from isaaclab_pipeline.form import normalize
     from isaaclab_pipeline.settings import PipelineSettings
 
-    settings = PipelineSettings.load()
-    normalized = apply_deployment(normalize(conf), default_output_uri=settings.default_output_uri,
-                                  max_nodes=settings.max_nodes)
-    job_id = job_uuid(dag_id, run_id)
+    if validated and isinstance(validated.get("conf"), Mapping):
+        normalized, job_id = dict(validated["conf"]), str(validated.get("jobId") or job_uuid(dag_id, run_id))
+    else:
+        settings = PipelineSettings.load()
+        normalized = apply_deployment(normalize(conf), default_output_uri=settings.default_output_uri,
+                                      max_nodes=settings.max_nodes)
+        job_id = job_uuid(dag_id, run_id)
     out_uri = storage.join(normalized["outputS3Path"], job_id)
     tc = normalized["trainingConfig"]
     output: dict[str, Any] = {"status": "SUCCEEDED", "dagId": dag_id, "dagRunId": run_id, "jobId": job_id,
@@ -218,9 +224,21 @@ def on_dag_success(context: Mapping[str, Any]) -> None:
         if not is_vams_run(conf):
             return
         dag = context.get("dag")
-        report_success(run_id, success_output(conf, getattr(dag, "dag_id", "isaac-lab-training"), run_id))
+        report_success(run_id, success_output(conf, getattr(dag, "dag_id", "isaac-lab-training"), run_id,
+                                              validated_xcom(context)))
     except Exception:
         log.exception("VAMS: could not report the success of run %s", run_id)
+
+
+def validated_xcom(context: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """What ``validate_config`` returned for this run, through the callback's task instance (None if unreachable)."""
+    ti = context.get("ti")
+    try:
+        value = ti.xcom_pull(task_ids="validate_config") if ti is not None else None
+    except Exception as exc:  # a context without XCom access: the caller normalizes the conf itself
+        log.info("VAMS: validate_config's XCom not readable here (%s); normalizing the conf again", exc)
+        return None
+    return value if isinstance(value, Mapping) else None
 
 
 def on_job_progress(context: Mapping[str, Any], progress: Mapping[str, Any] | None = None) -> bool:
