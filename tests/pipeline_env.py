@@ -128,3 +128,34 @@ def dag_home(home: Path, variables: Mapping[str, str] | None = None, example_env
 
             package_env(EXAMPLE_ENV, home / "assets" / "custom_cartpole" / "custom_cartpole.tar.gz")
         yield home
+
+
+@contextmanager
+def api_server(airflow: Path, env: Mapping[str, str], home: Path, timeout_s: float = 180) -> Iterator[str]:
+    """``airflow api-server`` on a free loopback port (its DB migrated and DAGs serialized by the caller); yields its
+    URL once ``/api/v2/monitor/health`` answers, and stops it after."""
+    port = free_port()
+    log_path = home / "api-server.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"api-server did not start:\n{log_path.read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

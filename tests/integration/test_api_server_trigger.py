@@ -15,14 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from pipeline_env import free_port
+from pipeline_env import api_server as start_api_server
 from vams_aws import PipelineExecution, moto_server, recorded_calls, start_recording
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,27 +73,8 @@ def api_server(tmp_path_factory: pytest.TempPathFactory):
     SERVER_ENV.update(env)
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([str(AIRFLOW), "dags", "reserialize"], env=env, check=True, capture_output=True)
-    port = free_port()
-    log = (home / "api-server.log").open("w")
-    proc = subprocess.Popen([str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (home / "api-server.log").read_text()[-3000:]
-                    raise RuntimeError(f"api-server did not start:\n{tail}") from None
-                time.sleep(0.5)
+    with start_api_server(AIRFLOW, env, home, timeout_s=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_env import free_port
+from pipeline_env import api_server
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = REPO / ".venvs" / "airflow" / "bin" / "airflow"
@@ -133,28 +132,5 @@ def start_server(home: Path) -> Iterator[Server]:
                                                        "aliases": {"Isaac-Ant-v0": "Isaac-Ant"}}))
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
     subprocess.run([str(AIRFLOW), "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=600)
-    port = free_port()
-    log_path = home / "api-server.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen([str(AIRFLOW), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"api-server did not start:\n{log_path.read_text()[-3000:]}") from None
-                time.sleep(0.5)
+    with api_server(AIRFLOW, env, home) as url:
         yield Server(url, env, home)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
