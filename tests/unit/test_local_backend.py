@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from isaaclab_pipeline.backends import JobState
-from isaaclab_pipeline.backends.local import LocalBackend
+from isaaclab_pipeline.backends.local import LocalBackend, LocalJobPoller
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
@@ -46,10 +46,10 @@ def test_success_streams_the_log(tmp_path: Path) -> None:
     handle = backend.submit(_spec())
     status = _wait(backend, handle)
     assert status.state == JobState.SUCCEEDED and status.exit_code == 0
-    lines, offset = backend.read_log(handle, 0)
+    lines, offset = LocalJobPoller(handle.external_id).read_log(0)
     assert lines[0].startswith("argv: -m isaaclab_runner run --spec ") and lines[0].endswith("/work")
     assert lines[1:] == ["line one", "line two"]
-    assert backend.read_log(handle, offset) == ([], offset)
+    assert LocalJobPoller(handle.external_id).read_log(offset) == ([], offset)
     spec_file = tmp_path / "jobs" / JOB / "spec.json"
     assert JobSpec.from_json_dict(__import__("json").loads(spec_file.read_text())) == _spec()
 
@@ -106,7 +106,7 @@ def test_sigterm_exit_is_retried_as_a_new_attempt(tmp_path: Path) -> None:
     handle = backend.submit(_spec())
     status = _wait_through_retries(backend, handle)
     assert status.state == JobState.SUCCEEDED
-    lines, _ = backend.read_log(handle, 0)
+    lines, _ = LocalJobPoller(handle.external_id).read_log(0)
     assert "attempt 1" in lines and "attempt 2" in lines
     assert "[backend] attempt 1 exited with 143 (interrupted); starting attempt 2" in lines
     assert (tmp_path / "jobs" / JOB / "attempt").read_text().strip() == "2"

@@ -85,7 +85,6 @@ class BatchBackend:
         self.settings = settings
         self.dag_run_id = dag_run_id or ""
         self._hook = hook
-        self._log_stream: str | None = None
 
     @cached_property
     def hook(self) -> Any:
@@ -205,28 +204,6 @@ class BatchBackend:
             return JobStatus(state, job["status"])
         return JobStatus(state, failure_reason(job), exit_code(job))
 
-    def read_log(self, handle: JobHandle, offset: int) -> tuple[list[str], int]:
-        """Return the CloudWatch lines of the job's newest log stream after the first ``offset`` ones.
-
-        A new attempt writes a new stream; the offset starts again at 0 then. Multi-node jobs: the main node's.
-        """
-        info = self._log_info(handle)
-        if info is None:
-            return [], offset
-        if info["awslogs_stream_name"] != self._log_stream:
-            if self._log_stream is not None:
-                offset = 0
-            self._log_stream = info["awslogs_stream_name"]
-        from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-
-        logs = AwsLogsHook(aws_conn_id=self.settings.aws_conn_id, region_name=info["awslogs_region"])
-        try:
-            events = list(logs.get_log_events(info["awslogs_group"], info["awslogs_stream_name"], skip=offset,
-                                              start_from_head=True))
-        except logs.conn.exceptions.ResourceNotFoundException:
-            return [], offset  # the stream is created a moment after the container starts
-        return [e["message"] for e in events], offset + len(events)
-
     def log_tail(self, handle: JobHandle, lines: int = 40) -> list[str]:
         """Return the last ``lines`` lines of the job's newest log stream ([] if it has none)."""
         info = self._log_info(handle)
@@ -247,10 +224,6 @@ class BatchBackend:
         """Terminate the job (a queued job is cancelled, a running one gets SIGTERM, then SIGKILL)."""
         log.warning("Terminating Batch job %s: %s", handle.external_id, reason)
         retry_transient(lambda: self.hook.terminate_job(handle.external_id, reason[:1024]), what="TerminateJob")
-
-    def log_info(self, handle: JobHandle) -> dict[str, str] | None:
-        """Return the newest log stream's ``awslogs_group``/``awslogs_stream_name``/``awslogs_region``."""
-        return self._log_info(handle)
 
     def links(self, handle: JobHandle) -> dict[str, dict[str, Any]]:
         """The job's console page, and its CloudWatch log stream once it has one."""

@@ -110,10 +110,6 @@ class LocalBackend:
         return JobStatus(poll.state, poll.reason or (poll.status if poll.state == JobState.RUNNING else ""),
                          _exit_code(Path(handle.external_id)))
 
-    def read_log(self, handle: JobHandle, offset: int) -> tuple[list[str], int]:
-        """Return the complete log lines written since byte ``offset`` and the new offset."""
-        return LocalJobPoller(handle.external_id).read_log(offset)
-
     def log_tail(self, handle: JobHandle, lines: int = 40) -> list[str]:
         """Return the last ``lines`` lines of the job's log."""
         path = Path(handle.external_id) / "stdout.log"
