@@ -43,10 +43,13 @@ print("INSTALLED", installed.dist_name, installed.version, ",".join(installed.mo
 @pytest.fixture
 def interpreter_reachable() -> Iterator[None]:
     """Let the job user reach the venv's base interpreter (pyenv keeps it under /root, which is 0700 here; the image
-    has it in /usr): add o+x to the folders above it that lack it, for the test only."""
+    has it in /usr) and the checkout: add o+x to the folders above them that lack it, for the test only."""
     home = Path(subprocess.run([str(ISAACLAB_PYTHON), "-c", "import sys; print(sys.base_prefix)"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    changed = [(d, d.stat().st_mode) for d in [home, *home.parents] if not d.stat().st_mode & 0o001]
+    # and the checkout itself (the runner is installed from task_image/, the venv lives in .venvs/): a clone in a
+    # mktemp -d folder is 0700 too
+    folders = dict.fromkeys([home, *home.parents, REPO, *REPO.parents])
+    changed = [(d, d.stat().st_mode) for d in folders if not d.stat().st_mode & 0o001]
     for folder, mode in changed:
         folder.chmod(mode | 0o001)
     try:
