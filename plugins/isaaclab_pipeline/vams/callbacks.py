@@ -190,30 +190,26 @@ def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def on_task_failure(context: Mapping[str, Any]) -> None:
-    """Task ``on_failure_callback``: tell VAMS which step failed and why (no-op for runs VAMS did not start)."""
+def _report_failed_step(context: Mapping[str, Any], detail: str) -> None:
+    """Report the context's task as the failed step; a callback must not hide the failure it reports."""
     try:
         if not is_vams_run(run_conf(context)):
             return
-        ti = context.get("ti")
-        step = getattr(ti, "task_id", None) or "unknown"
-        exc = context.get("exception")
-        detail = f"{type(exc).__name__}: {exc}" if exc is not None else "no error message"
+        step = getattr(context.get("ti"), "task_id", None) or "unknown"
         report_failure(_run_id(context), step, detail)
-    except Exception:  # a callback must not hide the task's own failure
+    except Exception:
         log.exception("VAMS: could not report the failure of run %s", _run_id(context))
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """Task ``on_failure_callback``: tell VAMS which step failed and why (no-op for runs VAMS did not start)."""
+    exc = context.get("exception")
+    _report_failed_step(context, f"{type(exc).__name__}: {exc}" if exc is not None else "no error message")
 
 
 def on_dag_failure(context: Mapping[str, Any]) -> None:
     """DAG ``on_failure_callback``: the backstop; sends a failure only if no task reported one."""
-    try:
-        if not is_vams_run(run_conf(context)):
-            return
-        ti = context.get("ti")
-        step = getattr(ti, "task_id", None) or "unknown"
-        report_failure(_run_id(context), step, f"the DAG run failed ({context.get('reason') or 'no reason given'})")
-    except Exception:
-        log.exception("VAMS: could not report the failure of run %s", _run_id(context))
+    _report_failed_step(context, f"the DAG run failed ({context.get('reason') or 'no reason given'})")
 
 
 def on_dag_success(context: Mapping[str, Any]) -> None:
