@@ -1,7 +1,7 @@
 """Archive abuse: hostile env packages are refused by the runner's ``safe_extract`` and nothing lands outside.
 
-Complements tests/unit/runner/test_packages.py (plain tar/zip slip, links leaving the tree, a deflate bomb, too
-many files) with device and FIFO members, set-uid bits, a member over the size budget, a gzip bomb, lying zip
+Complements tests/unit/runner/test_packages.py (plain tar slip, links leaving the tree, a deflate bomb, too
+many files) with zip slip, device and FIFO members, set-uid bits, a member over the size budget, a gzip bomb, lying zip
 headers, links that stay inside, and the symlink-chain bypass of tarfile's ``data`` filter (CVE-2025-4517).
 """
 

@@ -210,14 +210,24 @@ def test_cli_retries_429_and_a_repeated_post_cannot_create_a_second_run(flaky_se
     assert api.call("GET", "/down").status == 503  # retried, then Airflow's answer comes back
 
 
-def test_cli_retries_mwaa_throttling() -> None:
-    from isaaclab_tools.rest import MwaaApi
+def test_cli_status_through_mwaa_rides_out_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``status --mwaa-env`` builds its client through the provider's MwaaHook, and both of its reads (the run,
+    then its task instances) are retried past MWAA's throttling."""
+    from isaaclab_tools.rest import make_api, status
 
-    client = _mwaa_client()
-    api = MwaaApi(client, "env")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    api = make_api(None, "env")
     api.sleep = lambda s: None  # type: ignore[method-assign]
-    with Stubber(client) as stub:
+    run_path = "/dags/isaac-lab-training/dagRuns/manual__1"
+    with Stubber(api.client) as stub:
         stub.add_client_error("invoke_rest_api", service_error_code="ThrottlingException", http_status_code=429)
-        stub.add_response("invoke_rest_api", {"RestApiStatusCode": 200, "RestApiResponse": {"state": "running"}})
-        assert api.call("GET", "/dags/isaac-lab-training/dagRuns/r").data == {"state": "running"}
+        stub.add_response("invoke_rest_api", {"RestApiStatusCode": 200, "RestApiResponse": {"state": "running"}},
+                          {"Name": "env", "Path": run_path, "Method": "GET"})
+        stub.add_client_error("invoke_rest_api", service_error_code="ThrottlingException", http_status_code=429)
+        stub.add_response("invoke_rest_api", {"RestApiStatusCode": 200, "RestApiResponse": {"task_instances": [
+            {"task_id": "submit_job", "state": "success"}, {"task_id": "wait_for_job", "state": "deferred"}]}},
+            {"Name": "env", "Path": f"{run_path}/taskInstances", "Method": "GET"})
+        answer = status(api, "manual__1")
         stub.assert_no_pending_responses()
+    assert answer == {"runId": "manual__1", "state": "running",
+                      "tasks": {"submit_job": "success", "wait_for_job": "deferred"}}
