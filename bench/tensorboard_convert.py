@@ -36,6 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
+sys.path.insert(0, str(REPO / "task_image"))
 
 T0 = 1_764_000_000.0
 FIXED_TAGS = [
@@ -194,17 +195,6 @@ def compare(ours: dict, other: dict, with_wall_time: bool) -> tuple[bool, str]:
     return True, "ok"
 
 
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), for the record."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--steps", type=int, default=20_000)
@@ -232,6 +222,8 @@ def main() -> None:
         n = args.steps * args.tags
         print(f"log: {args.steps} steps x {args.tags} tags = {n} scalars ({args.tensor_tags} tensor tags), "
               f"1 file, {size / 1e6:.1f} MB, generated in {gen_s:.1f} s")
+        from isaaclab_runner.caches import cpu_model  # stdlib only; the workers never import it
+
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPU(s) {cpu_model()}, load average "
               f"{os.getloadavg()[0]:.2f}", flush=True)
 

@@ -61,7 +61,7 @@ def warp_cache_dir(version: str, env: Mapping[str, str] | None = None) -> Path:
 
 def host_key() -> str:
     """What compiled kernels depend on: the GPU's architecture and driver (first GPU), and the CPU."""
-    cpu = _cpu_model()
+    cpu = cpu_model()
     cpu_key = f"{platform.machine()}-{hashlib.sha256(cpu.encode()).hexdigest()[:8]}"
     try:
         proc = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap,driver_version", "--format=csv,noheader",
@@ -74,7 +74,8 @@ def host_key() -> str:
     return f"sm{cap.replace('.', '')}-drv{driver}-{cpu_key}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
