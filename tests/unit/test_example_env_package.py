@@ -191,3 +191,28 @@ def test_tarball_of_the_project_folder_holds_pyproject_at_its_top() -> None:
     assert "custom_cartpole/pyproject.toml" in names
     assert "custom_cartpole/custom_cartpole/__init__.py" in names
     assert "custom_cartpole/custom_cartpole/assets/cartpole.usda" in names
+
+
+GUIDE_PACKAGE_DIR = PROJECT_DIR.parent / "my_custom_env" / "my_custom_env"
+
+
+def test_the_guide_style_package_makes_the_same_offline_scene() -> None:
+    """The two example packages are standalone on purpose (a user copies one: pyproject with an entry point, or
+    the guide's setup.py); the part that keeps them off NVIDIA's asset server must stay the same in both."""
+    ours = PACKAGE_DIR / "cartpole_env_cfg.py"
+    guide = GUIDE_PACKAGE_DIR / "my_env_cfg.py"
+    assert USD_FILE.read_bytes() == (GUIDE_PACKAGE_DIR / "assets" / "cartpole.usda").read_bytes()
+    for path, scene, env in ((ours, "CustomCartpoleSceneCfg", "CustomCartpoleEnvCfg"), (guide, "MySceneCfg",
+                                                                                         "MyCustomEnvCfg")):
+        scene_attributes = _class_attributes(path, scene)
+        assert scene_attributes["ground"] is None
+        robot = scene_attributes["cartpole"]
+        assert isinstance(robot, ast.Call) and ast.unparse(robot.keywords[0]) == "prim_path='{ENV_REGEX_NS}/Robot'"
+        scene_call = _class_attributes(path, env)["scene"]
+        assert isinstance(scene_call, ast.Call)
+        assert {k.arg: ast.literal_eval(k.value) for k in scene_call.keywords} == {
+            "num_envs": 4096, "env_spacing": 4.0, "replicate_physics": True, "clone_in_fabric": True}
+        # the robot: the built-in cartpole with its spawn's usd_path on the package's own file
+        source = path.read_text()
+        assert "replace(CARTPOLE_CFG.spawn, usd_path=str(" in source
+        assert 'Path(__file__).resolve().parent / "assets" / "cartpole.usda"' in source
