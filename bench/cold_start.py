@@ -19,15 +19,13 @@ Run: ``flock /tmp/heavy.lock .venvs/isaaclab/bin/python bench/cold_start.py [--r
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_jobs import FIRST_ITERATION, REPO, Job, package_example, run_job  # noqa: E402
+from cpu_jobs import FIRST_ITERATION, Job, bench_arguments, bench_folders, run_job, write_summary  # noqa: E402
 
 
 def measure(job: Job, library: str) -> dict[str, float | None | str]:
@@ -44,16 +42,10 @@ def measure(job: Job, library: str) -> dict[str, float | None | str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=1)
+    parser = bench_arguments(__doc__, reps=1)
     parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "cpu")
-    parser.add_argument("--scratch", type=Path, default=None)
     args = parser.parse_args()
-    root = args.scratch or Path(tempfile.mkdtemp(prefix="bench-cold-start-"))
-    out = args.out / "cold-start"
-    out.mkdir(parents=True, exist_ok=True)
-    package = package_example(root)
+    root, out, package = bench_folders(args, "cold-start")
     runs: dict[str, list[dict]] = {"cold": [], "restored": [], "image": []}
     for rep in range(args.reps):
         cache = root / f"cache-{rep}"  # the deployment's cache location (s3:// in production)
@@ -80,13 +72,11 @@ def main() -> int:
     cold, restored = median("cold", "first_iteration_s"), median("restored", "first_iteration_s")
     summary.update(first_iteration_cold_s=cold, first_iteration_restored_s=restored,
                    cold_vs_restored=round(cold / restored, 2))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{'':28s} {'cold':>8s} {'restored':>9s} {'image':>8s}")
     for key in ("wall_s", "first_iteration_s", "isaaclab_start_to_first_iteration_s"):
         print(f"{key:28s} " + " ".join(f"{summary[key][n]:>8.2f}" for n in runs))
-    print(f"first_iteration_cold_s: {cold:.2f}")
-    print(f"first_iteration_restored_s: {restored:.2f}")
-    print(f"cold_vs_restored: {cold / restored:.2f}")
+    write_summary(out, summary, {"first_iteration_cold_s": cold, "first_iteration_restored_s": restored,
+                                 "cold_vs_restored": cold / restored})
     return 0
 
 

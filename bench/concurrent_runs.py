@@ -71,14 +71,15 @@ import tarfile
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "vams_bridge"))
+from vams_bridge.airflow_api import HttpApi  # noqa: E402  (one REST client: the bridge's and the CLI's)
+
 AIRFLOW_BIN = REPO / ".venvs" / "airflow" / "bin"
 ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
@@ -170,49 +171,12 @@ def airflow_env(home: Path, src: Path, port: int) -> dict[str, str]:
     return env
 
 
-class Api:
-    """Airflow's REST API (``/api/v2``) with the all-admins token (``GET /auth/token``)."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.token: str | None = None
-
-    def request(self, method: str, path: str, body: Any = None, auth: bool = True) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if auth:
-            if self.token is None:
-                status, answer = self.request("GET", "/auth/token", auth=False)
-                if status not in (200, 201) or not isinstance(answer, dict) or "access_token" not in answer:
-                    raise RuntimeError(f"/auth/token answered {status}: {answer}")
-                self.token = answer["access_token"]
-            headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            return status, raw.decode(errors="replace")
-
-    def get(self, path: str, tries: int = 5) -> Any:
-        """GET ``/api/v2{path}``; retried while the server is busy (a loaded 2-core box answers slowly)."""
-        for attempt in range(tries):
-            try:
-                status, answer = self.request("GET", f"/api/v2{path}")
-            except OSError as exc:
-                status, answer = 0, str(exc)
-            if status == 200:
-                return answer
-            if attempt + 1 < tries:
-                time.sleep(2 * (attempt + 1))
-        raise RuntimeError(f"GET {path}: {status} {answer}")
+def get(api: HttpApi, path: str) -> Any:
+    """GET a version-less REST path; the client retries a busy server (a loaded 2-core box answers slowly)."""
+    answer = api.call("GET", path)
+    if not answer.ok:
+        raise RuntimeError(f"GET {path}: HTTP {answer.status} {answer.detail()}")
+    return answer.data
 
 
 class Airflow:
@@ -222,7 +186,7 @@ class Airflow:
         self.env, self.home, self.port = env, home, port
         self.log_path = home / "standalone.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.api = Api(f"http://127.0.0.1:{port}")
+        self.api = HttpApi(f"http://127.0.0.1:{port}", timeout_s=30.0)
 
     def __enter__(self) -> Airflow:
         self._log = self.log_path.open("w")
@@ -244,12 +208,12 @@ class Airflow:
 
     def _ready(self) -> bool:
         try:
-            status, health = self.api.request("GET", "/api/v2/monitor/health", auth=False)
-            if status != 200 or not all(health.get(c, {}).get("status") == "healthy" for c in COMPONENTS):
+            health = self.api.call("GET", "/monitor/health")
+            if not health.ok or not all(health.data.get(c, {}).get("status") == "healthy" for c in COMPONENTS):
                 return False
-            status, dag = self.api.request("GET", f"/api/v2/dags/{DAG_ID}")
-            return status == 200 and dag.get("is_paused") is False
-        except (OSError, ValueError, AttributeError):
+            dag = self.api.call("GET", f"/dags/{DAG_ID}")
+            return dag.ok and dag.data.get("is_paused") is False
+        except (OSError, RuntimeError, AttributeError):  # not up yet: no connection, no token, no JSON
             return False
 
     def tail(self, chars: int = 4000) -> str:
@@ -376,10 +340,10 @@ def run_phase(af: Airflow, sampler: Sampler, name: str, runs: list[Run], timeout
     log(f"{name}: triggering {len(runs)} run(s)")
     t0 = time.time()
     for run in runs:
-        status, answer = af.api.request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns",
-                                        {"dag_run_id": run.run_id, "logical_date": None, "conf": run.conf})
-        if status != 200:
-            raise RuntimeError(f"trigger of {run.run_id} answered {status}: {answer}")
+        answer = af.api.call("POST", f"/dags/{DAG_ID}/dagRuns",
+                             {"dag_run_id": run.run_id, "logical_date": None, "conf": run.conf})
+        if answer.status != 200:
+            raise RuntimeError(f"trigger of {run.run_id} answered {answer.status}: {answer.detail()}")
     t_triggered = time.time()
     deadline = time.monotonic() + timeout_s
     pending = {r.run_id: r for r in runs}
@@ -389,7 +353,7 @@ def run_phase(af: Airflow, sampler: Sampler, name: str, runs: list[Run], timeout
             raise TimeoutError(f"{name}: runs not over after {timeout_s:.0f} s: {sorted(pending)}")
         time.sleep(5)
         for run_id, run in list(pending.items()):
-            data = af.api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")
+            data = get(af.api, f"/dags/{DAG_ID}/dagRuns/{run_id}")
             if data["state"] in ("success", "failed"):
                 run.state = data["state"]
                 run.info = {k: data.get(k) for k in ("queued_at", "start_date", "end_date", "conf")}
@@ -434,7 +398,7 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
     p = run.problems
     if run.state != "success":
         p.append(f"run state {run.state}")
-    tis = af.api.get(f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances")["task_instances"]
+    tis = get(af.api, f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances")["task_instances"]
     tasks = {}
     for ti in tis:
         tasks[ti["task_id"]] = {"state": ti["state"], "try_number": ti["try_number"],
@@ -446,7 +410,7 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
             p.append(f"task {ti['task_id']} needed try {ti['try_number']}")
     run.info["tasks"] = tasks
     # where the pipeline says it published, and where it must have
-    xcom = af.api.get(f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances/publish_outputs/xcomEntries/return_value"
+    xcom = get(af.api, f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances/publish_outputs/xcomEntries/return_value"
                   "?map_index=0")
     value = xcom.get("value")
     published = json.loads(value) if isinstance(value, str) else value

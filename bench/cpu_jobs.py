@@ -3,10 +3,12 @@ job as the local backend does, and time the lines of its output."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import tarfile
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +21,30 @@ TASK = "Isaac-Custom-Cartpole-Direct"
 # the library's per-iteration line: its first appearance is the end of Isaac Lab's start-up
 FIRST_ITERATION = {"rsl_rl": "Learning iteration", "skrl": "it/s]", "rl_games": "epoch:"}
 RL_GAMES_SMALL = ["agent.params.config.minibatch_size=128"]
+
+
+def bench_arguments(doc: str | None, reps: int) -> argparse.ArgumentParser:
+    """The options every CPU benchmark of the runner takes: ``--reps``, ``--out`` and ``--scratch``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "cpu")
+    parser.add_argument("--scratch", type=Path, default=None, help="the working folder (default: a temp folder)")
+    return parser
+
+
+def bench_folders(args: argparse.Namespace, name: str) -> tuple[Path, Path, Path]:
+    """The working folder, the results folder ``{--out}/{name}`` and the example env packaged in the first."""
+    root = args.scratch or Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    return root, out, package_example(root)
+
+
+def write_summary(out: Path, summary: dict, headline: dict[str, float]) -> None:
+    """Write ``{out}/summary.json`` and print the headline figures as the last lines, ``name: value``."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for name, value in headline.items():
+        print(f"{name}: {value:.2f}")
 
 
 def package_example(dest: Path) -> Path:

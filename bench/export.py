@@ -20,16 +20,14 @@ Run: ``flock /tmp/heavy.lock .venvs/isaaclab/bin/python bench/export.py [--reps 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_jobs import REPO, package_example, run_job, timed  # noqa: E402
+from cpu_jobs import REPO, bench_arguments, bench_folders, run_job, timed, write_summary  # noqa: E402
 
 DATA = REPO / "tests" / "unit" / "runner" / "data"
 OTHER_LIBRARIES = {
@@ -40,21 +38,14 @@ OTHER_LIBRARIES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "cpu")
-    parser.add_argument("--scratch", type=Path, default=None)
-    args = parser.parse_args()
+    args = bench_arguments(__doc__, reps=3).parse_args()
     import torch
     from isaaclab_runner import isaaclab_cli
     from isaaclab_runner.jobspec import JobSpec
     from isaaclab_runner.libraries import get_library
     from isaaclab_runner.libraries.base import latest_checkpoint
 
-    root = args.scratch or Path(tempfile.mkdtemp(prefix="bench-export-"))
-    out = args.out / "export"
-    out.mkdir(parents=True, exist_ok=True)
-    package = package_example(root)
+    root, out, package = bench_folders(args, "export")
     job = run_job(root, "train", "rsl_rl", package, iterations=3, env={"ISAACLAB_RUNNER_EXPORT": "0"})
     if job.code != 0:
         print((root / "train.log").read_text()[-3000:])
@@ -103,15 +94,12 @@ def main() -> int:
                "new_export_itself_s": [round(s, 2) for s in inside_s], "old_vs_new_policy_pt_max_diff": diff,
                "new_other_libraries_s": others, "export_old_s": round(old, 2), "export_new_s": round(new, 2),
                "export_speedup": round(old / new, 2)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"old path (second Isaac Lab process): {', '.join(f'{s:.2f}' for s in old_s)} s")
     print(f"new path (no simulator):             {', '.join(f'{s:.2f}' for s in new_s)} s "
           f"(the export itself {', '.join(f'{s:.2f}' for s in inside_s)} s)")
     print(f"old and new policy.pt on {len(obs)} recorded observations: max |difference| {diff:.2e}")
     print(f"new path, skrl and rl_games: {others}")
-    print(f"export_old_s: {old:.2f}")
-    print(f"export_new_s: {new:.2f}")
-    print(f"export_speedup: {old / new:.2f}")
+    write_summary(out, summary, {"export_old_s": old, "export_new_s": new, "export_speedup": old / new})
     return 0
 
 
