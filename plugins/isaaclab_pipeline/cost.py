@@ -383,6 +383,28 @@ def summary(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The few cost figures VAMS and the runs view show."""
     if not doc:
         return None
-    keys = ("backend", "wallSeconds", "gpuSeconds", "instanceType", "capacity", "numNodes", "estimatedCostUsd",
-            "estimatedCostOnDemandUsd", "estimatedCostSpotUsd", "live")
+    keys = ("backend", "trials", "wallSeconds", "gpuSeconds", "instanceType", "capacity", "numNodes",
+            "estimatedCostUsd", "estimatedCostOnDemandUsd", "estimatedCostSpotUsd", "live")
     return {k: doc[k] for k in keys if doc.get(k) is not None}
+
+
+def total(docs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A run's cost: its one job's, or the sum over a sweep's trials.
+
+    A sum is given only where every trial has the figure (one unpriced trial leaves no total price, rather than a
+    low one); documents with an ``error`` do not count.
+    """
+    good = [c for c in docs if not c.get("error")]
+    if not good:
+        return dict(docs[0]) if docs else None
+    if len(good) == 1:
+        return dict(good[0])
+    out: dict[str, Any] = {"trials": len(good), "live": any(c.get("live") for c in good)}
+    backends = {c.get("backend") for c in good}
+    if len(backends) == 1:
+        out["backend"] = backends.pop()
+    for key in ("wallSeconds", "gpuSeconds", "estimatedCostUsd"):
+        values = [c.get(key) for c in good]
+        if all(v is not None for v in values):
+            out[key] = round(sum(values), 4)
+    return out

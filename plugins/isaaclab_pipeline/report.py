@@ -1,10 +1,12 @@
 """The sweep's comparison report, written under ``{output}/{sweep uuid}/`` once every trial is over.
 
 - ``trials.csv``: one row per trial: id, setting, overrides, seed, status (and the step that failed, why), final and
-  best mean reward, final episode length, training wall time, job UUID, output URI;
+  best mean reward, final episode length, training wall time, GPU-seconds and estimated cost, job UUID, output URI;
 - ``summary.json``: per setting, across its seeds: the final mean reward's mean, standard deviation and 95%
   confidence interval (Student's t), the best mean reward and episode length means; the best setting (highest mean
-  final reward); the failed trials;
+  final reward); the failed trials; the sweep's cost;
+- ``cost.json``: the trials' costs summed (failed trials included: their GPUs ran too), as VAMS and the runs view
+  read a single run's;
 - ``comparison.png``: the mean reward curve of each setting (mean across seeds) with a band from the lowest to the
   highest seed.
 
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import cost, staging, storage
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,8 @@ STEPS = ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outp
 REWARD_TAG = "Train/mean_reward"
 LENGTH_TAG = "Train/mean_episode_length"
 COLUMNS = ("trial_id", "setting", "overrides", "seed", "status", "failed_step", "reason", "final_mean_reward",
-           "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "job_id",
-           "output_uri", "mlflow_run_id")
+           "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "gpu_seconds",
+           "estimated_cost_usd", "job_id", "output_uri", "mlflow_run_id")
 # Student's t, two-sided 95% (0.975 quantile), by degrees of freedom; 1.96 beyond the table
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -95,6 +97,22 @@ def _read_text(uri: str, aws_conn_id: str | None) -> str | None:
         log.warning("could not read %s: %s", uri, exc)
         return None
     return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def trial_cost(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str, Any] | None:
+    """A trial's cost.json: the published one, else the one in staging (a trial that failed after its job ran)."""
+    for uri in (storage.join(item["trial"]["outputUri"], cost.COST_NAME),
+                storage.join(item["job_spec"]["stagingUri"], staging.METRICS_DIR, cost.COST_NAME)):
+        text = _read_text(uri, aws_conn_id)
+        if text:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                log.warning("%s is not JSON", uri)
+                continue
+            if isinstance(doc, Mapping):
+                return dict(doc)
+    return None
 
 
 def _float(text: str | None) -> float | None:
@@ -167,8 +185,9 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
     return row, curves
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``summary.json`` document: per setting, the across-seed statistics; the best setting."""
+def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[str, Any],
+              total_cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``summary.json`` document: per setting, the across-seed statistics; the best setting; the cost."""
     by_setting: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_setting.setdefault(row["setting"], []).append(row)
@@ -203,6 +222,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[st
                    for r in rows if r["status"] != "succeeded"],
         "settings": settings,
         "best": None if best is None else {"setting": best["setting"], "finalMeanReward": best["finalMeanReward"]},
+        "cost": cost.summary(total_cost),
     }
 
 
@@ -257,12 +277,21 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
     :return: the report's URI, its files and the summary document.
     """
     states = trial_states(task_states, len(items)) if task_states is not None else [None] * len(items)
-    rows, curves = [], {}
+    rows, curves, costs = [], {}, []
     for item, st in zip(items, states, strict=True):
         row, curve = trial_row(item, st, aws_conn_id, (mlflow_runs or {}).get(item["trial"]["jobId"], ""))
+        doc = trial_cost(item, aws_conn_id)
+        if doc is not None:
+            costs.append(doc)
+            row["gpu_seconds"] = doc.get("gpuSeconds") if doc.get("gpuSeconds") is not None else ""
+            row["estimated_cost_usd"] = doc.get("estimatedCostUsd") if doc.get("estimatedCostUsd") is not None else ""
         rows.append(row)
         curves.setdefault(row["setting"], []).append(curve["reward"])
-    summary = summarize(rows, sweep_id, conf)
+    total_cost = cost.total(costs)
+    if total_cost is not None:
+        total_cost["trials"] = len(costs)  # also when a single trial had one
+        total_cost["notes"] = [f"the sum over {len(costs)} of {len(items)} trials' cost.json"]
+    summary = summarize(rows, sweep_id, conf, total_cost)
     out_uri = storage.join(conf["outputS3Path"], sweep_id)
     store = storage.for_uri(out_uri, aws_conn_id)
     written = []
@@ -273,6 +302,8 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
             writer.writeheader()
             writer.writerows(rows)
         (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        if total_cost is not None:
+            (folder / cost.COST_NAME).write_text(json.dumps(total_cost, indent=2, sort_keys=True) + "\n")
         title = f"{summary['task']}: {summary['succeeded']}/{len(rows)} trials, sweep {sweep_id}"
         plot_comparison(curves, folder / "comparison.png", title)
         for path in sorted(folder.iterdir()):

@@ -174,6 +174,10 @@ def test_a_failed_trial_leaves_the_others_published_and_the_report_marks_it(home
     assert by_setting["agent.algorithm.learning_rate=0.0003"]["failed"] == [failed]
     assert by_setting["agent.algorithm.learning_rate=0.0003"]["finalMeanReward"]["n"] == 2
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sweep's cost: all six jobs ran, the failed one too (its cost.json stayed in staging)
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["backend"] == "local" and cost["trials"] == 6 and cost["wallSeconds"] > 0
+    assert summary["cost"]["wallSeconds"] == cost["wallSeconds"]
 
 
 def test_one_run_with_overrides_publishes_as_before(home: Path, tmp_path: Path,
@@ -264,8 +268,10 @@ def test_sweep_trains_one_job_per_trial_reports_and_tracks_in_mlflow(home: Path,
     children = {r.data.tags["isaaclab.trialId"]: r for r in runs if r.data.tags["isaaclab.kind"] == "trial"}
     assert len(parent) == 1 and sorted(children) == trials
     assert parent[0].info.status == "FINISHED" and parent[0].data.metrics["trials_succeeded"] == 4
-    assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} >= {"trials.csv", "summary.json",
-                                                                               "comparison.png"}
+    assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} == {"trials.csv", "summary.json",
+                                                                               "comparison.png", "cost.json"}
+    cost = json.loads((out / "cost.json").read_text())  # locally: the four jobs' wall time
+    assert cost["trials"] == 4 and parent[0].data.metrics["wall_seconds"] == cost["wallSeconds"] > 0
     for name, child in children.items():
         trial = out / "trials" / name
         assert child.data.tags["mlflow.parentRunId"] == parent[0].info.run_id

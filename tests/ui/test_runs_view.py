@@ -89,7 +89,7 @@ def test_a_sweep_shows_each_trial_and_sums_the_cost(tmp_path: Path) -> None:
     assert live["progress"]["iteration"] == 7 and live["curve"] == [[7, 3.5]]
     assert live["cost"]["estimatedCostUsd"] == 0.5  # a live estimate from the backend
     assert failed["steps"]["wait_for_job"] == "failed" and failed["progress"]["iteration"] == 3
-    assert view["cost"] == {"trials": 3, "live": True, "wallSeconds": 3720.0, "gpuSeconds": 3720.0,
+    assert view["cost"] == {"backend": "batch", "trials": 3, "live": True, "wallSeconds": 3720.0, "gpuSeconds": 3720.0,
                             "estimatedCostUsd": 1.8}
     assert view["links"]["airflow"] == "/dags/isaac-lab-training/runs/r1"
 

@@ -98,3 +98,41 @@ def test_evaluation_trials_aggregate_return_length_and_success(tmp_path: Path) -
     [setting] = result["summary"]["settings"]
     assert setting["finalMeanReward"]["mean"] == 4.5 and setting["successRate"]["mean"] == 0.5
     assert setting["finalEpisodeLength"]["mean"] == 300.0
+
+
+def _batch_cost(gpu_s: float, usd: float | None) -> str:
+    return json.dumps({"backend": "batch", "wallSeconds": gpu_s / 4, "gpuSeconds": gpu_s, "estimatedCostUsd": usd,
+                       "instanceType": "g6e.12xlarge", "capacity": "spot", "live": False})
+
+
+def test_the_sweep_costs_the_sum_of_its_trials_failed_ones_included(tmp_path: Path) -> None:
+    """Published trials' cost.json and a failed trial's staged one (its GPUs ran too) add up in cost.json, the
+    summary and trials.csv; a trial without a price leaves the total price out rather than low."""
+    items = [_trial(tmp_path, "s0-seed1", "(base)", 1, [1.0, 2.0]), _trial(tmp_path, "s0-seed2", "(base)", 2, None)]
+    (Path(items[0]["trial"]["outputUri"]) / "cost.json").write_text(_batch_cost(3600.0, 1.5))
+    metrics = Path(items[1]["job_spec"]["stagingUri"]) / "metrics"
+    metrics.mkdir()
+    (metrics / "cost.json").write_text(_batch_cost(1800.0, 0.75))
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"}}
+    result = report.write_report(conf, SWEEP, items, None, None)
+    out = tmp_path / "outputs" / SWEEP
+    assert result["files"] == ["comparison.png", "cost.json", "summary.json", "trials.csv"]
+    total = json.loads((out / "cost.json").read_text())
+    assert total["backend"] == "batch" and total["trials"] == 2
+    assert total["gpuSeconds"] == 5400.0 and total["estimatedCostUsd"] == 2.25 and total["wallSeconds"] == 1350.0
+    assert result["summary"]["cost"]["estimatedCostUsd"] == 2.25 and result["summary"]["cost"]["trials"] == 2
+    with (out / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["status"], r["gpu_seconds"], r["estimated_cost_usd"]) for r in rows] == [
+        ("succeeded", "3600.0", "1.5"), ("failed", "1800.0", "0.75")]
+
+    (metrics / "cost.json").write_text(_batch_cost(1800.0, None))  # no price for that instance type
+    total = report.write_report(conf, SWEEP, items, None, None)["summary"]["cost"]
+    assert total["gpuSeconds"] == 5400.0 and "estimatedCostUsd" not in total
+
+
+def test_a_sweep_with_no_cost_recorded_writes_no_cost_file(tmp_path: Path) -> None:
+    items = [_trial(tmp_path, "s0-seed1", "(base)", 1, [1.0])]
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"}}
+    result = report.write_report(conf, SWEEP, items, None, None)
+    assert "cost.json" not in result["files"] and result["summary"]["cost"] is None

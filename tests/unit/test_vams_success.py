@@ -40,3 +40,29 @@ def test_the_output_uses_the_validated_conf_and_job_id(tmp_path: Path) -> None:
     output = success_output({"trainingConfig": {}}, "isaac-lab-training", "run-1", validated)
     assert output["jobId"] == "job-from-xcom" and output["outputS3Path"] == f"{out}/job-from-xcom/"
     assert output["metrics"]["lastMeanReward"] == 4.9 and output["task"] == "Isaac-Cartpole-v0"
+
+
+def test_a_sweeps_output_names_its_trials_best_setting_and_total_cost(tmp_path: Path) -> None:
+    """A sweep's summary.json and cost.json are the report's (isaaclab_pipeline.report); VAMS gets the headline."""
+    from isaaclab_pipeline import report
+
+    sweep, out = "sweep-uuid", tmp_path / "outputs"
+    items = []
+    for seed, rewards in ((1, "1.0\n"), (2, "3.0\n")):
+        trial_out, staging = out / sweep / "trials" / f"s0-seed{seed}", tmp_path / "staging" / str(seed)
+        trial_out.mkdir(parents=True)
+        staging.mkdir(parents=True)
+        (trial_out / "metrics.csv").write_text(f"step,wall_time,Train/mean_reward\n0,1.0,{rewards}")
+        (trial_out / "manifest.json").write_text("{}")
+        (trial_out / "cost.json").write_text(json.dumps({"backend": "local", "wallSeconds": 60.0 * seed}))
+        items.append({"job_spec": {"stagingUri": str(staging)},
+                      "trial": {"trialId": f"s0-seed{seed}", "jobId": f"j{seed}", "seed": seed,
+                                "settingLabel": "(base)", "outputUri": str(trial_out),
+                                "conf": {"trainingConfig": {}}}})
+    conf = {"trainingConfig": {"mode": "train", "task": "T", "rlLibrary": "rsl_rl"}, "outputS3Path": str(out),
+            "sweep": {"seeds": [1, 2]}}
+    report.write_report(conf, sweep, items, None, None)
+    output = success_output(conf, "isaac-lab-training", "run-1", {"jobId": sweep, "conf": conf})
+    assert output["metrics"] == {"trials": 2, "trialsSucceeded": 2, "bestSetting": "(base)",
+                                 "bestFinalMeanReward": 2.0}
+    assert output["cost"] == {"backend": "local", "trials": 2, "wallSeconds": 180.0, "live": False}

@@ -257,14 +257,19 @@ def log_trial(uri: str, experiment: str, *, job_id: str, conf: Mapping[str, Any]
 
 def finish_sweep_run(uri: str, parent_run_id: str, report: Mapping[str, Any], report_uri: str,
                      aws_conn_id: str | None = "aws_default") -> None:
-    """Log the report on the sweep's run (best setting's numbers, trials.csv, summary.json, comparison.png) and end
-    it: FINISHED when every trial succeeded, else FAILED."""
+    """Log the report on the sweep's run (best setting's numbers, the total cost, the report's files) and end it:
+    FINISHED when every trial succeeded, else FAILED."""
     mlflow_client = client(uri)
     summary = report["summary"]
     metrics: dict[str, float] = {"trials": summary["trials"], "trials_succeeded": summary["succeeded"]}
     best = summary.get("best")
     if best and best["finalMeanReward"]["mean"] is not None:
         metrics["best_setting_final_mean_reward"] = best["finalMeanReward"]["mean"]
+    cost = summary.get("cost") or {}
+    for key, name in (("wallSeconds", "wall_seconds"), ("gpuSeconds", "gpu_seconds"),
+                      ("estimatedCostUsd", "estimated_cost_usd")):
+        if cost.get(key) is not None:
+            metrics[name] = cost[key]
     import time
 
     from mlflow.entities import Metric
@@ -274,6 +279,6 @@ def finish_sweep_run(uri: str, parent_run_id: str, report: Mapping[str, Any], re
                  tags={"isaaclab.bestSetting": best["setting"] if best else ""})
     with tempfile.TemporaryDirectory(prefix="isaaclab-mlflow-") as tmp:
         folder = Path(tmp)
-        for name in _download(report_uri, ["trials.csv", "summary.json", "comparison.png"], folder, aws_conn_id):
+        for name in _download(report_uri, list(report["files"]), folder, aws_conn_id):
             mlflow_client.log_artifact(parent_run_id, str(folder / name))
     mlflow_client.set_terminated(parent_run_id, "FINISHED" if summary["succeeded"] == summary["trials"] else "FAILED")

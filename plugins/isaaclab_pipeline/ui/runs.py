@@ -318,6 +318,8 @@ def describe(record: RunRecord, artifacts: Artifacts, now: float | None = None,
     report = record.xcoms.get((REPORT_STEP, -1, "return_value"))
     started, ended = record.start_date, record.end_date
     duration = ((ended.timestamp() if ended else now) - started.timestamp()) if started else None
+    from isaaclab_pipeline.cost import total as total_cost
+
     costs = [t["cost"] for t in trials if t.get("cost")]
     return {
         "runId": record.run_id, "state": record.state, "note": record.note, "triggeredBy": record.triggered_by,
@@ -331,7 +333,7 @@ def describe(record: RunRecord, artifacts: Artifacts, now: float | None = None,
         "sweep": bool(isinstance(conf, Mapping) and conf.get("sweep")),
         "steps": {step: _state(record, step) for step in STEPS},
         "trials": trials,
-        "cost": _total_cost(costs),
+        "cost": total_cost(costs),
         "report": report if isinstance(report, Mapping) else None,
         "links": {"airflow": airflow_run_link(record.run_id)},
         "problems": problems,
@@ -465,21 +467,6 @@ def _cost_summary(doc: Any) -> dict[str, Any] | None:
     out = summary(doc) or {}
     if doc.get("notes"):
         out["notes"] = list(doc["notes"])[:5]
-    return out
-
-
-def _total_cost(costs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A run's cost: its one trial's, or the sum over a sweep's trials."""
-    good = [c for c in costs if not c.get("error")]
-    if not good:
-        return costs[0] if costs else None
-    if len(good) == 1:
-        return good[0]
-    out: dict[str, Any] = {"trials": len(good), "live": any(c.get("live") for c in good)}
-    for key in ("wallSeconds", "gpuSeconds", "estimatedCostUsd"):
-        values = [c.get(key) for c in good]
-        if all(v is not None for v in values):
-            out[key] = round(sum(values), 4)
     return out
 
 

@@ -171,9 +171,16 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
 
 
 def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the few numbers a VAMS user looks at first from summary.json (a training or an evaluation one)."""
+    """Pick the few numbers a VAMS user looks at first from summary.json (a training, an evaluation or a sweep's)."""
     tags = summary.get("tags", {})
     out: dict[str, Any] = {}
+    if isinstance(summary.get("settings"), list):  # a sweep's report: how many trials ran, which setting won
+        out["trials"], out["trialsSucceeded"] = summary.get("trials"), summary.get("succeeded")
+        best = summary.get("best")
+        if isinstance(best, Mapping):
+            out["bestSetting"] = best.get("setting")
+            out["bestFinalMeanReward"] = (best.get("finalMeanReward") or {}).get("mean")
+        return out
     if isinstance(summary.get("return"), Mapping):  # evaluate/play: the runner's episode statistics
         out["episodes"] = summary.get("episodes")
         out["returnMean"], out["returnStd"] = summary["return"]["mean"], summary["return"]["std"]
