@@ -307,6 +307,8 @@ def describe(record: RunRecord, artifacts: Artifacts, now: float | None = None,
 
     :param file_url: (run id, trial index, published file name) → a URL serving that file.
     """
+    from isaaclab_pipeline.cost import total as total_cost
+
     now = time.time() if now is None else now
     validated = record.xcoms.get(("validate_config", -1, "return_value")) or {}
     conf = validated.get("conf") if isinstance(validated, Mapping) else None
@@ -318,8 +320,6 @@ def describe(record: RunRecord, artifacts: Artifacts, now: float | None = None,
     report = record.xcoms.get((REPORT_STEP, -1, "return_value"))
     started, ended = record.start_date, record.end_date
     duration = ((ended.timestamp() if ended else now) - started.timestamp()) if started else None
-    from isaaclab_pipeline.cost import total as total_cost
-
     costs = [t["cost"] for t in trials if t.get("cost")]
     return {
         "runId": record.run_id, "state": record.state, "note": record.note, "triggeredBy": record.triggered_by,

@@ -197,13 +197,14 @@ def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _report_failed_step(context: Mapping[str, Any], detail: str) -> None:
-    """Report the context's task as the failed step; a callback must not hide the failure it reports."""
+def _report_failed_step(context: Mapping[str, Any], detail: Callable[[], str]) -> None:
+    """Report the context's task as the failed step; a callback must not hide the failure it reports, so even the
+    detail is worked out inside the guard."""
     try:
         if not is_vams_run(run_conf(context)):
             return
         step = getattr(context.get("ti"), "task_id", None) or "unknown"
-        report_failure(_run_id(context), step, detail)
+        report_failure(_run_id(context), step, detail())
     except Exception:
         log.exception("VAMS: could not report the failure of run %s", _run_id(context))
 
@@ -211,12 +212,12 @@ def _report_failed_step(context: Mapping[str, Any], detail: str) -> None:
 def on_task_failure(context: Mapping[str, Any]) -> None:
     """Task ``on_failure_callback``: tell VAMS which step failed and why (no-op for runs VAMS did not start)."""
     exc = context.get("exception")
-    _report_failed_step(context, f"{type(exc).__name__}: {exc}" if exc is not None else "no error message")
+    _report_failed_step(context, lambda: f"{type(exc).__name__}: {exc}" if exc is not None else "no error message")
 
 
 def on_dag_failure(context: Mapping[str, Any]) -> None:
     """DAG ``on_failure_callback``: the backstop; sends a failure only if no task reported one."""
-    _report_failed_step(context, f"the DAG run failed ({context.get('reason') or 'no reason given'})")
+    _report_failed_step(context, lambda: f"the DAG run failed ({context.get('reason') or 'no reason given'})")
 
 
 def on_dag_success(context: Mapping[str, Any]) -> None:
