@@ -283,8 +283,9 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
         doc = trial_cost(item, aws_conn_id)
         if doc is not None:
             costs.append(doc)
-            row["gpu_seconds"] = doc.get("gpuSeconds") if doc.get("gpuSeconds") is not None else ""
-            row["estimated_cost_usd"] = doc.get("estimatedCostUsd") if doc.get("estimatedCostUsd") is not None else ""
+            for column, key in (("gpu_seconds", "gpuSeconds"), ("estimated_cost_usd", "estimatedCostUsd")):
+                if doc.get(key) is not None:  # else the row's empty default
+                    row[column] = doc[key]
         rows.append(row)
         curves.setdefault(row["setting"], []).append(curve["reward"])
     total_cost = cost.total(costs)
