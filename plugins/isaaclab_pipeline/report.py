@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import cost, staging, storage
+from isaaclab_pipeline.metrics.summary import MEAN_EPISODE_LENGTH_TAG, MEAN_REWARD_TAG
 
 log = logging.getLogger(__name__)
 
 STEPS = ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outputs")
-REWARD_TAG = "Train/mean_reward"
-LENGTH_TAG = "Train/mean_episode_length"
 COLUMNS = ("trial_id", "setting", "overrides", "seed", "status", "failed_step", "reason", "final_mean_reward",
            "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "gpu_seconds",
            "estimated_cost_usd", "job_id", "output_uri", "mlflow_run_id")
@@ -132,11 +131,11 @@ def read_curves(metrics_csv: str) -> dict[str, Any]:
         step = _float(row.get("step"))
         if step is None:
             continue
-        if (r := _float(row.get(REWARD_TAG))) is not None:
+        if (r := _float(row.get(MEAN_REWARD_TAG))) is not None:
             reward.append((int(step), r))
             if (t := _float(row.get("wall_time"))) is not None:
                 times.append(t)
-        if (n := _float(row.get(LENGTH_TAG))) is not None:
+        if (n := _float(row.get(MEAN_EPISODE_LENGTH_TAG))) is not None:
             length.append((int(step), n))
     return {"reward": sorted(reward), "length": sorted(length),
             "wallTimeS": round(max(times) - min(times), 3) if len(times) > 1 else None}

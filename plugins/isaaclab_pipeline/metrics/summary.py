@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from isaaclab_pipeline.metrics.events import ScalarSeries
 
 MEAN_REWARD_TAG = "Train/mean_reward"
+MEAN_EPISODE_LENGTH_TAG = "Train/mean_episode_length"
 
 
 def _finite(value: float) -> float | None:

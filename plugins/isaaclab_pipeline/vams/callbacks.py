@@ -172,6 +172,8 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
 
 def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
     """Pick the few numbers a VAMS user looks at first from summary.json (a training, an evaluation or a sweep's)."""
+    from isaaclab_pipeline.metrics.summary import MEAN_EPISODE_LENGTH_TAG, MEAN_REWARD_TAG
+
     tags = summary.get("tags", {})
     out: dict[str, Any] = {}
     if isinstance(summary.get("settings"), list):  # a sweep's report: how many trials ran, which setting won
@@ -191,7 +193,7 @@ def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
     best = summary.get("best_mean_reward")
     if best:
         out["bestMeanReward"], out["bestMeanRewardStep"] = best["value"], best["step"]
-    for tag, key in (("Train/mean_reward", "lastMeanReward"), ("Train/mean_episode_length", "lastEpisodeLength")):
+    for tag, key in ((MEAN_REWARD_TAG, "lastMeanReward"), (MEAN_EPISODE_LENGTH_TAG, "lastEpisodeLength")):
         if tag in tags:
             out[key], out["lastStep"] = tags[tag]["last"], tags[tag]["last_step"]
     return out
