@@ -19,7 +19,15 @@ from typing import Any
 
 from vams_bridge import airflow_api
 from vams_bridge.airflow_api import ApiResponse, HttpApi, MwaaApi
-from vams_bridge.payload import BridgeInputError, build_conf, dag_run_id, parse_body, task_token, trigger_body
+from vams_bridge.payload import (
+    BridgeInputError,
+    build_conf,
+    dag_run_id,
+    parse_body,
+    run_note,
+    task_token,
+    trigger_body,
+)
 from vams_bridge.token_store import DEFAULT_PREFIX, TokenStore
 
 log = logging.getLogger(__name__)
@@ -39,9 +47,10 @@ AWS_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 5,
 # on throttling and 502/503/504 (a repeated POST of the run id is answered 409).
 MWAA_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 15,
                                       "retries": {"mode": "standard", "total_max_attempts": 1}}
-# The most calls one invocation makes: SSM put of the token, two S3 config reads, then on a refusal the claim,
+# The most calls one invocation makes: SSM put of the token, three S3 reads (manifest, configuration, asset config),
+# then on a refusal the claim,
 # send_task_failure, the token's and the claim's deletes; and the one trigger through MWAA.
-CALLS_PER_INVOCATION = {"aws": 7, "mwaa": 1}
+CALLS_PER_INVOCATION = {"aws": 8, "mwaa": 1}
 
 
 def worst_case_seconds() -> float:
@@ -82,17 +91,17 @@ def fail_token(sfn: Any, store: TokenStore, run_id: str, token: str, error: str,
 def _read_json(s3: Any) -> Any:
     def read(uri: str) -> Any:
         if not uri.startswith("s3://"):
-            raise BridgeInputError(f"{uri!r}: config files must be s3:// URIs")
+            raise BridgeInputError(f"{uri!r} is not an s3:// URI")
         bucket, _, key = uri[len("s3://"):].partition("/")
         try:
             raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise BridgeInputError(f"{uri}: cannot read the config file ({code})") from None
+            raise BridgeInputError(f"cannot read {uri} ({code})") from None
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise BridgeInputError(f"{uri}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+            raise BridgeInputError(f"{uri} is not valid JSON ({exc.msg} at char {exc.pos})") from None
     return read
 
 
@@ -137,7 +146,7 @@ def trigger(event: dict[str, Any], *, api: MwaaApi | HttpApi, ssm: Any, sfn: Any
     except BridgeInputError as exc:
         return refuse(400, "VamsPayloadInvalid", clip(f"{dag_id} not triggered: {exc}"))
 
-    note = f"VAMS run for {body.get('executingUserName') or 'unknown user'}: {conf.get('inputS3AssetFilePath', '')}"
+    note = run_note(conf)
     try:
         resp = api.call("POST", f"/dags/{dag_id}/dagRuns", trigger_body(run_id, conf, clip(note, 1000)))
     except Exception as exc:

@@ -1,16 +1,21 @@
 """VAMS's pipeline payload → the DAG run's conf, with VAMS's config precedence.
 
-Precedence (highest first), each layer a conf in the DAG's shape (``trainingConfig``, ``computeConfig``, ...)
-or in the seed's wrapper ``{"workflowName": ..., "parameters": {...}}``:
+Two contracts (``manifest.resolve``): VAMS 2.6+ sends ``inputManifestS3Location`` (input files, output prefixes,
+orchestration bus) and ``inputConfigurationS3Location`` (the run configuration as typed); older VAMS and direct
+calls send the paths in the body (``inputS3AssetFilePath``, ``outputS3AssetFilesPath``, ...). The manifest wins
+where it says something; the body fields are the fallback.
 
-1. the run configuration: ``inputParameters`` (an object or a JSON string), over the JSON file at
-   ``inputConfigurationS3Location``;
-2. a ``.json`` config in the asset: when ``inputS3AssetFilePath`` names a ``.json`` file, it is read as the
-   config and its folder becomes the asset;
+Precedence of the configuration (highest first), each layer a conf in the DAG's shape (``trainingConfig``,
+``computeConfig``, ...) or in the seed's wrapper ``{"workflowName": ..., "parameters": {...}}``:
+
+1. the run configuration: the JSON file at ``inputConfigurationS3Location``, over ``inputParameters`` (an object
+   or a JSON string; VAMS before 2.6 sent it inline);
+2. a ``.json`` config in the asset: when the input names a ``.json`` file, it is read as the config and its
+   folder becomes the asset;
 3. the pipeline's defaults (the Lambda's ``DEFAULT_CONF``); the DAG fills the schema's own defaults last.
 
-``null`` and blank strings fall through to the next layer, as in VAMS. The paths come from the payload itself:
-``outputS3AssetFilesPath`` is where VAMS ingests outputs, so it always wins.
+``null`` and blank strings fall through to the next layer, as in VAMS. The output location comes from VAMS
+(``outputs.files`` of the manifest, or ``outputS3AssetFilesPath``): VAMS ingests from there, so it always wins.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from vams_bridge.manifest import ManifestError, Resolved, resolve
 
 TOKEN_KEYS = ("TaskToken", "taskToken")
 
@@ -94,43 +101,79 @@ def merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_layer(read_json: Callable[[str], Any], uri: str, field: str) -> dict[str, Any]:
+    """One config file as a layer; an unreadable file is an error naming the field, the location and why."""
+    try:
+        return _layer(read_json(uri), field)
+    except BridgeInputError as exc:
+        message = str(exc)
+        raise BridgeInputError(message if message.startswith(f"{field}:") else f"{field}: {message}") from None
+
+
 def build_conf(body: Mapping[str, Any], read_json: Callable[[str], Any],
                defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Build the DAG run's conf from a VAMS payload body; it never contains the task token.
+    """Build the DAG run's conf from a VAMS payload body (either contract); it never contains the task token.
 
     :param body: the decoded payload body.
-    :param read_json: reads a JSON document from an ``s3://`` URI (the asset config, the configuration file).
+    :param read_json: reads a JSON document from an ``s3://`` URI (the manifest, the configuration file, the
+        asset config); raises :class:`BridgeInputError` naming the location and the reason.
     :param defaults: the pipeline's defaults (lowest precedence).
     :raises BridgeInputError: naming the missing or malformed field.
     """
-    output = body.get("outputS3AssetFilesPath")
-    if not isinstance(output, str) or not output.strip():
-        raise BridgeInputError("outputS3AssetFilesPath: missing; VAMS sends it with every pipeline call")
-    asset = body.get("inputS3AssetFilePath")
-    asset = asset.strip() if isinstance(asset, str) else ""
+    try:
+        resolved = resolve(body, read_json)
+    except ManifestError as exc:
+        raise BridgeInputError(str(exc)) from None
+    output = resolved.output_files
+    if not output:
+        raise BridgeInputError("outputS3AssetFilesPath: missing; VAMS sends it with every pipeline call (since "
+                               "VAMS 2.6 as outputs.files of the manifest at inputManifestS3Location)")
+    asset = resolved.input_uri
 
     asset_layer: dict[str, Any] = {}
     if asset.lower().endswith(".json"):
-        asset_layer = _layer(read_json(asset), "inputS3AssetFilePath")
+        asset_layer = _read_layer(read_json, asset, "inputS3AssetFilePath")
         asset = asset.rsplit("/", 1)[0] + "/"
-    run_layer: dict[str, Any] = {}
+    run_layer = _layer(body.get("inputParameters"), "inputParameters")
     config_uri = body.get("inputConfigurationS3Location")
     if isinstance(config_uri, str) and config_uri.strip():
-        run_layer = _layer(read_json(config_uri.strip()), "inputConfigurationS3Location")
-    run_layer = merge(run_layer, _layer(body.get("inputParameters"), "inputParameters"))
+        run_layer = merge(run_layer, _read_layer(read_json, config_uri.strip(), "inputConfigurationS3Location"))
 
     conf = merge(merge(dict(defaults or {}), asset_layer), run_layer)
     for key in TOKEN_KEYS:  # a config file must not smuggle a token into the visible conf
         conf.pop(key, None)
     if asset:
         conf["inputS3AssetFilePath"] = asset
-    conf["outputS3Path"] = output.strip()
+    conf["outputS3Path"] = output
+    tc = conf.get("trainingConfig")
+    if resolved.checkpoint_uri and isinstance(tc, dict) and tc.get("mode", "train") != "train" and not any(
+            tc.get(k) for k in ("checkpointPath", "policyS3Uri", "policyPath")):
+        tc["policyS3Uri"] = resolved.checkpoint_uri  # the checkpoint the user selected in VAMS
+    conf["vams"] = vams_block(body, resolved)
+    return conf
+
+
+def vams_block(body: Mapping[str, Any], resolved: Resolved) -> dict[str, Any]:
+    """The conf's ``vams`` object: the callback flag, who ran it, VAMS's ids and where its other outputs go."""
     vams: dict[str, Any] = {"callback": task_token(body) is not None}
     user = body.get("executingUserName")
     if isinstance(user, str) and user.strip():
         vams["executingUserName"] = user.strip()[:256]
-    conf["vams"] = vams
-    return conf
+    vams.update({k: v[:256] for k, v in resolved.ids.items()})
+    if resolved.outputs:
+        vams["outputs"] = dict(resolved.outputs)
+    if resolved.orchestration:
+        vams["orchestration"] = dict(resolved.orchestration)
+    return vams
+
+
+def run_note(conf: Mapping[str, Any]) -> str:
+    """The DAG run's note: who ran it on which asset, and VAMS's ids, so either side finds the other."""
+    vams = conf.get("vams") if isinstance(conf.get("vams"), Mapping) else {}
+    note = f"VAMS run for {vams.get('executingUserName') or 'unknown user'}: {conf.get('inputS3AssetFilePath', '')}"
+    ids = [f"{k} {vams[k]}" for k in ("workflowExecutionId", "workflowId", "workflowDatabaseId", "databaseId",
+                                      "assetId", "pipelineExecutionId") if vams.get(k)]
+    return note + (" (VAMS " + ", ".join(ids) + ")" if ids else "")
 
 
 def trigger_body(run_id: str, conf: Mapping[str, Any], note: str | None = None) -> dict[str, Any]:
