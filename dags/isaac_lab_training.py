@@ -124,11 +124,13 @@ def isaac_lab_training() -> None:
     def run_trial(job_spec: dict[str, Any], trial: dict[str, Any]) -> Any:
         """One trial: submit, wait, convert, publish (mapped: one map index per trial)."""
         handle = SubmitIsaacLabJobOperator(task_id="submit_job", job_spec=job_spec,
+                                           submitted_callback=vams.on_job_submitted,  # VAMS's abort can stop it
                                            max_active_tis_per_dagrun=1)  # one trial at a time counts free slots
         waited = WaitForIsaacLabJobOperator(
             task_id="wait_for_job",
             job_handle=handle.output,
-            progress_callback=vams.on_job_progress,  # a VAMS heartbeat; a no-op for runs VAMS did not start
+            # a VAMS heartbeat (no-op for other runs); terminates the job when VAMS stopped waiting
+            progress_callback=vams.on_job_progress,
             execution_timeout=timedelta(hours=24),
         )
         metrics = convert_tensorboard_logs(job_spec, handle.output)

@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from isaaclab_pipeline.backends import ComputeBackend, JobHandle, get_backend
+from isaaclab_pipeline.backends.base import JobAbandonedError
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.links import IsaacLabBatchJobLink, IsaacLabJobLogLink
 from isaaclab_pipeline.settings import PipelineSettings
@@ -40,15 +41,19 @@ class SubmitIsaacLabJobOperator(BaseOperator):
     once.
 
     :param job_spec: the JobSpec as its JSON dict (templated; usually the resolve step's XCom).
+    :param submitted_callback: called with ``(context, handle dict)`` once the job is submitted (the DAG passes
+        VAMS's job registration); must not raise.
     """
 
     template_fields: Sequence[str] = ("job_spec",)
     template_fields_renderers = {"job_spec": "json"}
     operator_extra_links = (IsaacLabBatchJobLink(),)
 
-    def __init__(self, *, job_spec: dict[str, Any] | Any, **kwargs: Any) -> None:
+    def __init__(self, *, job_spec: dict[str, Any] | Any, submitted_callback: ProgressCallback | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_spec = job_spec
+        self.submitted_callback = submitted_callback
 
     def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
         """Submit, or reattach to the job already submitted for this job id; a mapped trial first waits for a slot."""
@@ -67,6 +72,8 @@ class SubmitIsaacLabJobOperator(BaseOperator):
         handle = backend.submit(spec)
         self.log.info("Job %s submitted to the %s backend: %s", spec.job_id, handle.backend, handle.external_id)
         persist_links(context, self, backend.links(handle))
+        if self.submitted_callback is not None:
+            self.submitted_callback(context, handle.to_dict())
         return handle.to_dict()
 
 
@@ -78,7 +85,8 @@ class WaitForIsaacLabJobOperator(BaseOperator):
 
     :param job_handle: the submit step's handle (templated); it carries the staging URI.
     :param progress_callback: called with ``(context, progress)`` on each progress report (the DAG passes VAMS's
-        heartbeat); must not raise.
+        heartbeat); must not raise, except :class:`~isaaclab_pipeline.backends.base.JobAbandonedError` when nobody
+        waits for the job any more: then the job is terminated and the step fails with its message.
     """
 
     template_fields: Sequence[str] = ("job_handle",)
@@ -152,8 +160,15 @@ class WaitForIsaacLabJobOperator(BaseOperator):
         if not progress:
             return
         self.log.info("Progress: %s", format_progress(progress))
-        if self.progress_callback is not None:
+        if self.progress_callback is None:
+            return
+        try:
             self.progress_callback(context, progress)
+        except JobAbandonedError as exc:  # nobody waits for the result: no GPU keeps running for nobody
+            handle = JobHandle.from_dict(self.job_handle)
+            self.log.warning("Terminating job %s (%s): %s", handle.job_id, handle.external_id, exc)
+            get_backend(PipelineSettings.load()).cancel(handle, f"isaac-lab-training: {exc}")
+            raise AirflowFailException(f"Job {handle.job_id} ({handle.external_id}) terminated: {exc}") from exc
 
 
 def running_siblings(context: Any, backend: ComputeBackend) -> list[str]:

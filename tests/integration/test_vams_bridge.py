@@ -73,7 +73,8 @@ def test_good_payload_triggers_the_dag_and_keeps_the_token_out_of_the_conf(execu
         "trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", "numEnvs": 64},
         "inputS3AssetFilePath": "s3://vams-assets/cartpole/custom_cartpole.tar.gz",
         "outputS3Path": "s3://vams-assets/cartpole/outputs/",
-        "vams": {"callback": True, "executingUserName": "alice"}}}
+        "vams": {"callback": True, "executingUserName": "alice",
+                 "outputs": {"previews": "s3://vams-assets/cartpole/preview/"}}}}
     api, stub = mwaa(200, {"dag_run_id": run_id, "state": "queued"}, expected_body)
 
     result = call(vams_event(execution.token), api)

@@ -94,7 +94,7 @@ def test_success_output_carries_location_uuid_and_metrics(moto_url: str, executi
     assert output["status"] == "SUCCEEDED" and output["dagRunId"] == run_id
     assert output["jobId"] == out.name and output["outputS3Path"] == f"{out}/"
     assert output["metrics"] == {"bestMeanReward": 3.5, "bestMeanRewardStep": 3, "lastMeanReward": 3.0,
-                                 "lastEpisodeLength": 120.0, "lastStep": 4}
+                                 "lastEpisodeLength": 120.0, "lastStep": 4, "iterations": 5}
     assert execution.token not in desc["output"]
 
 

@@ -122,6 +122,11 @@ class JobPoller(Protocol):
     def terminate(self, reason: str) -> None: ...
 
 
+class JobAbandonedError(Exception):
+    """Raised by a wait step's progress callback when whoever the job runs for stopped waiting for it (VAMS's
+    execution was aborted or timed out): the wait step terminates the job and fails with this message."""
+
+
 # Transient AWS errors: what a retry with backoff can cure (throttling, 5xx, timeouts, dropped connections).
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "TooManyRequestsException",

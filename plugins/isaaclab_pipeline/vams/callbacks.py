@@ -6,10 +6,15 @@ by the run id, so it is in no conf, XCom, template or log. Every other run makes
 - ``on_task_failure`` (every task's ``on_failure_callback``, on the worker): the step that failed and why;
 - ``on_dag_failure`` (the DAG's, in the dag processor): a backstop for failures no task reported (a killed
   worker, a run timeout); the claim in ``token_store`` makes sure VAMS hears one failure only;
-- ``on_dag_success``: ``send_task_success`` with the output location, job UUID and headline metrics;
+- ``on_dag_success``: the preview, asset metadata and result under VAMS's output prefixes (``asset_outputs``), then
+  ``send_task_success`` with the output location, job UUID and headline metrics;
 - ``on_job_progress``: called by the wait step on progress, also while the job waits in the Batch queue (the
   trigger reports ``{"state": "queued"}`` then); a heartbeat at most every ``isaaclab_vams_heartbeat_minutes``
-  (default 5).
+  (default 5). When Step Functions answers the heartbeat ``TaskTimedOut`` (or no longer knows the token), VAMS
+  stopped waiting (the execution was aborted or timed out): the token is dropped, so nothing reports to it again,
+  and the wait step terminates the job and fails the run with :data:`STOPPED_WAITING`;
+- ``on_job_submitted``: called by the submit step; registers an AWS Batch job with VAMS's orchestration bus
+  (``systemConfig.orchestration*`` of the manifest), so VAMS's own abort terminates it too.
 
 Deployment settings (Airflow Variables): ``isaaclab_vams_token_prefix`` (default ``/isaac-lab-training/vams``),
 ``isaaclab_vams_heartbeat_minutes``, and ``isaaclab_aws_conn_id``.
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from isaaclab_pipeline.backends.base import JobAbandonedError
 from isaaclab_pipeline.settings import get_setting
 from isaaclab_pipeline.vams.token_store import DEFAULT_PREFIX, TokenStore
 
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CAUSE_LIMIT = 256  # Step Functions' limit on a failure cause
 DEAD_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
+STOPPED_WAITING = "VAMS stopped waiting (execution aborted or timed out)"
+REGISTER_DETAIL_TYPE = "pipeline.execution.register"  # VAMS: handlers/workflows/sfn/registerPipelineExecution.py
 _last_heartbeat: dict[str, float] = {}  # run id -> monotonic time of the last heartbeat from this process
 
 
@@ -164,10 +172,35 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
     raw = store.read_bytes(storage.join(out_uri, "summary.json"))
     if raw:
         output["metrics"] = headline_metrics(json.loads(raw))
+        output["metrics"].update(run_size(output["metrics"], tc, store.read_bytes(
+            storage.join(out_uri, "agent-params.txt"))))
     raw = store.read_bytes(storage.join(out_uri, cost.COST_NAME))  # GPU-seconds, estimated USD (Batch); wall time
     if raw:
         output["cost"] = cost.summary(json.loads(raw))
     return output
+
+
+def run_size(metrics: Mapping[str, Any], tc: Mapping[str, Any], agent_params: bytes | None) -> dict[str, Any]:
+    """Iterations and environment steps of a run, from its headline metrics and agent config.
+
+    A training's iterations are its last logged iteration + 1; its env steps, iterations × numEnvs × the agent's
+    steps per iteration (when the published agent-params.txt names them). An evaluation's env steps are its
+    episodes × their mean length. A sweep has neither (its trials do).
+    """
+    from isaaclab_pipeline.vams.asset_outputs import steps_per_iteration
+
+    out: dict[str, Any] = {}
+    if "returnMean" in metrics:
+        if metrics.get("episodes") and metrics.get("episodeLengthMean") is not None:
+            out["envSteps"] = int(round(metrics["episodes"] * metrics["episodeLengthMean"]))
+        return out
+    if metrics.get("lastStep") is None:
+        return out
+    out["iterations"] = int(metrics["lastStep"]) + 1
+    per_iteration = steps_per_iteration(agent_params.decode(errors="replace")) if agent_params else None
+    if per_iteration and tc.get("numEnvs"):
+        out["envSteps"] = out["iterations"] * int(tc["numEnvs"]) * per_iteration
+    return out
 
 
 def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,8 +263,20 @@ def on_dag_success(context: Mapping[str, Any]) -> None:
         if not is_vams_run(conf):
             return
         dag = context.get("dag")
-        report_success(run_id, success_output(conf, getattr(dag, "dag_id", "isaac-lab-training"), run_id,
-                                              validated_xcom(context)))
+        output = success_output(conf, getattr(dag, "dag_id", "isaac-lab-training"), run_id, validated_xcom(context))
+        outputs = (conf.get("vams") or {}).get("outputs") or {}
+        if outputs:
+            from isaaclab_pipeline.vams.asset_outputs import write_asset_outputs
+
+            conn_id = get_setting("aws_conn_id", "aws_default") or "aws_default"
+            try:
+                output["assetOutputs"] = write_asset_outputs(outputs, output, output["outputS3Path"], conn_id)
+            except Exception as exc:  # VAMS would ingest the files without what it shows: say so, once
+                log.exception("VAMS: writing the preview/metadata/result of run %s failed", run_id)
+                report_failure(run_id, "publish_outputs", f"writing VAMS's preview, metadata or result failed: "
+                                                          f"{type(exc).__name__}: {exc}")
+                return
+        report_success(run_id, output)
     except Exception:
         log.exception("VAMS: could not report the success of run %s", run_id)
 
@@ -256,30 +301,75 @@ def on_job_progress(context: Mapping[str, Any], progress: Mapping[str, Any] | No
     """
     run_id = _run_id(context)
     try:
-        if not is_vams_run(run_conf(context)):
-            return False
-        every_s = 60 * float(get_setting("vams_heartbeat_minutes", "5") or 5)
-        now = time.monotonic()
-        if run_id in _last_heartbeat and now - _last_heartbeat[run_id] < every_s:
-            return False
-        sfn, store = _clients()
-        token = store.get(run_id)
-        if token is None:
-            return False
-        try:
-            sfn.send_task_heartbeat(taskToken=token)
-        except Exception as exc:
-            if _error_code(exc) in DEAD_TOKEN_ERRORS:
-                log.warning("VAMS: heartbeat of run %s refused (%s); VAMS stopped waiting", run_id,
-                            _error_code(exc))
-                return False
-            raise _scrubbed(exc, token) from None
-        _last_heartbeat[run_id] = now
-        it, state = (progress or {}).get("iteration"), (progress or {}).get("state")
-        # a job still in the Batch queue has no progress of its own; the trigger reports {"state": "queued"}
-        detail = f" (iteration {it})" if it is not None else f" ({state})" if state else ""
-        log.info("VAMS: heartbeat sent for run %s%s", run_id, detail)
-        return True
+        return _heartbeat(run_id, context, progress)
+    except JobAbandonedError:
+        raise
     except Exception as exc:  # progress reporting must never break the wait
         log.warning("VAMS: heartbeat of run %s failed: %s", run_id, exc)
+        return False
+
+
+def _heartbeat(run_id: str, context: Mapping[str, Any], progress: Mapping[str, Any] | None) -> bool:
+    """The heartbeat itself; raises :class:`JobAbandonedError` when VAMS stopped waiting."""
+    if not is_vams_run(run_conf(context)):
+        return False
+    every_s = 60 * float(get_setting("vams_heartbeat_minutes", "5") or 5)
+    now = time.monotonic()
+    if run_id in _last_heartbeat and now - _last_heartbeat[run_id] < every_s:
+        return False
+    sfn, store = _clients()
+    token = store.get(run_id)
+    if token is None:
+        return False
+    try:
+        sfn.send_task_heartbeat(taskToken=token)
+    except Exception as exc:
+        if _error_code(exc) in DEAD_TOKEN_ERRORS:
+            log.warning("VAMS: heartbeat of run %s refused (%s); VAMS stopped waiting: terminating the job",
+                        run_id, _error_code(exc))
+            store.delete(run_id)  # nobody waits on it: no later callback may report to it
+            raise JobAbandonedError(STOPPED_WAITING) from None
+        raise _scrubbed(exc, token) from None
+    _last_heartbeat[run_id] = now
+    it, state = (progress or {}).get("iteration"), (progress or {}).get("state")
+    # a job still in the Batch queue has no progress of its own; the trigger reports {"state": "queued"}
+    detail = f" (iteration {it})" if it is not None else f" ({state})" if state else ""
+    log.info("VAMS: heartbeat sent for run %s%s", run_id, detail)
+    return True
+
+
+def on_job_submitted(context: Mapping[str, Any], handle: Mapping[str, Any]) -> bool:
+    """Submit-step hook: register an AWS Batch job with VAMS's orchestration bus, as VAMS's own pipelines do
+    (``PutEvents`` with detail-type ``pipeline.execution.register``), so aborting the execution in VAMS terminates
+    the job even if Airflow is not told; never raises (registration is optional, the callback contract is not).
+
+    :param handle: the submitted job's handle (``JobHandle.to_dict``).
+    :return: True if the job was registered.
+    """
+    run_id = _run_id(context)
+    try:
+        conf = run_conf(context)
+        vams = conf.get("vams") if isinstance(conf.get("vams"), Mapping) else {}
+        orchestration = vams.get("orchestration") or {}
+        if not is_vams_run(conf) or not orchestration.get("busArn") or not orchestration.get("eventPrefix"):
+            return False
+        if handle.get("backend") != "batch" or not vams.get("pipelineExecutionId"):
+            return False  # a local job has no AWS resource VAMS could stop
+        from airflow.providers.amazon.aws.hooks.eventbridge import EventBridgeHook
+
+        detail = {"pipelineExecutionId": vams["pipelineExecutionId"],
+                  "subExecution": {"resourceType": "batchJob", "jobId": handle["external_id"]}}
+        events = EventBridgeHook(aws_conn_id=get_setting("aws_conn_id", "aws_default") or None).conn
+        answer = events.put_events(Entries=[{
+            "EventBusName": orchestration["busArn"], "Source": orchestration["eventPrefix"],
+            "DetailType": REGISTER_DETAIL_TYPE, "Detail": json.dumps(detail)}])
+        if answer.get("FailedEntryCount"):
+            log.warning("VAMS: registering job %s of run %s was refused: %s", handle["external_id"], run_id,
+                        answer.get("Entries"))
+            return False
+        log.info("VAMS: Batch job %s registered with execution %s", handle["external_id"],
+                 vams.get("workflowExecutionId") or "?")
+        return True
+    except Exception as exc:
+        log.warning("VAMS: could not register the job of run %s with VAMS (%s: %s)", run_id, type(exc).__name__, exc)
         return False
