@@ -17,7 +17,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(ROOT)/plugins:$(ROOT)/tools:$(ROOT)/vams_bridge
 PIPELINE := $(AF)/bin/python -m isaaclab_tools.cli
 
-.PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle demo-eval list-tasks
+.PHONY: install demo run airflow test lint clean dev-tools mwaa-bundle demo-eval list-tasks mirror-assets standin-assets
 .DEFAULT_GOAL := demo
 
 install: $(AF)/.installed $(IL)/.installed
@@ -74,6 +74,23 @@ demo-eval:
 # The tasks the Isaac Lab environment registers; saved so resolve refuses unknown ids before any GPU time.
 list-tasks: $(IL)/.installed
 	$(PIPELINE) list-tasks $(if $(PACKAGE),--package "$(PACKAGE)")
+
+# NVIDIA's Isaac assets of built-in tasks into the deployment's asset mirror (docs/deploy.md, Asset mirror):
+#   make mirror-assets TASKS="Isaac-Cartpole-v0 Isaac-Ant-v0" MIRROR=s3://bucket/isaac-assets  (needs internet)
+# UPSTREAM defaults to NVIDIA's asset root as Isaac Lab resolves it; MIRROR to the local backend's mirror folder.
+TASKS ?= Isaac-Cartpole-v0 Isaac-Cartpole-Direct-v0
+MIRROR ?= $(ISAACLAB_PIPELINE_HOME)/asset-mirror
+mirror-assets: $(IL)/.installed
+	$(IL)/bin/python -m isaaclab_runner mirror-assets --mirror "$(MIRROR)" --tasks $(TASKS) \
+	  $(if $(UPSTREAM),--upstream "$(UPSTREAM)") $(if $(STANDIN),--stand-in)
+
+# Offline: generated stand-ins (not NVIDIA's files: examples/asset_mirror) for the cartpole tasks, mirrored into
+# the local mirror, so the guide's built-in confs (default task Isaac-Cartpole-v0) train here (docs/local-mode.md).
+STANDINS := $(ISAACLAB_PIPELINE_HOME)/asset-standins
+standin-assets: $(IL)/.installed
+	$(IL)/bin/python examples/asset_mirror/build_standins.py --out "$(STANDINS)"
+	$(MAKE) --no-print-directory mirror-assets UPSTREAM="$(STANDINS)" STANDIN=1 \
+	  TASKS="Isaac-Cartpole-v0 Isaac-Cartpole-Direct-v0"
 
 run:
 	@test -n "$(CONF)" || { echo "usage: make run CONF=path/to/conf.json"; exit 2; }

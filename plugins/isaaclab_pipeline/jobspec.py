@@ -32,6 +32,7 @@ class JobSpec:
     gpus_per_node: int = 1
     overrides: list[str] = field(default_factory=list)
     cache_uri: str | None = None  # the deployment's cache (Warp kernels, built env-package wheels); None: none
+    asset_mirror_uri: str | None = None  # the deployment's asset mirror (NVIDIA's Isaac assets); None: NVIDIA's server
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return the spec as the schema's JSON object (camelCase keys), validated."""

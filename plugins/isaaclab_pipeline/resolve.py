@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import asset_mirror, storage
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
@@ -192,6 +192,10 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
                       or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
     check_task(tc["task"], package is not None, load_known_tasks())
+    if settings.asset_mirror_uri and package is None:  # a built-in task: its assets must be in the mirror
+        problem = asset_mirror.check_task_assets(settings.asset_mirror_uri, tc["task"], settings.aws_conn_id)
+        if problem:
+            raise ResolveError(f"trainingConfig.task: {problem}")
     if tc["mode"] != "train" and not checkpoint:
         raise ResolveError(f"trainingConfig.checkpointPath: no checkpoint (.pt/.pth) found under {asset_uri}; "
                            "set checkpointPath or policyS3Uri")
@@ -218,6 +222,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         num_nodes=conf["computeConfig"]["numNodes"],
         overrides=job_overrides(tc, settings),
         cache_uri=settings.cache_uri or None,
+        asset_mirror_uri=settings.asset_mirror_uri or None,
     )
 
 

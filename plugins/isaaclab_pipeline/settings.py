@@ -127,6 +127,8 @@ class PipelineSettings:
     allowed_uri_prefixes: tuple[str, ...] = ()
     # where jobs share Warp's kernel cache and built env-package wheels (s3:// on Batch; "" = no cache)
     cache_uri: str = ""
+    # NVIDIA's Isaac assets kept by the deployment (s3:// on Batch, a folder locally; "" = NVIDIA's asset server)
+    asset_mirror_uri: str = ""
     # sweeps (docs/experiments.md): trials one conf may ask for, and jobs of one sweep running at once
     max_trials: int = 16
     max_concurrent_jobs: int = 1
@@ -169,12 +171,19 @@ class PipelineSettings:
             or (str(pipeline_home() / "outputs") if backend == "local" else ""),
             allowed_uri_prefixes=parse_uri_prefixes(get_setting("allowed_uri_prefixes", "") or ""),
             cache_uri=get_setting("cache_uri") or (str(pipeline_home() / "cache") if backend == "local" else ""),
+            asset_mirror_uri=(get_setting("asset_mirror_uri", "") or "").strip() or _default_asset_mirror(backend),
             max_trials=_positive_int("max_trials", 16),
             # one job at a time on a workstation (a CPU or one GPU); Batch queues what its compute environment can't run
             max_concurrent_jobs=_positive_int("max_concurrent_jobs", 1 if backend == "local" else 4),
             mlflow_tracking_uri=(get_setting("mlflow_tracking_uri", "") or "").strip(),
             mlflow_experiment=(get_setting("mlflow_experiment", "") or "").strip() or "isaac-lab-training",
         )
+
+
+def _default_asset_mirror(backend: str) -> str:
+    """Locally, ``{pipeline home}/asset-mirror`` once it holds a manifest (``make mirror-assets``); else none."""
+    folder = pipeline_home() / "asset-mirror"
+    return str(folder) if backend == "local" and (folder / "asset-manifest.json").is_file() else ""
 
 
 def parse_uri_prefixes(raw: str) -> tuple[str, ...]:

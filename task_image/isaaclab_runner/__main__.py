@@ -1,5 +1,7 @@
 """Command line of the task runner: ``python -m isaaclab_runner run --spec URI [--workdir DIR]``.
 
+Also ``list-tasks [--package URI] [--json]`` and ``mirror-assets --mirror URI --tasks ID...`` (mirror_assets.py).
+
 Exit codes are the contract with the compute backend: 0 success, 2 bad input (spec, package, task id),
 1 any other failure.
 """
@@ -18,6 +20,11 @@ from isaaclab_runner.jobspec import load_spec
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the requested command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mirror-assets"]:  # its own options (mirror_assets.main), e.g. as a one-off Batch job
+        from isaaclab_runner import mirror_assets
+
+        return mirror_assets.main(argv[1:])
     parser = argparse.ArgumentParser(prog="isaaclab_runner", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one job spec")

@@ -22,6 +22,7 @@ from isaaclab_runner import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    asset_mirror,
     caches,
     evaluate,
     export,
@@ -71,6 +72,7 @@ class JobRunner:
         self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
         self._export: export.BackgroundExport | None = None  # the policy export running beside the upload
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
+        self.asset_root: Path | None = None  # the host cache the asset mirror filled (ISAACSIM_ASSET_ROOT)
 
     def run(self) -> int:
         """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure, 143 after SIGTERM)."""
@@ -82,7 +84,7 @@ class JobRunner:
             self.report.uploads, self.report.node_rank = self.node.uploads, self.node.node_rank
             launch.check_shape(self.spec.num_nodes, self.node)
             code = self._run_stages(result)
-        except packages.PackageError as exc:
+        except (packages.PackageError, asset_mirror.AssetMirrorError) as exc:
             self.say(f"ERROR: {exc}")
             result["error"], code = str(exc), EXIT_USAGE
         except Exception as exc:  # reported in result.json, then re-raised by exit code
@@ -104,6 +106,9 @@ class JobRunner:
         kernels = caches.KernelCache.for_job(cache_uri, self.workdir / "cache")
         if kernels is not None:
             kernels.start_restore()
+        # and the task's assets from the deployment's mirror (every node syncs its own host cache)
+        mirror = asset_mirror.mirror_uri(spec.asset_mirror_uri)
+        assets = asset_mirror.AssetSync(mirror, spec.task, self.workdir / "asset-mirror").start() if mirror else None
         # Fetch and install, into an environment of this job's own (3.x)
         self.report.set_state("installing")
         if install.major >= 3:
@@ -128,6 +133,12 @@ class JobRunner:
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
         if kernels is not None:
             self.say(kernels.wait_restored())
+        if assets is not None:
+            synced = assets.wait()
+            self.asset_root = synced.root
+            self.say(synced.summary(self.task))
+            result["assetMirror"] = {"uri": mirror, "fetched": synced.fetched, "cached": synced.cached,
+                                     "seconds": round(synced.seconds, 3)}
         exit_code, run_dir = stage(library, install, device, cwd)
         # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
         if run_dir is not None and run_dir.is_dir() and self.node.uploads:
@@ -325,7 +336,10 @@ class JobRunner:
         return code
 
     def _child_env(self, device: str) -> dict[str, str]:
-        return isaaclab_cli.child_env(device, self.task_modules)
+        env = isaaclab_cli.child_env(device, self.task_modules)
+        if self.asset_root is not None:  # read by isaaclab.utils.assets in every rank torch.distributed starts
+            env[asset_mirror.ASSET_ROOT_ENV] = str(self.asset_root)
+        return env
 
     def say(self, message: str) -> None:
         """Print a runner message to the log (``StagingReporter.say``)."""

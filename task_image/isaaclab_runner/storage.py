@@ -93,3 +93,17 @@ def list_uris(prefix: str) -> list[str]:
         return []
     scheme = "file://" if prefix.startswith("file://") else ""
     return sorted(f"{scheme}{p}" for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def list_sizes(prefix: str) -> dict[str, int]:
+    """The files under a folder (``s3://`` prefix or local) and their sizes, by path relative to it."""
+    if prefix.startswith("s3://"):
+        bucket, key = _split_s3(prefix)
+        key = key.rstrip("/") + "/"
+        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        return {o["Key"][len(key):]: o["Size"] for page in pages for o in page.get("Contents", [])}
+    root = _local(prefix)
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}

@@ -190,9 +190,17 @@ def list_tasks(package: str | None) -> int:
         print(proc.stderr[-4000:], file=sys.stderr)
         return proc.returncode
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    mirror = PipelineSettings.load().asset_mirror_uri
+    served: dict[str, bool] = {}
+    if mirror:  # which built-in tasks the deployment's asset mirror can serve (the others need NVIDIA's server)
+        from isaaclab_pipeline.asset_mirror import servable
+
+        served = servable(mirror, [t for ids in doc["sources"].values() for t in ids])
+        print(f"asset mirror {mirror}: {sum(served.values())} of {len(served)} tasks served from it")
     for source, ids in doc["sources"].items():
         for task in ids:
-            print(f"{task}\t{source}")
+            mark = ("\tmirror: yes" if served.get(task) else "\tmirror: no") if mirror else ""
+            print(f"{task}\t{source}{mark}")
     for old, new in doc["aliases"].items():
         print(f"{old}\talias of {new}")
     path = known_tasks_path()
