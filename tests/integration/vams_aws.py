@@ -66,7 +66,13 @@ def recorded_calls(url: str, target: str) -> list[dict[str, Any]]:
 class PipelineExecution:
     """One waiting Step Functions execution, as VAMS starts for a pipeline with ``waitForCallback``."""
 
-    def __init__(self, name: str = "vams-pipeline") -> None:
+    def __init__(self, name: str = "vams-pipeline", timeout_s: int = 3600, heartbeat_s: int = 1800) -> None:
+        """Start the execution and take its task token.
+
+        :param timeout_s: the task's TimeoutSeconds (VAMS's taskTimeout): past it the execution times out and
+            moto answers the token's heartbeats ``InvalidToken`` (AWS: ``TaskTimedOut``).
+        :param heartbeat_s: the task's HeartbeatSeconds (VAMS's taskHeartbeatTimeout).
+        """
         import boto3
 
         self.sfn = boto3.client("stepfunctions")
@@ -76,7 +82,7 @@ class PipelineExecution:
             "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
             # explicit TimeoutSeconds: moto times a service task out after 60 s by default (States.Timeout)
             "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
-            "TimeoutSeconds": 3600, "HeartbeatSeconds": 1800, "End": True}}}
+            "TimeoutSeconds": timeout_s, "HeartbeatSeconds": min(heartbeat_s, timeout_s - 1), "End": True}}}
         machine = self.sfn.create_state_machine(
             name=f"{name}-{time.time_ns()}", definition=json.dumps(definition),
             roleArn="arn:aws:iam::123456789012:role/vams-pipeline")["stateMachineArn"]
