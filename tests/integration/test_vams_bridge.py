@@ -176,3 +176,67 @@ def test_config_precedence_run_over_asset_over_defaults(execution: PipelineExecu
     assert conf["computeConfig"] == {"numNodes": 2}
     assert conf["inputS3AssetFilePath"] == "s3://vams-assets/cartpole/"  # the config's folder is the asset
     assert execution.token not in json.dumps(captured)
+
+
+def stage_vams26(execution: PipelineExecution, config: bytes | None) -> dict[str, Any]:
+    """A VAMS 2.6 call (tests/vams_contract.py): manifest and configuration written where VAMS writes them."""
+    import vams_contract as vc
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="vams-run-io")
+    body = vc.task_body("vams-run-io", execution.token)
+    manifest = vc.manifest([vc.input_file("vams-assets", "a1", "/custom_cartpole.tar.gz")], "vams-run-io")
+    s3.put_object(Bucket="vams-run-io", Key=f"{vc.input_prefix()}manifest.json", Body=json.dumps(manifest))
+    if config is not None:
+        s3.put_object(Bucket="vams-run-io", Key=f"{vc.input_prefix()}config.json", Body=config)
+    else:
+        s3.delete_object(Bucket="vams-run-io", Key=f"{vc.input_prefix()}config.json")
+    return {"body": body}
+
+
+def test_a_vams_26_call_is_read_from_its_manifest_and_configuration(execution: PipelineExecution) -> None:
+    import vams_contract as vc
+
+    event = stage_vams26(execution, vc.configuration(task="Isaac-Custom-Cartpole-Direct", numEnvs=64))
+    run_id = dag_run_id(execution.token)
+    expected = {"logical_date": None, "dag_run_id": run_id, "note": ANY, "conf": {
+        "trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", "numEnvs": 64}, "computeConfig": {"numNodes": 1},
+        "inputS3AssetFilePath": "s3://vams-assets/a1/custom_cartpole.tar.gz",
+        "outputS3Path": f"s3://vams-run-io/{vc.output_prefix('files')}",
+        "vams": {"callback": True, "executingUserName": "alice", "workflowDatabaseId": "GLOBAL",
+                 "workflowId": "isaac-lab-training", "workflowExecutionId": vc.EXECUTION_ID,
+                 "databaseId": "robotics", "assetId": "a1", "pipelineExecutionId": vc.PIPELINE_EXECUTION_ID,
+                 "outputs": {k: f"s3://vams-run-io/{vc.output_prefix(k)}" for k in ("previews", "metadata",
+                                                                                  "results")},
+                 "orchestration": {"busArn": vc.BUS_ARN, "eventPrefix": vc.EVENT_PREFIX}}}}
+    captured: dict[str, Any] = {}
+
+    class Capture:
+        def call(self, method: str, path: str, body: dict | None = None):
+            from vams_bridge.airflow_api import ApiResponse
+
+            captured.update(body or {})
+            return ApiResponse(200, {})
+
+    assert call(event, Capture())["statusCode"] == 200
+    assert captured == expected
+    assert f"workflowExecutionId {vc.EXECUTION_ID}" in captured["note"]
+    assert execution.token not in json.dumps(captured) and execution.status() == "RUNNING"
+
+
+def test_a_missing_configuration_file_fails_the_token_at_once_naming_it(moto_url: str,
+                                                                       execution: PipelineExecution) -> None:
+    import vams_contract as vc
+
+    client = boto3.client("mwaa", region_name="us-east-1")
+    Stubber(client).activate()  # no response queued: the bridge must not trigger
+    event = stage_vams26(execution, None)
+    start_recording(moto_url)
+    result = call(event, MwaaApi(client, "vams-env"))
+    assert result["statusCode"] == 400
+    assert execution.wait_done()["status"] == "FAILED"
+    [sent] = recorded_calls(moto_url, "AWSStepFunctions.SendTaskFailure")
+    assert sent["error"] == "VamsPayloadInvalid"
+    assert sent["cause"] == (f"isaac-lab-training not triggered: inputConfigurationS3Location: cannot read "
+                             f"s3://vams-run-io/{vc.input_prefix()}config.json (NoSuchKey)")
+    assert TokenStore(boto3.client("ssm")).get(dag_run_id(execution.token)) is None
