@@ -125,7 +125,7 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
               "OnDemandJobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/isaaclab-training-ondemand",
               "NamePrefix": "isaaclab", "GpusPerNode": "4", "MaxRuntimeSeconds": "7200",
               "PipelineBucket": "isaaclab-pipeline-123456789012-us-east-1", "VamsTokenPrefix": "/x/vams",
-              "OutputPrefix": "outputs/",
+              "OutputPrefix": "outputs/", "AssetMirrorUri": "s3://isaac-assets-mirror/isaac/",
               "AllowedPrefixes": "s3://isaaclab-pipeline-123456789012-us-east-1/assets/ "
                                  "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/ "}
     variables = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], raw))
@@ -134,7 +134,8 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
               if f.startswith("batch_") or f in ("compute_backend", "staging_uri", "aws_conn_id")}
     wanted.add("isaaclab_vams_token_prefix")  # read by the VAMS callbacks; must equal the bridge's prefix
     # required on Batch (every run is refused without it), and the deployment's defaults for outputs and caches
-    wanted |= {"isaaclab_allowed_uri_prefixes", "isaaclab_default_output_uri", "isaaclab_cache_uri"}
+    wanted |= {"isaaclab_allowed_uri_prefixes", "isaaclab_default_output_uri", "isaaclab_cache_uri",
+               "isaaclab_asset_mirror_uri"}
     assert set(variables) == wanted
     # each one also has its own output, whose description names the Variable
     described = {m.group(0) for o in outputs.values() for m in re.finditer(r"isaaclab_\w+", o["Description"])}
@@ -154,6 +155,7 @@ def test_outputs_are_the_settings_the_dag_reads(template, monkeypatch) -> None:
                                              "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/")
     assert settings.default_output_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/outputs/"
     assert settings.cache_uri == "s3://isaaclab-pipeline-123456789012-us-east-1/cache"
+    assert settings.asset_mirror_uri == "s3://isaac-assets-mirror/isaac/"  # the template parameter, as given
     # the JSON's allowed prefixes are the output's own expression
     sub_values = outputs["AirflowVariablesJson"]["Value"]["Fn::Sub"][1]
     assert sub_values["AllowedPrefixes"] == outputs["IsaaclabAllowedUriPrefixes"]["Value"]
@@ -179,11 +181,14 @@ def test_least_privilege(template) -> None:
     job = [a for st in _statements(roles["BatchJobRole"]) for a in _actions(st)]
     assert not [a for a in job if not a.startswith("s3:")], job  # the container touches S3 only
     assert "s3:DeleteObject" not in job and "s3:PutObject" in job and "s3:GetObject" in job
-    # the job's writes are confined to the staging, output and cache prefixes
+    # the job's writes are confined to the staging, output and cache prefixes, and the asset mirror's (the one-off
+    # mirror-assets job fills it), which is the parameter's prefix only
     writes = [st for st in _statements(roles["BatchJobRole"]) if "s3:PutObject" in _actions(st)]
     resources = [r for st in writes for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])]
     assert [r["Fn::Sub"] for r in resources] == [
-        "${PipelineBucket.Arn}/staging/*", "${PipelineBucket.Arn}/${OutputPrefix}*", "${PipelineBucket.Arn}/cache/*"]
+        "${PipelineBucket.Arn}/staging/*", "${PipelineBucket.Arn}/${OutputPrefix}*", "${PipelineBucket.Arn}/cache/*",
+        ["arn:${AWS::Partition}:s3:::${Path}*", {"Path": {"Fn::Select": [1, {"Fn::Split": ["s3://", {
+            "Ref": "AssetMirrorUri"}]}]}}]]
     mwaa = {a for st in _statements(roles["MwaaExecutionRole"]) if st["Effect"] == "Allow" for a in _actions(st)}
     assert {"batch:SubmitJob", "batch:DescribeJobs", "batch:ListJobs", "batch:TerminateJob", "batch:TagResource",
             "logs:GetLogEvents", "s3:GetObject", "s3:PutObject", "states:SendTaskSuccess",
