@@ -6,6 +6,6 @@
 #   so both the documented short form and the Batch backend's explicit form work.
 set -e
 case "${1:-}" in
-  run|list-tasks|-*|"") exec python -m isaaclab_runner "$@" ;;
+  run|list-tasks|mirror-assets|-*|"") exec python -m isaaclab_runner "$@" ;;
   *) exec "$@" ;;
 esac
