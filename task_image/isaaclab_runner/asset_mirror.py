@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isaaclab_runner import storage
+from isaaclab_runner import caches, storage
 
 log = logging.getLogger("isaaclab_runner.asset_mirror")
 
@@ -104,15 +104,6 @@ def read_manifest(uri: str, scratch: Path) -> MirrorManifest:
                                "isaaclab_asset_mirror_uri") from exc
 
 
-def sha256_of(path: Path) -> str:
-    """The file's sha256 (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_key(uri: str, release: str) -> str:
     # one folder per mirror and release: two deployments' mirrors never mix in a shared host cache
     return f"{release}-{hashlib.sha256(uri.rstrip('/').encode()).hexdigest()[:12]}"
@@ -168,7 +159,7 @@ def sync_task(uri: str, task: str, scratch: Path, cache: Path | None = None) -> 
         except Exception as exc:  # noqa: BLE001 - reported with the path, the fix is the same
             raise AssetMirrorError(f"asset mirror {uri} has no {rel} ({type(exc).__name__}), which {task} needs: "
                                    f"run `make mirror-assets TASKS={task}` against it") from exc
-        if meta.get("sha256") and sha256_of(tmp) != meta["sha256"]:
+        if meta.get("sha256") and caches.sha256(tmp) != meta["sha256"]:
             tmp.unlink(missing_ok=True)
             raise AssetMirrorError(f"asset mirror {uri}: {rel} does not match its sha256 in {MANIFEST_NAME}; "
                                    "fill the mirror again (`make mirror-assets`)")

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_runner import storage
-from isaaclab_runner.asset_mirror import ASSET_ROOT_ENV, MANIFEST_NAME, sha256_of
+from isaaclab_runner.asset_mirror import ASSET_ROOT_ENV, MANIFEST_NAME
+from isaaclab_runner.caches import sha256
 
 log = logging.getLogger("isaaclab_runner.mirror_assets")
 
@@ -173,7 +174,7 @@ def mirror_tasks(tasks: Iterable[str], mirror: str, upstream: str, refresh: bool
             files, skipped = closure(upstream, roots, scratch / "upstream")
             report["skippedRefs"] += skipped
             for rel, local in sorted(files.items()):
-                meta = {"size": local.stat().st_size, "sha256": sha256_of(local)}
+                meta = {"size": local.stat().st_size, "sha256": sha256(local)}
                 if manifest["files"].get(rel) != meta or held.get(rel) != meta["size"]:
                     storage.upload(local, storage.join(mirror, rel))
                     report["copied"].append(rel)
