@@ -93,3 +93,20 @@ def test_the_closure_is_mirrored_once_and_resolve_refuses_what_is_missing(upstre
     ant = validate_conf({"trainingConfig": {"task": "Isaac-Ant-v0"}, "outputS3Path": str(out)})
     with pytest.raises(ResolveError, match="does not hold Isaac-Ant-v0's assets"):
         build_job_spec(ant, "job-3", settings)
+
+
+def test_list_tasks_marks_what_the_mirror_serves(upstream: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`make list-tasks` with a mirror set: each task marked `mirror: yes|no`, and the count."""
+    from isaaclab_tools.cli import list_tasks
+
+    mirror = tmp_path / "mirror"
+    mirror_assets("--mirror", str(mirror), "--upstream", str(upstream), "--tasks", "Isaac-Cartpole-Direct-v0")
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_ASSET_MIRROR_URI", str(mirror))
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON", str(ISAACLAB_PYTHON))
+    monkeypatch.setenv("ISAACLAB_KNOWN_TASKS", str(tmp_path / "known-tasks.json"))
+    assert list_tasks(None) == 0
+    lines = capsys.readouterr().out.splitlines()
+    marks = dict(line.split("\t")[0::2] for line in lines if "\tmirror: " in line)
+    assert marks["Isaac-Cartpole-Direct"] == "mirror: yes"
+    assert marks["Isaac-Cartpole"] == marks["Isaac-Ant"] == "mirror: no"
+    assert f"asset mirror {mirror}: 1 of {len(marks)} tasks served from it" in lines
