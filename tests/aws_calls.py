@@ -48,7 +48,7 @@ DEFAULT_SIDE = {
 # API parameters kept per call (they name the resource); everything else (bodies, tokens) is dropped.
 KEPT = ("Bucket", "Key", "Prefix", "CopySource", "Name", "jobQueue", "jobDefinition", "jobs", "jobId", "tags",
         "resourceArn", "logGroupName", "logStreamName", "logStreamNamePrefix", "Path", "Method", "Delete",
-        "cluster", "containerInstances", "computeEnvironments")
+        "cluster", "containerInstances", "computeEnvironments", "Entries", "EventBusName")
 
 CALLS: list[dict[str, Any]] = []
 _state = threading.local()

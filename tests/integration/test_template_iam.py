@@ -46,6 +46,7 @@ MAIN = REPO / "infra" / "isaaclab-training.yaml"
 BRIDGE = REPO / "infra" / "vams-bridge.yaml"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 VAMS_BUCKET = f"vams-assets-{ACCOUNT}"
+VAMS_BUS = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/vams-prod-orchestration"  # test_vams_callbacks' bus
 JOB = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
 # the tests whose AWS calls are recorded and checked (moto server, mock_aws or Stubber; each well under a minute)
 SOURCE_TESTS = [
@@ -334,6 +335,9 @@ def requests_of(call: dict[str, Any]) -> list[Request] | list[list[Request]]:
         return [Request(f"ssm:{op}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{p['Name'].lstrip('/')}")]
     if (prefix, op) in RESOURCELESS:
         return [Request(f"{prefix}:{op}", "*")]
+    if prefix == "events" and op == "PutEvents":  # authorized on each entry's bus (an ARN, or a name in-account)
+        return [Request("events:PutEvents", e["EventBusName"] if e["EventBusName"].startswith("arn:") else
+                        f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{e['EventBusName']}") for e in p["Entries"]]
     if prefix == "airflow" and op == "InvokeRestApi":  # authorized on the Airflow role the call runs as
         return [[Request("airflow:InvokeRestApi", f"arn:aws:airflow:{REGION}:{ACCOUNT}:role/{p['Name']}/{role}")
                  for role in ("User", "Op", "Admin")]]
@@ -347,7 +351,9 @@ def deployment_names(d: Deployed) -> dict[str, dict[str, Any]]:
     return {
         # test bucket -> (deployment bucket, the key prefix it stands for)
         "buckets": {"stage": (d.pipeline_bucket, "staging/"), "out": (d.pipeline_bucket, "outputs/"),
-                    "vams-assets": (VAMS_BUCKET, ""), d.pipeline_bucket: None, VAMS_BUCKET: None},
+                    "vams-assets": (VAMS_BUCKET, ""), d.pipeline_bucket: None, VAMS_BUCKET: None,
+                    # VAMS 2.6's run I/O bucket (manifests, configurations, a step's outputs); -gone: never created
+                    "vams-run-io": (VAMS_BUCKET, ""), "vams-run-io-gone": (VAMS_BUCKET, "")},
         "queues": {"gpu-queue": d.outputs["IsaaclabBatchJobQueue"],
                    "ondemand-queue": d.outputs["IsaaclabBatchOnDemandJobQueue"],
                    d.outputs["IsaaclabBatchJobQueue"]: None, d.outputs["IsaaclabBatchOnDemandJobQueue"]: None},
@@ -414,7 +420,7 @@ def stack(aws: str) -> Deployed:
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["VpcId"] == vpc][:2]
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=VAMS_BUCKET)  # VAMS's own, not the stack's
     deployed = deploy_main({"VpcId": vpc, "SubnetIds": ",".join(subnets), "AssetBucketName": VAMS_BUCKET,
-                            "VamsBucketNames": VAMS_BUCKET})
+                            "VamsBucketNames": VAMS_BUCKET, "VamsOrchestrationBusArn": VAMS_BUS})
     deploy_bridge(deployed)
     return deployed
 
