@@ -110,9 +110,11 @@ dev-tools: $(AF)/.installed
 # Dockerfiles (hadolint) and CloudFormation (cfn-lint, from moto[server]).
 INFRA_LINT = $(AF)/bin/hadolint task_image/Dockerfile task_image/Dockerfile.isaaclab2 && $(AF)/bin/cfn-lint infra/*.yaml
 
-# The MWAA bundle: dist/mwaa/{dags/, plugins.zip, requirements.txt} (docs/deploy.md).
-mwaa-bundle: $(AF)/.installed
-	$(AF)/bin/python scripts/build_mwaa_bundle.py --out dist/mwaa
+# The MWAA bundle: dist/mwaa/{dags/, plugins.zip, requirements.txt} (docs/deploy.md). AIRFLOW_VERSION is the
+# environment's MWAA image (3.0.6, 3.2.1 or 3.3.1); it picks the requirements' --constraint line.
+AIRFLOW_VERSION ?= 3.3.1
+mwaa-bundle:
+	$(or $(PYTHON312),python3) scripts/build_mwaa_bundle.py --out dist/mwaa --airflow-version $(AIRFLOW_VERSION)
 
 # The browser tests (tests/ui) drive the machine's chromium through Playwright (requirements-dev.txt); Playwright's
 # own browser download is not used. Installed with the OS package manager when missing (Debian/Ubuntu: apt-get).

@@ -28,10 +28,14 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, get_current_context, task, task_group
+from isaaclab_pipeline.compat import check_airflow_version
 from isaaclab_pipeline.config import DAG_ID
 from isaaclab_pipeline.form import dag_params
 from isaaclab_pipeline.operators import SubmitIsaacLabJobOperator, WaitForIsaacLabJobOperator
 from isaaclab_pipeline.vams import callbacks as vams
+
+# an Airflow the pipeline is not tested on fails here, as this file's import error naming the version
+check_airflow_version()
 
 
 @dag(
@@ -55,7 +59,7 @@ def isaac_lab_training() -> None:
     @task(retries=0)
     def validate_config() -> dict[str, Any]:
         """Validate and normalize the conf; give the run its job UUID (a sweep's UUID)."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from isaaclab_pipeline.compat import AirflowFailException
         from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, job_uuid
         from isaaclab_pipeline.form import normalize
         from isaaclab_pipeline.settings import PipelineSettings
@@ -140,7 +144,7 @@ def isaac_lab_training() -> None:
     @task
     def compare_trials(validated: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
         """A sweep's report under {outputS3Path}/{uuid}/: trials.csv, summary.json, comparison.png."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from isaaclab_pipeline.compat import AirflowSkipException
         from isaaclab_pipeline.report import STEPS, write_report
         from isaaclab_pipeline.settings import PipelineSettings
 

@@ -19,8 +19,9 @@ the ``--constraint`` line it carries). This script writes exactly those, from th
 No startup script is written: nothing needs to run before the scheduler starts (no OS packages, no
 environment variables that a Variable can't carry).
 
-Usage: ``python scripts/build_mwaa_bundle.py [--out dist/mwaa] [--airflow-version 3.3.1] [--python 3.12]``.
-Stdlib only, so it runs with any Python 3.10+.
+Usage: ``python scripts/build_mwaa_bundle.py [--out dist/mwaa] [--airflow-version 3.3.1] [--python 3.12]``
+(``make mwaa-bundle AIRFLOW_VERSION=3.0.6``). Only MWAA's 3.x images are accepted (``MWAA_AIRFLOW_VERSIONS``):
+each is tested under its own constraints file (``tests/mwaa/``). Stdlib only, so it runs with any Python 3.10+.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The newest MWAA image (aws/amazon-mwaa-docker-images) runs Airflow 3.3.1 on Python 3.12.
-MWAA_AIRFLOW_VERSION = "3.3.1"
+# MWAA's Airflow 3.x images (aws/amazon-mwaa-docker-images), all on Python 3.12; the newest is the default.
+# Keep in step with isaaclab_pipeline.compat.SUPPORTED_AIRFLOW (a test checks).
+MWAA_AIRFLOW_VERSIONS = ("3.0.6", "3.2.1", "3.3.1")
+MWAA_AIRFLOW_VERSION = MWAA_AIRFLOW_VERSIONS[-1]
 MWAA_PYTHON_VERSION = "3.12"
 PACKAGE = "isaaclab_pipeline"
 # Fixed timestamp for zip entries: the same sources give a byte-identical plugins.zip, so S3 object
@@ -57,6 +60,18 @@ def constraints_url(airflow_version: str, python_version: str) -> str:
         "https://raw.githubusercontent.com/apache/airflow/"
         f"constraints-{airflow_version}/constraints-{python_version}.txt"
     )
+
+
+def check_version(airflow_version: str, python_version: str) -> None:
+    """Refuse an Airflow or Python version no MWAA 3.x image runs (its bundle would be untested).
+
+    :raises ValueError: naming the version and the supported ones.
+    """
+    if airflow_version not in MWAA_AIRFLOW_VERSIONS:
+        raise ValueError(f"Airflow {airflow_version} is not supported: MWAA's 3.x images run "
+                         f"{', '.join(MWAA_AIRFLOW_VERSIONS)} (docs/deploy.md, Airflow versions)")
+    if python_version != MWAA_PYTHON_VERSION:
+        raise ValueError(f"Python {python_version} is not supported: MWAA's 3.x images run {MWAA_PYTHON_VERSION}")
 
 
 def _wanted(path: Path) -> bool:
@@ -111,8 +126,10 @@ def bundle_requirements(requirements: Path, airflow_version: str, python_version
     :param requirements: the repository's ``requirements.txt`` (the Airflow workers' needs).
     :param airflow_version: MWAA's Airflow version, for the constraints URL.
     :param python_version: MWAA's Python ``major.minor``.
-    :raises ValueError: when the file pins Airflow itself (MWAA brings its own; pip would fight it).
+    :raises ValueError: when the file pins Airflow itself (MWAA brings its own; pip would fight it), or when
+        ``airflow_version`` is not one of MWAA's 3.x images.
     """
+    check_version(airflow_version, python_version)
     lines = [f"--constraint \"{constraints_url(airflow_version, python_version)}\""]
     for raw in requirements.read_text().splitlines():
         line = raw.strip()
@@ -135,7 +152,9 @@ def build(out: Path, airflow_version: str = MWAA_AIRFLOW_VERSION, python_version
     :param airflow_version: MWAA's Airflow version.
     :param python_version: MWAA's Python ``major.minor``.
     :param root: the repository root.
+    :raises ValueError: for a version no MWAA 3.x image runs (before anything is written).
     """
+    check_version(airflow_version, python_version)
     if out.exists():
         shutil.rmtree(out)
     dags_out = out / "dags"
@@ -159,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; prints what was written."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "mwaa")
-    parser.add_argument("--airflow-version", default=MWAA_AIRFLOW_VERSION)
+    parser.add_argument("--airflow-version", default=MWAA_AIRFLOW_VERSION, choices=MWAA_AIRFLOW_VERSIONS)
     parser.add_argument("--python", default=MWAA_PYTHON_VERSION, dest="python_version")
     args = parser.parse_args(argv)
     out = build(args.out.resolve(), args.airflow_version, args.python_version)

@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from isaaclab_pipeline import storage
+from isaaclab_pipeline.compat import AirflowFailException
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from isaaclab_pipeline.backends import ComputeBackend, JobHandle, get_backend
 from isaaclab_pipeline.backends.base import JobAbandonedError
+from isaaclab_pipeline.compat import AirflowException, AirflowFailException
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.links import IsaacLabBatchJobLink, IsaacLabJobLogLink
 from isaaclab_pipeline.settings import PipelineSettings

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from isaaclab_pipeline import asset_mirror, storage
+from isaaclab_pipeline.compat import AirflowFailException
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
