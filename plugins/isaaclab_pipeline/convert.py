@@ -7,12 +7,13 @@ step's scratch folder. A corrupt event file does not fail the run: what precedes
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import staging, storage
 from isaaclab_pipeline.compat import AirflowFailException
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
         result = convert_run(events_dir, root / "metrics", tolerate_corrupt=True)
         for warning in result.warnings:
             log.warning("%s", warning)
+        _add_job_report(store, staging_uri, root / "metrics")
         written = []
         for path in sorted((root / "metrics").iterdir()):
             uri = storage.join(staging_uri, "metrics", path.name)
@@ -61,3 +63,33 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
     return {"eventFiles": len(events), "scalars": result.scalars, "steps": result.steps,
             "tags": len(result.tags), "files": written, "problems": problems,
             "refusedKeys": [r["key"] for r in refused]}
+
+
+def _add_job_report(store: storage.Storage, staging_uri: str, out_dir: Path) -> None:
+    """Merge each node's GPU samples into ``gpu.csv`` and put the job's timings and GPU figures into
+    ``summary.json`` (``timings``: the phases summed over attempts; ``gpu``: peak memory, mean utilisation, a
+    hint). A report: what cannot be read is logged and left out."""
+    from isaaclab_pipeline import gpu, timings
+
+    summary_path = out_dir / "summary.json"
+    try:
+        doc = json.loads(summary_path.read_text())
+        raw = store.read_bytes(storage.join(staging_uri, staging.RESULT))
+        result = json.loads(raw) if raw else {}
+        job_timings = timings.run_timings([result.get("timings")]) if isinstance(result, dict) else None
+        if job_timings:
+            doc["timings"] = job_timings
+        staged, _ = storage.list_staged(store, storage.join(staging_uri, staging.GPU_DIR))
+        node_files = []
+        for rel, obj in sorted(staged.items()):
+            if rel.endswith(".csv"):
+                node_files.append(store.download(obj.uri, storage.safe_target(out_dir.parent / "gpu", rel)))
+        if node_files:
+            figures = gpu.merge_gpu_csv(node_files, out_dir / gpu.GPU_CSV)
+            spec_raw = store.read_bytes(storage.join(staging_uri, staging.SPEC))
+            num_envs = (json.loads(spec_raw) if spec_raw else {}).get("numEnvs")
+            error = result.get("error") if isinstance(result, dict) else None
+            doc["gpu"] = gpu.with_hint(figures, num_envs, error)
+        summary_path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    except Exception as exc:
+        log.warning("Timings and GPU figures not added to summary.json: %s: %s", type(exc).__name__, exc)

@@ -129,8 +129,10 @@ class WaitForIsaacLabJobOperator(BaseOperator):
                         log_offset=event.get("log_offset", 0))
         if event["status"] == "success":
             self.log.info("Job %s succeeded", handle.job_id)
+            self._log_timings(handle, settings)
             return progress
         tail = backend.log_tail(handle, LOG_TAIL_LINES)
+        self._log_timings(handle, settings)
         # the job is over (its backend retried what it could: Batch's retryStrategy, the local wrapper): retrying
         # this step would only watch the same failed job again; clear submit_job to run it anew
         raise AirflowFailException(
@@ -155,6 +157,14 @@ class WaitForIsaacLabJobOperator(BaseOperator):
         # our trigger enforces the deadline itself, so it can terminate the job first; Airflow's is a backstop
         timeout = timedelta(seconds=max(60.0, deadline - time.time() + 300)) if deadline else None
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def _log_timings(self, handle: JobHandle, settings: PipelineSettings) -> None:
+        """Add the backend's queue wait to the job's timings (result.json) and log them as the task's last line."""
+        from isaaclab_pipeline.timings import format_line, record_timings
+
+        timings = record_timings(handle.to_dict(), handle.staging_uri, settings.aws_conn_id)
+        if timings:
+            self.log.info("%s", format_line(timings))
 
     def _report_progress(self, context: Any, progress: dict[str, Any]) -> None:
         if not progress:

@@ -7,6 +7,7 @@ Python API); ``play`` runs the policy for ``PLAY_STEPS`` steps, with a video whe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -24,13 +25,17 @@ from isaaclab_runner import (
     EXIT_USAGE,
     asset_mirror,
     caches,
+    cloudwatch,
     evaluate,
     export,
+    gpu_monitor,
     isaaclab_cli,
     launch,
+    layout,
     packages,
     storage,
     sync,
+    timings,
 )
 from isaaclab_runner.jobspec import JobSpec
 from isaaclab_runner.libraries import base, get_library
@@ -73,6 +78,9 @@ class JobRunner:
         self._export: export.BackgroundExport | None = None  # the policy export running beside the upload
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
         self.asset_root: Path | None = None  # the host cache the asset mirror filled (ISAACSIM_ASSET_ROOT)
+        self.timings = timings.Timings(launch.job_attempt())  # where this attempt's time goes (timings.py)
+        self.gpu: gpu_monitor.GpuMonitor | None = None  # NVML sampling; None without a GPU
+        self._synced_events: list[Path] = []  # event files staged while training, current since
 
     def run(self) -> int:
         """Run every stage; return the process exit code (0 ok, 2 bad input, 1 failure, 143 after SIGTERM)."""
@@ -83,6 +91,7 @@ class JobRunner:
             self.node = launch.detect_node()
             self.report.uploads, self.report.node_rank = self.node.uploads, self.node.node_rank
             launch.check_shape(self.spec.num_nodes, self.node)
+            self._start_gpu_monitor()
             code = self._run_stages(result)
         except (packages.PackageError, asset_mirror.AssetMirrorError) as exc:
             self.say(f"ERROR: {exc}")
@@ -94,13 +103,17 @@ class JobRunner:
             if self._terminated:  # 143 = 128 + SIGTERM: Batch's retryStrategy and the local backend retry it
                 code = EXIT_TERMINATED
             result["exitCode"] = code
+            self._stop_gpu_monitor(result)
+            result["timings"] = timings.combine([*self._earlier_timings(), self.timings.finish()])
+            self.say(timings.format_line(result["timings"]))  # the log's last line
             self.report.finish(result, succeeded=code == EXIT_OK)  # result.json last
         return code
 
     def _run_stages(self, result: dict[str, Any]) -> int:
         spec = self.spec
         library = get_library(spec.rl_library)
-        install = isaaclab_cli.detect_isaaclab()
+        with self.timings.phase("install"):
+            install = isaaclab_cli.detect_isaaclab()
         # Restore Warp's kernel cache while the package installs (a fresh host compiles every kernel otherwise)
         cache_uri = spec.effective_cache_uri
         kernels = caches.KernelCache.for_job(cache_uri, self.workdir / "cache")
@@ -111,11 +124,16 @@ class JobRunner:
         assets = asset_mirror.AssetSync(mirror, spec.task, self.workdir / "asset-mirror").start() if mirror else None
         # Fetch and install, into an environment of this job's own (3.x)
         self.report.set_state("installing")
-        if install.major >= 3:
-            self.env = packages.JobEnvironment.create(self.workdir / "venv")
+        with self.timings.phase("install"):
+            if install.major >= 3:
+                self.env = packages.JobEnvironment.create(self.workdir / "venv")
         if spec.env_package_uri:
             wheels = caches.WheelCache(cache_uri, self.workdir / "cache") if cache_uri else None
-            installed = packages.fetch_and_install(spec.env_package_uri, self.workdir, self.env, wheels)
+            with self.timings.phase("fetch"):  # fetched apart from the install, so each has its own time
+                name = spec.env_package_uri.rstrip("/").rsplit("/", 1)[-1]
+                package = storage.download(spec.env_package_uri, self.workdir / "fetched" / name)
+            with self.timings.phase("install"):
+                installed = packages.fetch_and_install(str(package), self.workdir, self.env, wheels)
             self.task_modules = installed.modules
             how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
             self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
@@ -124,7 +142,8 @@ class JobRunner:
                                     "modules": installed.modules}
         result["seed"] = spec.seed
         if install.major >= 3:  # the pre-flight check imports every package module, as `isaaclab train` will
-            self.task = packages.verify_task(spec.task, self.env.python)
+            with self.timings.phase("install"):
+                self.task = packages.verify_task(spec.task, self.env.python)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
         device = isaaclab_cli.resolve_device(spec.device)
@@ -132,9 +151,11 @@ class JobRunner:
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
         if kernels is not None:
-            self.say(kernels.wait_restored())
+            with self.timings.phase("kernelCacheRestore"):
+                self.say(kernels.wait_restored())
         if assets is not None:
-            synced = assets.wait()
+            with self.timings.phase("fetch"):
+                synced = assets.wait()
             self.asset_root = synced.root
             self.say(synced.summary(self.task))
             result["assetMirror"] = {"uri": mirror, "fetched": synced.fetched, "cached": synced.cached,
@@ -148,16 +169,19 @@ class JobRunner:
             if self._export is not None:  # being written meanwhile; uploaded once complete
                 skip += (f"{export.EXPORT_DIR}/*",)
             run_uri = storage.join(self.staging, sync.RUN_DIR)
-            n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude=self._synced)
+            with self.timings.phase("upload"):
+                n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude={*self._synced, *self._synced_events})
             synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
             self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
-            self._finish_export(library, run_dir, run_uri)
+            with self.timings.phase("export"):
+                self._finish_export(library, run_dir, run_uri)
             result["runDir"] = run_dir.name
             checkpoints = base.checkpoints(library, run_dir)
             result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
             result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
         if kernels is not None and self.node.uploads and not self._terminated:  # what this job compiled, for the next
-            self.say(kernels.save())
+            with self.timings.phase("upload"):
+                self.say(kernels.save())
             result["kernelCache"] = {"restored": kernels.restored, "saved": kernels.saved}
         result["iterations"] = self.progress.get("iteration", 0)
         if "episodes" in self.progress:
@@ -166,8 +190,11 @@ class JobRunner:
             result["error"] = "interrupted by SIGTERM; checkpoints are staged for the next attempt to resume from"
             return EXIT_TERMINATED
         if exit_code != 0 and self._out_of_memory:
-            result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}): lower numEnvs ({spec.num_envs} "
-                               "now) or use a larger GPU")
+            stats = self.gpu.stats() if self.gpu is not None else None
+            peak = (f"; peak {stats['peakMemoryMiB'] / 1024:.1f} of {stats['memoryTotalMiB'] / 1024:.0f} GiB used "
+                    "before it") if stats else ""
+            result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}{peak}): lower numEnvs "
+                               f"({spec.num_envs} now) or use a larger GPU")
             self.say(f"ERROR: {result['error']}")  # the last lines of the log are what the wait step shows
             return EXIT_FAILED
         if exit_code != 0:
@@ -204,16 +231,20 @@ class JobRunner:
         self.progress.update(state="running", iteration=0, maxIterations=max_iterations)
         if self.node.uploads:  # checkpoints reach staging while training runs, so an interruption loses little
             self.report.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
-                                                   self.workdir / "sync").start()
+                                                   self.workdir / "sync",
+                                                   events_key=lambda path: self._event_key(library, cwd, path)
+                                                   ).start()
         try:
             exit_code = self._stream(cmd, cwd, self._child_env(device), library.parse_progress)
         finally:
             checkpoint_sync, self.report.sync = self.report.sync, None
             if checkpoint_sync is not None:
-                checkpoint_sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
+                with self.timings.phase("upload"):
+                    checkpoint_sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
                 self.say(f"Checkpoint sync staged {len(checkpoint_sync.uploaded)} file(s), "
                          f"{checkpoint_sync.errors} error(s)")
                 self._synced = checkpoint_sync.staged()
+                self._synced_events = checkpoint_sync.staged_events()
         run_dir = library.find_run_dir(cwd)
         wanted = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
         if (exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and wanted
@@ -313,7 +344,8 @@ class JobRunner:
         """Download a checkpoint into ``inputs/<kind>/`` keeping its name (libraries parse numbers from it)."""
         if not uri:
             return None
-        path = storage.download(uri, self.workdir / "inputs" / kind / uri.rstrip("/").rsplit("/", 1)[-1])
+        with self.timings.phase("fetch"):
+            path = storage.download(uri, self.workdir / "inputs" / kind / uri.rstrip("/").rsplit("/", 1)[-1])
         self.say(f"Fetched {kind} {uri}")
         return path
 
@@ -321,19 +353,72 @@ class JobRunner:
         """Run ``cmd``, copying its output line by line and turning it into progress."""
         self.say("Running: " + " ".join(cmd))
         start = time.monotonic()
-        self._child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, bufsize=1)
-        assert self._child.stdout is not None
-        for line in self._child.stdout:
-            self.report.write(line)
-            if self._out_of_memory is None and OUT_OF_MEMORY.search(line):
-                self._out_of_memory = line.strip()[:200]
-            if parse is not None and parse(line, self.progress):
-                self.progress["elapsedS"] = round(time.monotonic() - start, 1)
-                self.report.write_progress()
-        code = self._child.wait()
+        first: float | None = None  # when Isaac Lab reported its first iteration (or episode batch)
+        with self.timings.phase("training" if parse is not None else "export"):
+            self._child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           text=True, bufsize=1)
+            assert self._child.stdout is not None
+            for line in self._child.stdout:
+                self.report.write(line)
+                if self._out_of_memory is None and OUT_OF_MEMORY.search(line):
+                    self._out_of_memory = line.strip()[:200]
+                if parse is not None and parse(line, self.progress):
+                    first = time.monotonic() if first is None else first
+                    self.progress["elapsedS"] = round(time.monotonic() - start, 1)
+                    self.report.write_progress()
+            code = self._child.wait()
+        if parse is not None:  # start → first iteration is Isaac Lab's start-up, not training
+            self.timings.move("training", "isaacLabStart", (first or time.monotonic()) - start)
         self.say(f"isaaclab exited with {code} after {time.monotonic() - start:.1f}s")
         return code
+
+    def _start_gpu_monitor(self) -> None:
+        """Sample the GPUs (gpu_monitor.py) and, on Batch, send them to CloudWatch; nothing without a GPU."""
+        publish = cloudwatch.MetricPublisher(self.spec.job_id) if cloudwatch.enabled() else None
+        try:
+            self.gpu = gpu_monitor.GpuMonitor.start_if_present(
+                self.workdir / "gpu.csv", node=self.node.node_rank, publish=publish,
+                step=lambda: int(self.progress.get("iteration") or 0))
+        except Exception as exc:  # a monitor that cannot start must not stop the job
+            self.say(f"WARNING: GPU monitor not started: {exc}")
+        if self.gpu is not None:
+            self.say(f"GPU monitor: {len(self.gpu.gpus)} GPU(s) every {self.gpu.interval_s:g}s"
+                     + (f", to CloudWatch ({publish.namespace})" if publish else ""))
+
+    def _stop_gpu_monitor(self, result: dict[str, Any]) -> None:
+        """Stop sampling; stage gpu.csv as ``gpu/node-<rank>.csv`` (every node) and put the peak in the result."""
+        monitor, self.gpu = self.gpu, None
+        if monitor is None:
+            return
+        try:
+            stats = monitor.stop()
+            storage.upload(monitor.path, storage.join(self.staging, layout.GPU_DIR, f"node-{self.node.node_rank}.csv"))
+            if stats:
+                result["gpu"] = stats
+                self.say(f"GPU: peak {stats['peakMemoryMiB'] / 1024:.1f} of {stats['memoryTotalMiB'] / 1024:.0f} GiB, "
+                         f"mean utilisation {stats['meanUtilizationPct']:.0f}% ({stats['samples']} samples)")
+        except Exception as exc:  # the samples are a report
+            self.say(f"WARNING: GPU samples not staged: {exc}")
+
+    @staticmethod
+    def _event_key(library: RLLibrary, cwd: Path, path: Path) -> str | None:
+        """A live event file's staging key: where the final upload puts it (``run/<path in the run folder>``)."""
+        run_dir = library.find_run_dir(cwd)
+        if run_dir is None or not path.is_relative_to(run_dir):
+            return None  # an earlier attempt's folder (staged by that attempt), or not known yet
+        return f"{sync.RUN_DIR}/{path.relative_to(run_dir).as_posix()}"
+
+    def _earlier_timings(self) -> list[dict[str, Any]]:
+        """The timings of the attempts before this one, from the result.json the last one staged."""
+        if self.timings.attempt < 2 or not self.node.uploads:
+            return []
+        try:
+            path = storage.download(storage.join(self.staging, layout.RESULT), self.workdir / "earlier-result.json")
+            earlier = json.loads(path.read_text()).get("timings", {}).get("attempts", [])
+        except Exception as exc:  # a missing or unreadable result: this attempt's timings still stand
+            log.warning("timings of earlier attempts not read: %s", exc)
+            return []
+        return [a for a in earlier if isinstance(a, dict) and a.get("attempt", 0) < self.timings.attempt]
 
     def _child_env(self, device: str) -> dict[str, str]:
         env = isaaclab_cli.child_env(device, self.task_modules)

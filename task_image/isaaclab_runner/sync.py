@@ -6,6 +6,12 @@ new checkpoint to ``{stagingUri}/checkpoints/<path under the watched folder>`` a
 so a slow store does not slow training. On SIGTERM (spot reclaim, Batch terminate) the runner stops Isaac Lab
 and calls ``flush()``: whatever was saved is staged before the container is killed.
 
+TensorBoard's event files are staged too, while they grow (``events_key``: at the key the final upload gives them,
+``run/<path in the run folder>``, at most every ``events_interval_s``), so ``tensorboard --logdir <staging>`` shows
+a run mid-training. Each upload is the whole file, and the final flush sends it once more if it changed, so the
+staged copy ends complete and the convert step reads it once; the runner's final upload leaves out the ones that
+are current (``staged_events``).
+
 ``find_resume_checkpoint`` is what the next attempt calls first: the latest staged checkpoint and the
 iterations left, so at most one save interval of work is lost.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -31,6 +38,9 @@ CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR  # under the staging URI
 RUN_DIR = layout.RUN_DIR  # the final upload of Isaac Lab's run folder (runner.py)
 
 Uploader = Callable[[Path, str], None]
+EVENTS_MARKER = "events.out.tfevents"
+EVENTS_INTERVAL_ENV = "ISAACLAB_RUNNER_EVENTS_SYNC_S"
+EVENTS_INTERVAL_S = 30.0  # a growing event file is sent whole, so not on every pass
 
 
 class CheckpointSync:
@@ -42,10 +52,14 @@ class CheckpointSync:
     :param scratch: a local folder for progress.json before upload.
     :param interval_s: how often the folder is scanned.
     :param upload: ``(local path, uri) -> None``; ``storage.upload`` by default.
+    :param events_key: an event file → its key under the staging URI (None: not staged while training).
+    :param events_interval_s: how often a growing event file is sent again (``ISAACLAB_RUNNER_EVENTS_SYNC_S``).
     """
 
     def __init__(self, watch_root: Path, staging: str, patterns: Iterable[str], scratch: Path,
-                 interval_s: float = 2.0, upload: Uploader | None = None) -> None:
+                 interval_s: float = 2.0, upload: Uploader | None = None,
+                 events_key: Callable[[Path], str | None] | None = None, events_interval_s: float | None = None
+                 ) -> None:
         self.watch_root = watch_root
         self.staging = staging
         self.patterns = tuple(p.rsplit("/", 1)[-1] for p in patterns)
@@ -62,6 +76,12 @@ class CheckpointSync:
         self._thread: threading.Thread | None = None
         self.uploaded: list[str] = []
         self.errors = 0
+        self._events_key = events_key
+        self.events_interval_s = (float(os.environ.get(EVENTS_INTERVAL_ENV) or EVENTS_INTERVAL_S)
+                                  if events_interval_s is None else events_interval_s)
+        self._events_done: dict[Path, tuple[int, int]] = {}
+        self._events_sent_at = 0.0
+        self.event_uploads = 0
 
     def start(self) -> CheckpointSync:
         """Start the background thread; returns self."""
@@ -112,6 +132,18 @@ class CheckpointSync:
                 current[path] = self._uri(path)
         return current
 
+    def staged_events(self) -> list[Path]:
+        """The event files whose staged copy is current (call after ``stop``)."""
+        out = []
+        for path, sig in self._events_done.items():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) == sig:
+                out.append(path)
+        return out
+
     def __enter__(self) -> CheckpointSync:
         return self.start()
 
@@ -143,6 +175,7 @@ class CheckpointSync:
                 self.uploaded.append(uri)
                 log.info("checkpoint sync: staged %s", uri)
         self._seen = current
+        self._pass_events(final)
         progress = self._progress
         if progress is not None:
             text = json.dumps(progress)
@@ -150,6 +183,24 @@ class CheckpointSync:
                 scratch = self.scratch / layout.PROGRESS
                 if self._try(storage.write_text, storage.join(self.staging, layout.PROGRESS), text, scratch):
                     self._progress_sent = text
+
+    def _pass_events(self, final: bool) -> None:
+        """Send every event file that changed since its last upload, at most every ``events_interval_s``."""
+        now = time.monotonic()
+        if self._events_key is None or not self.watch_root.is_dir() or (
+                not final and now - self._events_sent_at < self.events_interval_s):
+            return
+        self._events_sent_at = now
+        for path in sorted(self.watch_root.rglob(f"{EVENTS_MARKER}*")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            sig = (st.st_size, st.st_mtime_ns)
+            key = self._events_key(path) if self._events_done.get(path) != sig else None
+            if key is not None and self._try(self._upload, path, storage.join(self.staging, key)):
+                self._events_done[path] = sig
+                self.event_uploads += 1
 
     def _uri(self, path: Path) -> str:
         """Where a checkpoint under the watched folder is staged."""

@@ -9,7 +9,8 @@ from pathlib import Path
 from isaaclab_pipeline import staging
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ("SPEC", "PROGRESS", "RESULT", "RUNNER_LOG", "RUN_DIR", "CHECKPOINTS_DIR", "METRICS_DIR", "NODES_DIR")
+NAMES = ("SPEC", "PROGRESS", "RESULT", "RUNNER_LOG", "RUN_DIR", "CHECKPOINTS_DIR", "METRICS_DIR", "NODES_DIR",
+         "GPU_DIR")
 
 
 def test_both_sides_read_the_same_names_from_the_shared_schema() -> None:

@@ -397,7 +397,8 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         "seed": (spec or {}).get("seed"),
         "steps": {step: _state(record, step, index) for step in TRIAL_STEPS},
         "backend": (handle or {}).get("backend"), "externalId": (handle or {}).get("external_id"),
-        "progress": None, "curve": [], "result": None, "cost": None, "problems": problems,
+        "progress": None, "curve": [], "result": None, "cost": None, "timings": None, "gpu": None,
+        "problems": problems,
         "links": {}, "outputUri": out_uri,
     }
     # live progress (and the final progress of a job that ended without publishing)
@@ -419,6 +420,8 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         try:
             summary = artifacts.read_json(storage.join(out_uri, "summary.json"), True, out_version)
             trial["result"] = result_of(summary)
+            if isinstance(summary, Mapping):  # the job's timings and GPU figures (the convert step's)
+                trial["timings"], trial["gpu"] = summary.get("timings"), summary.get("gpu")
             trial["curve"] = artifacts.curve_of_metrics(storage.join(out_uri, "metrics.csv"), out_version)
             cost_doc = artifacts.read_json(storage.join(out_uri, "cost.json"), True, out_version)
             trial["cost"] = _cost_summary(cost_doc)
