@@ -2,7 +2,8 @@
 ``ISAACLAB_RUNNER_CACHE_URI``: ``s3://bucket/prefix`` in production, a folder locally):
 
     {cache}/warp/<warp version>/<host key>.tar.gz      Warp's kernel cache (Newton's and Isaac Lab's kernels)
-    {cache}/wheels/<sha256 of the package>/<python>-isaaclab<version>/<name>.whl   a built env package
+    {cache}/wheels/<sha256 of the package>/<python>-isaaclab<version>-editable/<name>.whl   an env package's
+                                                      editable build (its project folder's path left open)
 
 Warp compiles every kernel a job uses on first use (73 s on a fresh H200 host for the custom cartpole, 13 s
 on a CPU) and keeps the result in its kernel cache (``$WARP_CACHE_PATH/<version>``, else
@@ -206,8 +207,9 @@ class KernelCache:
 class WheelCache:
     """Built env-package wheels by the package archive's sha256, the Python tag and the Isaac Lab version.
 
-    ``{cache}/wheels/<sha256>/<cp312>-isaaclab<version>/<wheel>``: a retried attempt, another node, or a rerun
-    with the same package installs the wheel without building it.
+    ``{cache}/wheels/<sha256>/<cp312>-isaaclab<version>[-editable]/<wheel>``: a retried attempt, another node, or
+    a rerun with the same package installs the wheel without building it. A project folder's build is editable
+    (``packages.editable_wheel``); the folder without the suffix holds plain wheels.
     """
 
     def __init__(self, cache_uri: str, scratch: Path) -> None:
@@ -223,14 +225,15 @@ class WheelCache:
             isaaclab = "none"
         return f"cp{sys.version_info.major}{sys.version_info.minor}-isaaclab{isaaclab}"
 
-    def prefix(self, archive: Path) -> str:
-        """The cache folder of ``archive``'s wheel."""
-        return storage.join(self.cache_uri, "wheels", sha256(archive), self.environment_tag())
+    def prefix(self, archive: Path, editable: bool = False) -> str:
+        """The cache folder of ``archive``'s wheel (its editable build's with ``editable``)."""
+        tag = self.environment_tag() + ("-editable" if editable else "")
+        return storage.join(self.cache_uri, "wheels", sha256(archive), tag)
 
-    def get(self, archive: Path) -> Path | None:
+    def get(self, archive: Path, editable: bool = False) -> Path | None:
         """Download the cached wheel of ``archive`` into the scratch folder; None when there is none."""
         try:
-            wheels = [u for u in storage.list_uris(self.prefix(archive)) if u.endswith(".whl")]
+            wheels = [u for u in storage.list_uris(self.prefix(archive, editable)) if u.endswith(".whl")]
             if not wheels:
                 return None
             return storage.download(wheels[0], self.scratch / "cached-wheel" / wheels[0].rsplit("/", 1)[-1])
@@ -238,9 +241,9 @@ class WheelCache:
             log.warning("wheel cache: lookup of %s failed: %s", archive.name, exc)
             return None
 
-    def put(self, archive: Path, wheel: Path) -> str | None:
+    def put(self, archive: Path, wheel: Path, editable: bool = False) -> str | None:
         """Store ``wheel`` as the build of ``archive``; return its URI (None if the store failed)."""
-        uri = storage.join(self.prefix(archive), wheel.name)
+        uri = storage.join(self.prefix(archive, editable), wheel.name)
         try:
             storage.upload(wheel, uri)
             return uri

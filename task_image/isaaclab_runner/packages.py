@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import fnmatch
+import hashlib
 import importlib.metadata
 import json
 import logging
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # an env package is code and a few assets; beyond this it is a mistake or a bomb
 MAX_FILES = 20_000
+INSTALL_TIMEOUT_S = 600.0  # the default of the deployment's isaaclab_install_timeout_s: no GPU waits on a setup.py
 
 
 class PackageError(RuntimeError):
@@ -157,42 +166,62 @@ class InstalledPackage:
     version: str
     modules: list[str]
     entry_point: bool  # True if it declares isaaclab.tasks itself; else the runner registered its modules
+    editable: bool = False  # installed in place from the extracted project folder (``pip install -e``)
+    project: Path | None = None  # that folder
 
 
-def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: WheelCache | None = None
-                      ) -> InstalledPackage:
+def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: WheelCache | None = None,
+                      timeout_s: float = INSTALL_TIMEOUT_S) -> InstalledPackage:
     """Fetch the env package at ``uri`` and install it into the job environment ``env``.
+
+    A project folder (an extracted tar.gz or sdist with a ``setup.py`` or ``pyproject.toml``) is installed
+    editable, in place, as the user guide says (``pip install -e``): its modules are imported from the extracted
+    folder, so data files beside them (``my_custom_env/assets/robot.usda``) are found as after the user's
+    ``pip install -e .``, with or without ``package_data``. A wheel is installed as a wheel. The package's
+    requirements resolve against the image (:func:`check_requirements`): what the image has is kept, a conflict
+    with the image's torch / Isaac Lab stack is refused, anything else is installed with that stack pinned.
 
     A package without an ``isaaclab.tasks`` entry point (the user guide's way: ``gym.register`` in
     ``__init__.py``) gets one from the runner, naming the modules it provides, so every process that looks tasks
     up (the pre-flight check, ``isaaclab train``, evaluate, play, every multi-GPU rank) imports them.
 
-    With a wheel ``cache`` (``caches.WheelCache``), a source package is built into a wheel once, stored by the
-    archive's sha256, and every later job with the same archive (a retry, another node, a rerun) installs that
-    wheel without building.
+    With a wheel ``cache`` (``caches.WheelCache``), the editable wheel pip built is kept by the archive's sha256
+    (with the project folder's path left open), and every later job with the same archive (a retry, another node,
+    a rerun) installs it pointed at its own extracted folder, without building.
 
-    :raises PackageError: if the archive is unsafe, holds no project, or pip fails.
+    :param timeout_s: the whole install (build and dependencies) is stopped after this many seconds.
+    :raises PackageError: if the archive is unsafe, holds no project, pip fails, a requirement conflicts with the
+        image, or the install runs past ``timeout_s``.
     """
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     archive = storage.download(uri, workdir / "inputs" / name)
     log.info("Fetched env package %s (%d bytes)", uri, archive.stat().st_size)
-    tree = None if archive.name.endswith(".whl") else safe_extract(archive, workdir / "env_package")
-    project = None if tree is None else find_project_root(tree)
-    target = str(archive) if project is None else str(project)
-    if project is not None and cache is not None:
-        target = str(_cached_build(archive, project, workdir, env, cache) or project)
+    deadline = time.monotonic() + timeout_s
     report = workdir / "pip-report.json"
-    # no build isolation: the build backend is already in the image, and isolation would need an index
-    cmd = [str(env.python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-           "--no-build-isolation", "--report", str(report), target]
-    log.info("Installing: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    print(proc.stdout[-4000:], flush=True)
-    if proc.returncode != 0:
-        raise PackageError(f"pip install of the env package failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
-                           "\nHint: check its setup.py/pyproject.toml and that its dependencies are installable "
-                           "(list them in install_requires).")
-    dist = _installed_distribution(report, env)
+    if archive.name.endswith(".whl"):
+        _pip(env, ["--no-deps", "--report", str(report), str(archive)], deadline, timeout_s)
+        dist = _installed_distribution(report, env)
+        project = None
+    else:
+        project = find_project_root(safe_extract(archive, workdir / "env_package"))
+        cached = None if cache is None else cache.get(archive, editable=True)
+        if cached is not None:
+            wheel = relocate_editable(cached, project, workdir / "editable-wheel")
+            log.info("Using the cached editable build %s of %s (no build)", cached.name, archive.name)
+            _pip(env, ["--no-deps", "--report", str(report), str(wheel)], deadline, timeout_s)
+            dist = _installed_distribution(report, env)
+        else:
+            _pip(env, ["--no-deps", "--report", str(report), "--editable", str(project)], deadline, timeout_s)
+            dist = _installed_distribution(report, env)
+            if cache is not None:
+                built = editable_wheel(dist, env, project, workdir / "editable-wheel")
+                stored = cache.put(archive, built, editable=True) if built is not None else None
+                log.info("Editable build of %s%s", archive.name, f" cached at {stored}" if stored else " not cached")
+    missing = check_requirements(dist, installed_versions(env))
+    if missing:  # what the image lacks, with the image's stack pinned so nothing replaces it
+        constraints = workdir / "image-constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in protected_versions(env).items()))
+        _pip(env, ["-c", str(constraints), *missing], deadline, timeout_s)
     modules = provided_modules(dist, project)
     has_entry_point = bool(dist.entry_points.select(group=TASKS_GROUP))
     if not has_entry_point:
@@ -200,33 +229,139 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
             raise PackageError(f"{dist.metadata['Name']} installs no importable module; check packages= in its "
                                "setup.py (find_packages()) or [tool.setuptools.packages] in pyproject.toml")
         register_modules(env, dist.metadata["Name"], modules)
-    installed = InstalledPackage(dist.metadata["Name"], dist.version, modules, has_entry_point)
-    log.info("Installed %s %s (modules: %s; %s)", installed.dist_name, installed.version, ", ".join(modules),
+    installed = InstalledPackage(dist.metadata["Name"], dist.version, modules, has_entry_point,
+                                 editable=project is not None, project=project)
+    log.info("Installed %s %s%s (modules: %s; %s)", installed.dist_name, installed.version,
+             f" editable from {project}" if project is not None else "", ", ".join(modules),
              "its own isaaclab.tasks entry point" if has_entry_point else "imported by the runner")
     return installed
 
 
-def _cached_build(archive: Path, project: Path, workdir: Path, env: JobEnvironment, cache: WheelCache
-                  ) -> Path | None:
-    """The wheel of ``archive``: from the cache, else built from ``project`` and stored; None if the build fails
-    (pip install of the project then reports why)."""
-    wheel = cache.get(archive)
-    if wheel is not None:
-        log.info("Using the cached build %s of %s (no build)", wheel.name, archive.name)
-        return wheel
-    out = workdir / "wheel"
-    cmd = [str(env.python), "-m", "pip", "wheel", "--no-deps", "--no-input", "--disable-pip-version-check",
-           "--no-build-isolation", "--wheel-dir", str(out), str(project)]
-    log.info("Building: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(out.glob("*.whl"))
-    if proc.returncode != 0 or len(wheels) != 1:
-        log.warning("building a wheel of %s failed (exit %d); installing the project folder instead:\n%s",
-                    archive.name, proc.returncode, proc.stderr[-2000:])
+# the image's stack: a job never replaces these (its own copy would shadow what Isaac Lab was built against)
+PROTECTED = ("torch", "torchvision", "torchaudio", "isaaclab", "isaaclab-*", "isaacsim", "isaacsim-*", "rsl-rl-lib",
+             "skrl", "rl-games", "warp-lang", "newton", "mujoco-warp", "gymnasium", "numpy")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_versions(env: JobEnvironment) -> dict[str, str]:
+    """Every distribution the job environment sees (its own first, then the image's), by canonical name."""
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions(path=[str(env.site_packages), *sys.path]):
+        out.setdefault(_canonical(dist.metadata["Name"] or ""), dist.version)
+    return out
+
+
+def protected_versions(env: JobEnvironment) -> dict[str, str]:
+    """The image's stack (``PROTECTED``) as installed: canonical name → version."""
+    return {n: v for n, v in installed_versions(env).items() if any(fnmatch.fnmatch(n, p) for p in PROTECTED)}
+
+
+def check_requirements(dist: importlib.metadata.Distribution, installed: dict[str, str]) -> list[str]:
+    """The package's requirements the image does not satisfy yet (for pip to install).
+
+    :raises PackageError: for a requirement on the image's stack (``PROTECTED``) that its version does not meet,
+        naming the package, the requirement and the image's version.
+    """
+    from packaging.requirements import Requirement
+
+    missing = []
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = _canonical(req.name)
+        have = installed.get(name)
+        if have is not None and req.specifier.contains(have, prereleases=True) and not req.extras:
+            continue
+        if any(fnmatch.fnmatch(name, p) for p in PROTECTED):
+            what = f"{name} {have}" if have else f"no {name}"
+            raise PackageError(
+                f"{dist.metadata['Name']} {dist.version} requires {text}, but the image has {what} "
+                f"(Isaac Lab {installed.get('isaaclab', '?')}'s stack, which a job cannot replace): relax the "
+                f"requirement in install_requires (e.g. {req.name}>={have}) or drop it; the image brings {req.name}"
+                if have else f"{dist.metadata['Name']} {dist.version} requires {text}, which is not in this image")
+        missing.append(text)
+    return missing
+
+
+def _pip(env: JobEnvironment, args: list[str], deadline: float, timeout_s: float) -> None:
+    """``pip install <args>`` in the job environment, stopped (its whole process group) at ``deadline``.
+
+    :raises PackageError: with pip's last output, if pip fails or runs past the deadline.
+    """
+    # no build isolation: the build backend is already in the image, and isolation would need an index
+    cmd = [str(env.python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+           "--no-build-isolation", *args]
+    log.info("Installing: %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # pip and the setup.py it runs
+        out, err = proc.communicate()
+        raise PackageError(
+            f"installing the env package took longer than {timeout_s:.0f}s and was stopped (deployment setting "
+            "isaaclab_install_timeout_s); its setup.py or a dependency's build hangs or waits (on the network, on "
+            f"input). Last output:\n{(out + err)[-2000:]}") from None
+    print(out[-4000:], flush=True)
+    if proc.returncode != 0:
+        raise PackageError(f"pip install of the env package failed (exit {proc.returncode}):\n{err[-4000:]}"
+                           "\nHint: check its setup.py/pyproject.toml and that its dependencies are installable "
+                           "(list them in install_requires).")
+
+
+PROJECT_PLACEHOLDER = "@@ISAACLAB_RUNNER_PROJECT@@"  # the project folder's path in a cached editable wheel
+_REBUILT = ("INSTALLER", "REQUESTED", "direct_url.json", "RECORD")  # written by pip at install time
+
+
+def editable_wheel(dist: importlib.metadata.Distribution, env: JobEnvironment, project: Path, out: Path
+                   ) -> Path | None:
+    """The editable install pip just made, as a wheel whose files name ``PROJECT_PLACEHOLDER`` for the project
+    folder (each job extracts the package to a folder of its own); None if pip made no PEP 660 install."""
+    files = [f for f in dist.files or [] if f.parts[0] != "__pycache__" and ".." not in f.parts
+             and f.name not in _REBUILT and not f.name.endswith(".pyc")]
+    if not any(f.name.startswith("__editable__") for f in files):
         return None
-    stored = cache.put(archive, wheels[0])
-    log.info("Built %s%s", wheels[0].name, f"; cached at {stored}" if stored else "")
-    return wheels[0]
+    members = {}
+    for f in files:
+        data = (env.site_packages / f).read_bytes()
+        members[f.as_posix()] = data.replace(str(project).encode(), PROJECT_PLACEHOLDER.encode())
+    return _write_wheel(out, _wheel_name(dist), members)
+
+
+def relocate_editable(cached: Path, project: Path, out: Path) -> Path:
+    """A cached editable wheel pointed at this job's extracted ``project`` folder."""
+    with zipfile.ZipFile(cached) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()
+                   if not i.filename.endswith("/RECORD") and not i.is_dir()}
+    members = {k: v.replace(PROJECT_PLACEHOLDER.encode(), str(project).encode()) for k, v in members.items()}
+    return _write_wheel(out, cached.name, members)
+
+
+def _wheel_name(dist: importlib.metadata.Distribution) -> str:
+    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+    return f"{name}-{dist.version}-py3-none-any.whl"
+
+
+def _write_wheel(out: Path, name: str, members: dict[str, bytes]) -> Path:
+    """Write ``members`` as the wheel ``out/name`` with a fresh RECORD (pip checks every file's hash)."""
+    info = next(k.split("/", 1)[0] for k in members if k.split("/", 1)[0].endswith(".dist-info"))
+    lines = []
+    for key, data in sorted(members.items()):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{key},sha256={digest},{len(data)}")
+    lines.append(f"{info}/RECORD,,")
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / name
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key, data in sorted(members.items()):
+            zf.writestr(key, data)
+        zf.writestr(f"{info}/RECORD", "\n".join(lines) + "\n")
+    return wheel
 
 
 TASKS_GROUP = "isaaclab.tasks"

@@ -90,25 +90,29 @@ from isaaclab_runner.caches import WheelCache
 
 archive, tmp = Path(sys.argv[1]), Path(sys.argv[2])
 commands = []
-run = subprocess.run
+popen = subprocess.Popen
 def recording(cmd, *args, **kwargs):
     commands.append(" ".join(map(str, cmd)))
-    return run(cmd, *args, **kwargs)
-subprocess.run = recording
+    return popen(cmd, *args, **kwargs)
+subprocess.Popen = recording
 out = {}
 for job in ("job1", "job2"):  # two jobs, two fresh job environments, one package, one cache
     commands.clear()
     env = packages.JobEnvironment.create(tmp / job / "venv")
     installed = packages.fetch_and_install(str(archive), tmp / job, env, WheelCache(str(tmp / "cache"), tmp / job))
-    out[job] = {"built": any(" wheel " in c for c in commands),
+    where = subprocess.run([str(env.python), "-c", "import tiny_env; print(tiny_env.__file__)"],
+                           capture_output=True, text=True).stdout.strip()
+    out[job] = {"built": any(" --editable " in c for c in commands),
                 "installed": [c.rsplit(" ", 1)[-1] for c in commands if " install " in c],
-                "modules": installed.modules, "version": installed.version}
+                "modules": installed.modules, "version": installed.version, "imported_from": where,
+                "project": str(installed.project)}
 print(json.dumps(out))
 '''
 
 
 @pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)")
-def test_the_second_job_with_a_package_installs_the_cached_wheel_without_building(tmp_path: Path) -> None:
+def test_the_second_job_with_a_package_installs_the_cached_editable_build_without_building(tmp_path: Path) -> None:
+    """Job 1 runs ``pip install -e`` and caches the editable build; job 2 installs it pointed at its own folder."""
     project = tmp_path / "src" / "tiny_env"
     (project / "tiny_env").mkdir(parents=True)
     (project / "tiny_env" / "__init__.py").write_text("VALUE = 1\n")
@@ -122,11 +126,14 @@ def test_the_second_job_with_a_package_installs_the_cached_wheel_without_buildin
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["job1"]["built"] and not out["job2"]["built"], out  # built once
-    assert out["job1"]["installed"][0].endswith("tiny_env-0.3.0-py3-none-any.whl")
-    assert out["job2"]["installed"][0].endswith("cached-wheel/tiny_env-0.3.0-py3-none-any.whl")
+    assert out["job1"]["installed"][0] == out["job1"]["project"]  # pip install --editable <extracted folder>
+    assert out["job2"]["installed"][0].endswith("editable-wheel/tiny_env-0.3.0-py3-none-any.whl")
     assert out["job1"]["modules"] == out["job2"]["modules"] == ["tiny_env"]
+    for job in ("job1", "job2"):  # each job imports from its own extracted folder, in place
+        assert out[job]["imported_from"] == f"{out[job]['project']}/tiny_env/__init__.py", out
     cached = list((tmp_path / "cache" / "wheels").rglob("*.whl"))
     assert len(cached) == 1 and cached[0].parent.parent.name == caches.sha256(archive)
+    assert cached[0].parent.name.endswith("-editable")
 
 
 RUNNER_TWICE = r'''
