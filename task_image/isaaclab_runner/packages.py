@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # an env package is code and a few assets; beyond this it is a mistake or a bomb
 MAX_FILES = 20_000
-INSTALL_TIMEOUT_S = 600.0  # the default of the deployment's isaaclab_install_timeout_s: no GPU waits on a setup.py
+INSTALL_TIMEOUT_S = 600.0  # no GPU waits on a stuck setup.py longer than this by default
+INSTALL_TIMEOUT_ENV = "ISAACLAB_RUNNER_INSTALL_TIMEOUT_S"  # the deployment's setting (job definition / local env)
 
 
 class PackageError(RuntimeError):
@@ -171,7 +172,7 @@ class InstalledPackage:
 
 
 def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: WheelCache | None = None,
-                      timeout_s: float = INSTALL_TIMEOUT_S) -> InstalledPackage:
+                      timeout_s: float | None = None) -> InstalledPackage:
     """Fetch the env package at ``uri`` and install it into the job environment ``env``.
 
     A project folder (an extracted tar.gz or sdist with a ``setup.py`` or ``pyproject.toml``) is installed
@@ -189,13 +190,15 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
     (with the project folder's path left open), and every later job with the same archive (a retry, another node,
     a rerun) installs it pointed at its own extracted folder, without building.
 
-    :param timeout_s: the whole install (build and dependencies) is stopped after this many seconds.
+    :param timeout_s: the whole install (build and dependencies) is stopped after this many seconds (default:
+        ``$ISAACLAB_RUNNER_INSTALL_TIMEOUT_S``, else ``INSTALL_TIMEOUT_S``).
     :raises PackageError: if the archive is unsafe, holds no project, pip fails, a requirement conflicts with the
         image, or the install runs past ``timeout_s``.
     """
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     archive = storage.download(uri, workdir / "inputs" / name)
     log.info("Fetched env package %s (%d bytes)", uri, archive.stat().st_size)
+    timeout_s = timeout_s or float(os.environ.get(INSTALL_TIMEOUT_ENV) or INSTALL_TIMEOUT_S)
     deadline = time.monotonic() + timeout_s
     report = workdir / "pip-report.json"
     if archive.name.endswith(".whl"):
@@ -305,8 +308,8 @@ def _pip(env: JobEnvironment, args: list[str], deadline: float, timeout_s: float
         out, err = proc.communicate()
         raise PackageError(
             f"installing the env package took longer than {timeout_s:.0f}s and was stopped (deployment setting "
-            "isaaclab_install_timeout_s); its setup.py or a dependency's build hangs or waits (on the network, on "
-            f"input). Last output:\n{(out + err)[-2000:]}") from None
+            "ISAACLAB_RUNNER_INSTALL_TIMEOUT_S); its setup.py or a dependency's build hangs or waits (on the "
+            f"network, on input). Last output:\n{(out + err)[-2000:]}") from None
     print(out[-4000:], flush=True)
     if proc.returncode != 0:
         raise PackageError(f"pip install of the env package failed (exit {proc.returncode}):\n{err[-4000:]}"
