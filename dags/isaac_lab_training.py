@@ -56,7 +56,8 @@ check_airflow_version()
 def isaac_lab_training() -> None:
     """The five steps, the job steps mapped per trial; each is a small call into plugins/isaaclab_pipeline."""
 
-    @task(retries=0)
+    # dict-returning tasks push one XCom (return_value): Airflow 3.0 fails pushing a None-valued key of a dict
+    @task(retries=0, multiple_outputs=False)
     def validate_config() -> dict[str, Any]:
         """Validate and normalize the conf; give the run its job UUID (a sweep's UUID)."""
         from isaaclab_pipeline.compat import AirflowFailException
@@ -91,7 +92,7 @@ def isaac_lab_training() -> None:
                 item["trial"]["mlflowParentRunId"] = parent
         return trials
 
-    @task
+    @task(multiple_outputs=False)
     def convert_tensorboard_logs(job_spec: dict[str, Any], job_handle: dict[str, Any] | None = None) -> dict[str, Any]:
         """Convert the run's TensorBoard events to metrics.csv, summary.json and reward_curve.png; record the job's
         cost (cost.json, published beside them; never fails the step)."""
@@ -103,7 +104,7 @@ def isaac_lab_training() -> None:
         record_cost(job_handle, job_spec["stagingUri"], aws_conn_id)
         return convert_staged_run(job_spec["stagingUri"], aws_conn_id)
 
-    @task
+    @task(multiple_outputs=False)
     def publish_outputs(job_spec: dict[str, Any], trial: dict[str, Any], _metrics: dict[str, Any]) -> dict:
         """Publish under {outputS3Path}/{uuid}/ (a trial: .../{uuid}/trials/{trial id}/) with manifest.json last."""
         from isaaclab_pipeline.publish import publish_outputs as publish
@@ -141,7 +142,7 @@ def isaac_lab_training() -> None:
         waited >> metrics
         return publish_outputs(job_spec, trial, metrics)
 
-    @task
+    @task(multiple_outputs=False)
     def compare_trials(validated: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
         """A sweep's report under {outputS3Path}/{uuid}/: trials.csv, summary.json, comparison.png."""
         from isaaclab_pipeline.compat import AirflowSkipException
