@@ -6,9 +6,8 @@ import difflib
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import asset_mirror, storage
@@ -84,26 +83,19 @@ def find_env_package(asset_uri: str, objects: list[storage.StoredObject]) -> str
     return packages[0] if packages else None
 
 
-def _iteration(uri: str) -> int:
-    """Trailing number of a checkpoint name (``model_1500.pt`` → 1500; none → -1)."""
-    match = re.search(r"(\d+)(?=\.[^.]+$)", PurePosixPath(uri).name)
-    return int(match.group(1)) if match else -1
+def discover_checkpoint(objects: list[storage.StoredObject], rl_library: str = "rsl_rl") -> str | None:
+    """Pick the checkpoint to evaluate when none is named (``discovery.discover``: only the library's training
+    checkpoints, never ``exported/`` or a run's attempt copies; the newest run, then the highest iteration); the
+    choice and what was skipped are logged."""
+    from isaaclab_pipeline.discovery import discover
 
-
-def discover_checkpoint(objects: list[storage.StoredObject]) -> str | None:
-    """Pick the checkpoint to evaluate when none is named: newest run folder, then highest iteration.
-
-    Folders are compared by their newest file's modification time; within the folder the highest
-    trailing number wins, so ``model_1500.pt`` beats ``model_999.pt`` (a string sort would not).
-    """
-    ckpts = [o for o in objects if o.uri.lower().endswith(CHECKPOINT_SUFFIXES)]
-    if not ckpts:
-        return None
-    folders: dict[str, list[storage.StoredObject]] = {}
-    for obj in ckpts:
-        folders.setdefault(obj.uri.rsplit("/", 1)[0], []).append(obj)
-    newest = max(folders.values(), key=lambda objs: max(o.mtime for o in objs))
-    return max(newest, key=lambda o: (_iteration(o.uri), o.mtime)).uri
+    found = discover(objects, rl_library)
+    log.info("Checkpoint discovery: %s", found.describe())
+    if found.uri is None and found.found:
+        raise ResolveError(f"trainingConfig.checkpointPath: not set, and auto-discovery found no {rl_library} "
+                           f"training checkpoint ({found.reason}); found {len(found.found)} file(s), skipped:\n"
+                           + found.describe() + "\nset checkpointPath or policyS3Uri")
+    return found.uri
 
 
 def _relative_or_uri(value: str | None, root: str | None, field: str = "checkpointPath") -> str | None:
@@ -186,7 +178,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         log.info("Asset %s: %d file(s); env package: %s", asset_uri, len(objects), package or "none")
         if tc["mode"] != "train":
             checkpoint = (_relative_or_uri(tc.get("checkpointPath") or tc.get("policyPath"), root)
-                          or tc.get("policyS3Uri") or discover_checkpoint(objects))
+                          or tc.get("policyS3Uri") or discover_checkpoint(objects, tc["rlLibrary"]))
     elif tc["mode"] != "train":
         checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
                       or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
