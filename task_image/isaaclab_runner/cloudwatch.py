@@ -69,8 +69,10 @@ class MetricPublisher:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client("cloudwatch", config=Config(connect_timeout=3, read_timeout=5,
-                                                                    retries={"max_attempts": 1}))
+            from isaaclab_runner.storage import aws_region
+
+            self._client = boto3.client("cloudwatch", region_name=aws_region(),
+                                        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}))
         return self._client
 
     def datums(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:

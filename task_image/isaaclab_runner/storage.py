@@ -31,11 +31,32 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def aws_region() -> str:
+    """Return the AWS region for the runner's boto3 clients.
+
+    ``AWS_REGION`` (set by recent ECS agents), then ``AWS_DEFAULT_REGION`` (set by the job definitions), then
+    boto3's own configuration (``~/.aws/config``).
+
+    Raises:
+        RuntimeError: when none names a region (boto3 would fail later with a less useful ``NoRegionError``).
+    """
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(var, "").strip():
+            return os.environ[var].strip()
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise RuntimeError("no AWS region for the runner: set AWS_REGION or AWS_DEFAULT_REGION (the stack's job "
+                           "definitions set AWS_DEFAULT_REGION)")
+    return region
+
+
 @functools.cache
 def _s3():  # noqa: ANN202 - boto3 client types are generated at run time
     import boto3  # only jobs that touch S3 pay for the import
 
-    return boto3.client("s3")
+    return boto3.client("s3", region_name=aws_region())
 
 
 def download(uri: str, dest: Path) -> Path:

@@ -262,3 +262,48 @@ def test_pinned_bundle_versions_never_expire(template) -> None:
         if "NoncurrentVersionExpiration" in rule or "ExpirationInDays" in rule:
             # plugins.zip and requirements.txt are pinned by object version; only dags/ may lose old versions
             assert rule.get("Prefix") == "dags/", rule
+
+
+def test_job_containers_carry_the_region(template) -> None:
+    # the runner's boto3 clients read AWS_DEFAULT_REGION (tests/unit/runner/test_aws_region.py); older ECS agents
+    # set no AWS_REGION in the container
+    resources = template["Resources"]
+    containers = [resources["TrainJobDefinition"]["Properties"]["ContainerProperties"],
+                  resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]
+                  ["NodeRangeProperties"][0]["Container"]]
+    for container in containers:
+        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        assert env["AWS_DEFAULT_REGION"] == {"Ref": "AWS::Region"}
+
+
+def test_job_role_trust_conditions_on_source_account(template) -> None:
+    [statement] = template["Resources"]["BatchJobRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    # aws:SourceArn may be missing when Batch's ECS assumes the role; aws:SourceAccount is always sent
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert "SourceArn" not in json.dumps(statement)
+
+
+def test_mwaa_options_version_and_worker_bounds(template) -> None:
+    props = template["Resources"]["MwaaEnvironment"]["Properties"]
+    # MWAA sets core.load_examples itself; nothing else needs overriding
+    assert "load_examples" not in json.dumps(props.get("AirflowConfigurationOptions", {}))
+    params = template["Parameters"]
+    builder = _bundle_builder()
+    assert params["MwaaAirflowVersion"]["AllowedValues"] == list(builder.MWAA_AIRFLOW_VERSIONS)
+    assert params["MwaaAirflowVersion"]["Default"] == builder.MWAA_AIRFLOW_VERSION
+    # mw1.micro runs one worker; the others scale 1..25 (MWAA's limits per class)
+    assert "mw1.micro" in params["MwaaEnvironmentClass"]["AllowedValues"]
+    assert template["Conditions"]["MwaaMicro"] == {"Fn::Equals": [{"Ref": "MwaaEnvironmentClass"}, "mw1.micro"]}
+    assert props["MaxWorkers"] == {"Fn::If": ["MwaaMicro", 1, {"Ref": "MwaaMaxWorkers"}]}
+    assert props["MinWorkers"] == 1
+    assert (params["MwaaMaxWorkers"]["MinValue"], params["MwaaMaxWorkers"]["MaxValue"]) == (1, 25)
+
+
+def _bundle_builder() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_mwaa_bundle", REPO / "scripts" / "build_mwaa_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
