@@ -181,6 +181,25 @@ class WaitForIsaacLabJobOperator(BaseOperator):
             raise AirflowFailException(f"Job {handle.job_id} ({handle.external_id}) terminated: {exc}") from exc
 
 
+def job_error(staging_uri: str | None, aws_conn_id: str | None) -> str | None:
+    """The failed job's own error (``error`` of its staged result.json: the exception, the out-of-memory or install
+    diagnosis), or None when the job left none (killed before it could write one)."""
+    import json
+
+    from isaaclab_pipeline import staging, storage
+
+    if not staging_uri:
+        return None
+    uri = storage.join(staging_uri, staging.RESULT)
+    try:
+        doc = json.loads(storage.for_uri(uri, aws_conn_id).read_bytes(uri) or b"{}")
+    except Exception as exc:  # the failure is reported either way; this only adds its cause
+        log.warning("Could not read %s: %s: %s", uri, type(exc).__name__, exc)
+        return None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    return error.strip() if isinstance(error, str) and error.strip() else None
+
+
 def running_siblings(context: Any, backend: ComputeBackend) -> list[str]:
     """The job ids of this mapped task's other instances (a sweep's other trials) whose jobs are not over.
 

@@ -54,6 +54,8 @@ EXPORT_TIMEOUT_S = 300.0  # the in-process export (a few seconds) runs beside th
 
 ProgressParser = Callable[[str, dict[str, Any]], bool]
 # how torch and Warp report an exhausted GPU; the line is kept so the failure says what to change
+# the last line of a Python traceback (``FileNotFoundError: ...``): what a failed job reports as its cause
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt): \S")
 OUT_OF_MEMORY = re.compile(r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|cudaErrorMemoryAllocation|"
                            r"CUDA error: out of memory")
 
@@ -74,6 +76,7 @@ class JobRunner:
         self._synced: dict[Path, str] = {}  # checkpoints the sync staged (unchanged since): local path → URI
         self._terminated = False
         self._out_of_memory: str | None = None  # the first out-of-memory line Isaac Lab printed
+        self._last_exception: str | None = None  # the last traceback's exception line Isaac Lab printed
         self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
         self._export: export.BackgroundExport | None = None  # the policy export running beside the upload
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
@@ -198,7 +201,9 @@ class JobRunner:
             self.say(f"ERROR: {result['error']}")  # the last lines of the log are what the wait step shows
             return EXIT_FAILED
         if exit_code != 0:
-            result["error"] = f"isaaclab {spec.mode} exited with {exit_code}; see runner.log"
+            cause = f"{self._last_exception} (" if self._last_exception else "("
+            result["error"] = f"isaaclab {spec.mode} failed: {cause}exit {exit_code}; the traceback is in runner.log)"
+            self.say(f"ERROR: {result['error']}")
             return EXIT_FAILED
         result["status"] = "succeeded"
         return EXIT_OK
@@ -362,6 +367,8 @@ class JobRunner:
                 self.report.write(line)
                 if self._out_of_memory is None and OUT_OF_MEMORY.search(line):
                     self._out_of_memory = line.strip()[:200]
+                if EXCEPTION_LINE.match(line):
+                    self._last_exception = line.strip()[:1000]
                 if parse is not None and parse(line, self.progress):
                     first = time.monotonic() if first is None else first
                     self.progress["elapsedS"] = round(time.monotonic() - start, 1)

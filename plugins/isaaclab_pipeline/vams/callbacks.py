@@ -247,7 +247,14 @@ def _report_failed_step(context: Mapping[str, Any], detail: Callable[[], str]) -
 def on_task_failure(context: Mapping[str, Any]) -> None:
     """Task ``on_failure_callback``: tell VAMS which step failed and why (no-op for runs VAMS did not start)."""
     exc = context.get("exception")
-    _report_failed_step(context, lambda: f"{type(exc).__name__}: {exc}" if exc is not None else "no error message")
+
+    def detail() -> str:
+        if exc is None:
+            return "no error message"
+        # the pipeline's own failures lead with the job's cause; their type name would only take cause space
+        return str(exc) if type(exc).__name__ == "AirflowFailException" else f"{type(exc).__name__}: {exc}"
+
+    _report_failed_step(context, detail)
 
 
 def on_dag_failure(context: Mapping[str, Any]) -> None:

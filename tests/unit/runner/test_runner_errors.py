@@ -49,3 +49,26 @@ def test_out_of_memory_fails_the_job_naming_num_envs(tmp_path: Path, monkeypatch
     assert result["error"].endswith("lower numEnvs (8192 now) or use a larger GPU")
     assert result["seed"] == 1
     assert "ERROR: the GPU ran out of memory" in (tmp_path / "staging" / "runner.log").read_text()
+
+
+def test_a_failed_training_reports_its_own_exception_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's env raising (a missing asset, say) ends the job with that exception in result.json's error, not
+    only an exit code (the wait step, VAMS's cause and the runs view lead with it)."""
+    spec = JobSpec.from_dict({**SPEC, "stagingUri": str(tmp_path / "staging")})
+    job = JobRunner(spec, tmp_path / "work")
+    missing = tmp_path / "my_custom_env" / "assets" / "robot.usda"
+    fake = [sys.executable, "-c", f"print('[INFO] starting'); open({str(missing)!r})"]  # a real traceback
+
+    def stage(library, install, device, cwd):  # the train stage, with Isaac Lab replaced by a process that raises
+        return job._stream(fake, cwd, {}, None), None
+
+    monkeypatch.setattr(job, "_train", stage)
+    monkeypatch.setattr(runner_mod.packages, "verify_task", lambda task, python=None: task)
+    monkeypatch.setattr(runner_mod.isaaclab_cli, "detect_isaaclab", lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3))
+    monkeypatch.setattr(runner_mod.isaaclab_cli, "resolve_device", lambda requested: "cpu")
+    monkeypatch.setattr(runner_mod.packages.JobEnvironment, "create", classmethod(lambda cls, root: cls.current()))
+    assert job.run() == 1
+    result = json.loads((tmp_path / "staging" / "result.json").read_text())
+    assert result["error"] == (f"isaaclab train failed: FileNotFoundError: [Errno 2] No such file or directory: "
+                               f"'{missing}' (exit 1; the traceback is in runner.log)")
+
