@@ -221,3 +221,25 @@ def test_entrypoint_takes_both_command_forms(tmp_path: Path) -> None:
     assert bad.returncode == 2, bad.stdout + bad.stderr  # the runner's "bad input" exit code reaches Batch
     other = run("echo", "debug shell")
     assert other.stdout.strip() == "debug shell"
+
+
+def test_base_image_brings_no_cuda_libraries_torch_loads_its_own() -> None:
+    text = (REPO / "task_image" / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=ubuntu:24\.04$", text, re.M)
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"] and "nvidia/cuda" not in text
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics" in text  # the toolkit still mounts the driver
+    if not ISAACLAB_PYTHON.exists():
+        pytest.skip("the Isaac Lab venv is missing: run `make install`")
+    # what the image's /opt/venv holds (the same lock): torch's CUDA libraries resolve inside the venv, none from
+    # the system, so nothing a CUDA base image adds is loaded
+    torch_lib = next((ISAACLAB_PYTHON.parent.parent / "lib").glob("python3.*/site-packages/torch/lib"))
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    out = subprocess.run(["ldd", str(torch_lib / "libtorch_cuda.so")], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    cuda = [line.split() for line in out.splitlines() if re.match(r"\s*lib(cu|nccl|nvJitLink|nvshmem)", line)]
+    assert len(cuda) >= 8, out  # cudart, cublas, cudnn, cufft, curand, cusparse, nccl, nvJitLink...
+    site = str(torch_lib.parent.parent)
+    outside = [c for c in cuda if len(c) < 3 or not os.path.realpath(c[2]).startswith(os.path.realpath(site))]
+    assert outside == [], outside
+    assert "not found" not in out
