@@ -86,7 +86,7 @@ def with_queue_waits(timings: Mapping[str, Any], waits: list[float | None]) -> d
 def format_line(timings: Mapping[str, Any]) -> str:
     """One line: ``Timings: queue 0.4s | fetch 0.1s | install 3.0s | ... | total 25.3s``."""
     parts = [f"{LABELS[k]} {timings[k]:.1f}s" for k in LABELS
-             if isinstance(timings.get(k), int | float) and (timings[k] >= 0.05 or k == "total")]
+             if isinstance(timings.get(k), int | float) and (timings[k] >= 0.05 or k in ("queueWait", "total"))]
     n = len(timings.get("attempts") or [])
     return "Timings: " + " | ".join(parts) + (f" ({n} attempts)" if n > 1 else "")
 

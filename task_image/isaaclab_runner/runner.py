@@ -149,7 +149,8 @@ class JobRunner:
                 self.task = packages.verify_task(spec.task, self.env.python)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
-        device = isaaclab_cli.resolve_device(spec.device)
+        with self.timings.phase("isaacLabStart"):  # `auto` imports torch to look for a GPU
+            device = isaaclab_cli.resolve_device(spec.device)
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]

@@ -102,6 +102,6 @@ def combine(attempts: list[dict[str, Any]]) -> dict[str, Any]:
 def format_line(timings: dict[str, Any]) -> str:
     """The one line at the end of the task log: ``Timings: fetch 0.1s | install 3.0s | ... | total 25.3s``."""
     parts = [f"{LABELS[k]} {timings[k]:.1f}s" for k in LABELS
-             if isinstance(timings.get(k), int | float) and (timings[k] >= 0.05 or k == "total")]
+             if isinstance(timings.get(k), int | float) and (timings[k] >= 0.05 or k in ("queueWait", "total"))]
     n = len(timings.get("attempts") or [])
     return "Timings: " + " | ".join(parts) + (f" ({n} attempts)" if n > 1 else "")
