@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from isaaclab_runner import storage
+from isaaclab_runner import legacy_names, storage
 from isaaclab_runner.caches import WheelCache
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,11 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
         project = None
     else:
         project = find_project_root(safe_extract(archive, workdir / "env_package"))
+        if _isaaclab_major() >= 3:  # before any install: a 2.x name would only fail deep inside the job
+            legacy = legacy_names.scan(project)
+            if legacy:
+                raise PackageError(legacy[0].message() + "".join(f"\n  also {h.file}:{h.line}: {h.old} -> {h.new}"
+                                                                  for h in legacy[1:]))
         cached = None if cache is None else cache.get(archive, editable=True)
         if cached is not None:
             wheel = relocate_editable(cached, project, workdir / "editable-wheel")
@@ -243,6 +248,14 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
 # the image's stack: a job never replaces these (its own copy would shadow what Isaac Lab was built against)
 PROTECTED = ("torch", "torchvision", "torchaudio", "isaaclab", "isaaclab-*", "isaacsim", "isaacsim-*", "rsl-rl-lib",
              "skrl", "rl-games", "warp-lang", "newton", "mujoco-warp", "gymnasium", "numpy")
+
+
+def _isaaclab_major() -> int:
+    """The image's Isaac Lab major version (0 without Isaac Lab)."""
+    try:
+        return int(importlib.metadata.version("isaaclab").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 0
 
 
 def _canonical(name: str) -> str:
