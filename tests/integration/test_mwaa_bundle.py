@@ -1,21 +1,15 @@
-"""The MWAA bundle, unpacked the way MWAA unpacks it, into a fresh venv holding MWAA's pins.
+"""The MWAA bundle's layout, reproducibility and plugin loading.
 
-MWAA 3.3.1 runs Airflow 3.3.1 on Python 3.12 with apache-airflow-providers-amazon 9.34.0. The registries
-reachable here carry Airflow 3.3.2 (not 3.3.1), so the venv holds ``apache-airflow==3.3.2`` with the
-provider at MWAA's 9.34.0; the constraints URL in the bundle can't be fetched here, so the venv is built from
-the bundle's requirements with those pins as the constraint instead. The venv takes ~1.5 min of pip, so it is
-cached under ``.local/mwaa-venv/<key>`` (key = pins + bundle requirements); a fresh clone builds it once.
+Installing it on each MWAA image (that image's constraints, the DAG imported, a dag.test run) is
+tests/mwaa/test_mwaa_versions.py (``make test-mwaa``).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,11 +18,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = {"validate_config", "resolve_inputs", "submit_job", "wait_for_job", "convert_tensorboard_logs",
-         "publish_outputs"}
-# MWAA 3.3.1's pins, as close as the registries allow (Airflow 3.3.1 is not there; 3.3.2 is).
-MWAA_PINS = {"apache-airflow": "3.3.2", "apache-airflow-providers-amazon": "9.34.0"}
-VENV_ROOT = REPO / ".local" / "mwaa-venv"
 
 
 def _load_builder():
@@ -39,62 +28,6 @@ def _load_builder():
 
 
 builder = _load_builder()
-
-
-def _requirements_without_constraint(bundle_requirements: str) -> list[str]:
-    return [line for line in bundle_requirements.splitlines() if line and not line.startswith("--constraint")]
-
-
-def mwaa_venv(bundle_requirements: str) -> Path:
-    """Return a venv holding MWAA's pins and the bundle's requirements, building it once per key."""
-    reqs = _requirements_without_constraint(bundle_requirements)
-    key_src = json.dumps({"pins": MWAA_PINS, "reqs": reqs, "py": sys.version_info[:2]}, sort_keys=True)
-    venv = VENV_ROOT / hashlib.sha256(key_src.encode()).hexdigest()[:12]
-    python = venv / "bin" / "python"
-    done = venv / ".complete"
-    VENV_ROOT.mkdir(parents=True, exist_ok=True)
-    # a lock, so two pytest processes (or engineers) don't build the same venv at once
-    with open(VENV_ROOT / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)  # half-built by an interrupted run
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        constraints = venv / "mwaa-constraints.txt"
-        constraints.write_text("".join(f"{name}=={version}\n" for name, version in MWAA_PINS.items()))
-        (venv / "bundle-requirements.txt").write_text("\n".join(reqs) + "\n")
-        proc = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             *(f"{name}=={version}" for name, version in MWAA_PINS.items()),
-             "-r", str(venv / "bundle-requirements.txt"), "-c", str(constraints)],
-            capture_output=True, text=True, timeout=900,
-        )
-        if proc.returncode:
-            raise RuntimeError(f"pip install into {venv} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-        done.write_text(key_src)
-    return python
-
-
-# Runs inside the fresh venv: parse the bundle's dags/ the way the dag processor does and report.
-PROBE = r"""
-import json, sys
-from importlib.metadata import version
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag()  # dags_folder from AIRFLOW__CORE__DAGS_FOLDER, as on MWAA
-import isaaclab_pipeline, isaaclab_pipeline.config as config
-dag = bag.dags.get("isaac-lab-training")
-print(json.dumps({
-    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
-    "dag_ids": sorted(bag.dags),
-    "tasks": sorted(t.task_id for t in dag.tasks) if dag else [],
-    "airflow": version("apache-airflow"),
-    "provider": version("apache-airflow-providers-amazon"),
-    "package": isaaclab_pipeline.__file__,
-    "schemas_dir": str(config.schemas_dir()),
-    "heavy": sorted(m for m in ("torch", "isaaclab", "tensorboard", "matplotlib") if m in sys.modules),
-}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -142,41 +75,18 @@ def test_plugins_zip_is_reproducible(tmp_path: Path) -> None:
     assert (first / "plugins.zip").read_bytes() == (second / "plugins.zip").read_bytes()
 
 
+def test_bundle_refuses_an_airflow_without_an_mwaa_image(tmp_path: Path) -> None:
+    for version in ("3.1.0", "2.10.3", "3.3.2"):
+        with pytest.raises(ValueError, match=f"Airflow {version} is not supported"):
+            builder.build(tmp_path / "mwaa", version)
+    assert not (tmp_path / "mwaa").exists()
+
+
 def test_requirements_refuse_an_airflow_pin(tmp_path: Path) -> None:
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("apache-airflow==3.3.2\njsonschema\n")
     with pytest.raises(ValueError, match="apache-airflow"):
         builder.bundle_requirements(reqs, "3.3.1", "3.12")
-
-
-def test_dag_imports_in_fresh_mwaa_venv(bundle: Path, tmp_path: Path) -> None:
-    python = mwaa_venv((bundle / "requirements.txt").read_text())
-    # unpack as MWAA does: dags/ and plugins.zip under /usr/local/airflow, nothing else of the repo around
-    airflow_dir = tmp_path / "usr-local-airflow"
-    shutil.copytree(bundle / "dags", airflow_dir / "dags")
-    with zipfile.ZipFile(bundle / "plugins.zip") as zf:
-        zf.extractall(airflow_dir / "plugins")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "ISAACLAB_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update({
-        "AIRFLOW_HOME": str(airflow_dir),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_dir / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_dir / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    })
-    proc = subprocess.run([str(python), "-c", PROBE], cwd=airflow_dir, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["import_errors"] == {}
-    assert report["dag_ids"] == ["isaac-lab-training"]
-    assert set(report["tasks"]) == STEPS | {"compare_trials"}  # a sweep's report
-    assert (report["airflow"], report["provider"]) == (MWAA_PINS["apache-airflow"],
-                                                       MWAA_PINS["apache-airflow-providers-amazon"])
-    # the code and schemas came from the unpacked plugins.zip, not from this checkout
-    assert report["package"].startswith(str(airflow_dir / "plugins" / "isaaclab_pipeline"))
-    assert report["schemas_dir"] == str(airflow_dir / "plugins" / "isaaclab_pipeline" / "schemas")
-    assert report["heavy"] == []  # parse stays light on the MWAA scheduler
 
 
 # Runs Airflow's plugin loader on an unpacked plugins.zip, as every MWAA component does at start, and reports
