@@ -114,8 +114,12 @@ def isaac_lab_training() -> None:
         conf = trial["conf"]
         facts = None if trial["trialId"] is None else {
             k: trial[k] for k in ("sweepId", "trialId", "setting", "settingLabel", "seed")}
+        resolved = {**(trial.get("resolved") or {}),
+                    **{k: job_spec.get(k) for k in ("envPackageUri", "checkpointUri", "resumeCheckpointUri", "seed",
+                                                    "rlLibrary")}}
         result = publish(job_spec["stagingUri"], conf["outputS3Path"], conf, trial["jobId"], settings.aws_conn_id,
-                         out_uri=trial["outputUri"], trial=facts)
+                         out_uri=trial["outputUri"], trial=facts, resolved=resolved,
+                         sent=get_current_context()["dag_run"].conf)
         if settings.mlflow_tracking_uri:
             from isaaclab_pipeline.tracking.mlflow import log_trial
 

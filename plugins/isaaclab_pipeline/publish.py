@@ -214,7 +214,8 @@ def _run_dir(store: storage.Storage, staging_uri: str, staged: Mapping[str, stor
 
 def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any], job_id: str,
                     aws_conn_id: str = "aws_default", *, out_uri: str | None = None,
-                    trial: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    trial: Mapping[str, Any] | None = None, resolved: Mapping[str, Any] | None = None,
+                    sent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Copy the staged job to ``{output_root}/{job_id}/`` and write manifest.json last.
 
     Re-running gives the same files and the same manifest (no timestamps in it), so the step is retryable. A
@@ -223,6 +224,9 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
 
     :param out_uri: publish here instead (a sweep's trial: ``{output}/{sweep uuid}/trials/{trial id}``).
     :param trial: a sweep trial's facts (sweep id, trial id, setting, seed), recorded in training-config.json.
+    :param resolved: what the resolve step chose (package and checkpoint source URIs and how, seed, library),
+        recorded with the image's Isaac Lab version in training-config.json and evaluation-config.json.
+    :param sent: the conf as sent (the form's, REST's or VAMS's), recorded beside the normalized one.
     :return: the output URI, the number of files published and the number of refused staged keys.
     """
     src = storage.for_uri(staging_uri, aws_conn_id)
@@ -243,10 +247,21 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
         files: dict[str, Path] = {}
         for name, rel in layout.files.items():
             files[name] = src.download(staged[rel].uri, storage.safe_target(files_dir, name))
+        facts = _resolved_facts(src, staged, resolved)
+        extra = {"resolved": facts} if facts else {}
+        if sent is not None:
+            extra["confAsSent"] = redact(dict(sent))
         config = files_dir / "training-config.json"
-        config.write_text(json.dumps({"jobId": job_id, **({"trial": dict(trial)} if trial else {}), **redact(conf)},
-                                     indent=2, sort_keys=True) + "\n")
+        config.write_text(json.dumps({"jobId": job_id, **({"trial": dict(trial)} if trial else {}), **redact(conf),
+                                      **extra}, indent=2, sort_keys=True) + "\n")
         files["training-config.json"] = config
+        if "evaluation-config.json" in files:  # the runner's (container paths) inside the conf and what was resolved
+            runner_doc = json.loads(files["evaluation-config.json"].read_text() or "{}")
+            checkpoint = facts.get("checkpointUri") or runner_doc.get("checkpoint")
+            files["evaluation-config.json"].write_text(json.dumps(
+                {"jobId": job_id, **redact(conf), **extra, "checkpoint": checkpoint,
+                 "checkpointChoice": facts.get("checkpointChoice") or "named in the conf",
+                 "evaluation": runner_doc}, indent=2, sort_keys=True) + "\n")
         if dst.read_bytes(manifest_uri) is not None:
             dst.delete(manifest_uri)  # the old manifest must not vouch for files being replaced
         uploaded: list[str] = []
@@ -270,6 +285,20 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
     if refused:
         log.warning("%d staged key(s) were refused (listed in manifest.json under refusedKeys)", len(refused))
     return {"outputUri": out_uri, "files": len(entries), "refusedKeys": len(refused)}
+
+
+def _resolved_facts(store: storage.Storage, staged: Mapping[str, storage.StoredObject],
+                    resolved: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What was resolved, with the image's Isaac Lab version the job reported (result.json), secrets removed."""
+    facts = dict(redact(dict(resolved or {})))
+    if staging.RESULT in staged:
+        try:
+            doc = json.loads(store.read_bytes(staged[staging.RESULT].uri) or b"{}")
+            if isinstance(doc, dict) and doc.get("isaacLabVersion"):
+                facts["isaacLabVersion"] = doc["isaacLabVersion"]
+        except ValueError:
+            pass  # _run_dir already warned
+    return facts
 
 
 def _remove(dst: storage.Storage, uris: list[str]) -> None:

@@ -83,7 +83,8 @@ def find_env_package(asset_uri: str, objects: list[storage.StoredObject]) -> str
     return packages[0] if packages else None
 
 
-def discover_checkpoint(objects: list[storage.StoredObject], rl_library: str = "rsl_rl") -> str | None:
+def discover_checkpoint(objects: list[storage.StoredObject], rl_library: str = "rsl_rl",
+                        facts: dict[str, Any] | None = None) -> str | None:
     """Pick the checkpoint to evaluate when none is named (``discovery.discover``: only the library's training
     checkpoints, never ``exported/`` or a run's attempt copies; the newest run, then the highest iteration); the
     choice and what was skipped are logged."""
@@ -91,6 +92,8 @@ def discover_checkpoint(objects: list[storage.StoredObject], rl_library: str = "
 
     found = discover(objects, rl_library)
     log.info("Checkpoint discovery: %s", found.describe())
+    if facts is not None:
+        facts["checkpointChoice"] = found.reason
     if found.uri is None and found.found:
         raise ResolveError(f"trainingConfig.checkpointPath: not set, and auto-discovery found no {rl_library} "
                            f"training checkpoint ({found.reason}); found {len(found.found)} file(s), skipped:\n"
@@ -150,13 +153,14 @@ def check_task(task: str, has_package: bool, known: tuple[set[str], dict[str, st
 
 
 def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings,
-                   output_key: str | None = None) -> JobSpec:
+                   output_key: str | None = None, facts: dict[str, Any] | None = None) -> JobSpec:
     """Resolve the conf against the asset and the deployment settings into a JobSpec.
 
     :param conf: the normalized conf from ``validate_config``.
     :param job_id: the run's job UUID.
     :param settings: deployment settings (staging location, device, overrides).
     :param output_key: where under ``outputS3Path`` the run publishes (default: ``job_id``).
+    :param facts: filled with how the checkpoint was chosen (``checkpointChoice``), for the published configs.
     :raises ResolveError: if the package or checkpoint cannot be found, or a URI is not allowed or not writable.
     """
     check_uris(conf, output_key or job_id, settings)
@@ -178,7 +182,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         log.info("Asset %s: %d file(s); env package: %s", asset_uri, len(objects), package or "none")
         if tc["mode"] != "train":
             checkpoint = (_relative_or_uri(tc.get("checkpointPath") or tc.get("policyPath"), root)
-                          or tc.get("policyS3Uri") or discover_checkpoint(objects, tc["rlLibrary"]))
+                          or tc.get("policyS3Uri") or discover_checkpoint(objects, tc["rlLibrary"], facts))
     elif tc["mode"] != "train":
         checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
                       or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
@@ -238,16 +242,17 @@ def build_trial_specs(conf: Mapping[str, Any], job_id: str, settings: PipelineSe
     trials = expand(conf, job_id)
     out = []
     first: JobSpec | None = None
+    facts: dict[str, Any] = {}
     for trial in trials:
         key = job_id if trial["trialId"] is None else f"{job_id}/trials/{trial['trialId']}"
         tc = trial["conf"]["trainingConfig"]
         if first is None:
-            spec = first = build_job_spec(trial["conf"], trial["jobId"], settings, output_key=key)
+            spec = first = build_job_spec(trial["conf"], trial["jobId"], settings, output_key=key, facts=facts)
         else:
             spec = dataclasses.replace(first, job_id=trial["jobId"], seed=tc["seed"],
                                        overrides=job_overrides(tc, settings),
                                        staging_uri=storage.join(settings.staging_uri, trial["jobId"]))
-        trial = {**trial, "outputUri": storage.join(conf["outputS3Path"], key)}
+        trial = {**trial, "outputUri": storage.join(conf["outputS3Path"], key), "resolved": facts}
         out.append({"job_spec": spec.to_json_dict(), "trial": trial})
     if len(out) > 1:
         log.info("Sweep %s: %d trials, %d job(s) at once at most", job_id, len(out), settings.max_concurrent_jobs)

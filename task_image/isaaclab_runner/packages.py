@@ -250,6 +250,14 @@ PROTECTED = ("torch", "torchvision", "torchaudio", "isaaclab", "isaaclab-*", "is
              "skrl", "rl-games", "warp-lang", "newton", "mujoco-warp", "gymnasium", "numpy")
 
 
+def isaaclab_version() -> str | None:
+    """The image's Isaac Lab version (its ``isaaclab`` distribution), or None."""
+    try:
+        return importlib.metadata.version("isaaclab")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _isaaclab_major() -> int:
     """The image's Isaac Lab major version (0 without Isaac Lab)."""
     try:

@@ -144,6 +144,7 @@ class JobRunner:
             result["envPackage"] = {"name": installed.dist_name, "version": installed.version,
                                     "modules": installed.modules}
         result["seed"] = spec.seed
+        result["isaacLabVersion"] = packages.isaaclab_version()
         if install.major >= 3:  # the pre-flight check imports every package module, as `isaaclab train` will
             with self.timings.phase("install"):
                 self.task = packages.verify_task(spec.task, self.env.python)

@@ -174,3 +174,66 @@ def test_sdist_package_trains_then_evaluates_by_relative_path_and_by_discovery(h
         assert summary["episodes"] == 4 and summary["return"]["mean"] == summary["return"]["mean"]
         evaluated = json.loads((out / "evaluation-config.json").read_text())
         assert evaluated["checkpoint"].endswith("model_1.pt"), evaluated
+
+
+GUIDE_SETUP_PY = '''from setuptools import setup, find_packages
+
+setup(
+    name="my_custom_env",
+    version="0.1.0",
+    packages=find_packages(),
+    install_requires=[
+        "numpy>=1.20.0",
+    ],
+)
+'''
+
+
+def guide_written_package(dest: Path) -> Path:
+    """The package as the guide's text writes it: its setup.py (find_packages(), a dependency, no package_data, no
+    MANIFEST.in), the asset under the package; the env, config and agents of ``examples/envs/my_custom_env``."""
+    project = dest / "my_custom_env"
+    shutil.copytree(GUIDE_ENV, project, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "dist",
+                                                                      "MANIFEST.in"))
+    (project / "setup.py").write_text(GUIDE_SETUP_PY)
+    assert (project / "my_custom_env" / "assets" / "cartpole.usda").is_file()
+    return project
+
+
+@pytest.mark.e2e
+@needs_isaaclab
+def test_the_guide_s_package_trains_into_its_asset_then_is_evaluated_by_discovery(home: Path, tmp_path: Path) -> None:
+    """Must show of issue 30: the guide's package (its tar command) trains, its outputs land inside the asset (as
+    VAMS ingests them), and an evaluation naming no checkpoint scores that run's last checkpoint."""
+    asset = home / "assets" / "asset-guide-30"
+    asset.mkdir(parents=True)
+    archive = guide_tar(guide_written_package(tmp_path), asset)
+    assert "my_custom_env/assets/cartpole.usda" in subprocess.run(["tar", "-tzf", str(archive)], capture_output=True,
+                                                                  text=True).stdout
+    uri = f"file://{asset}/"
+    run, states, out = _run({"trainingConfig": {"task": TASK, "numEnvs": 16, "maxIterations": 2, "seed": 11},
+                             "inputS3AssetFilePath": uri, "outputS3Path": uri})
+    assert str(run.state) == "success", states
+    assert out.parent == asset.resolve()  # published inside the asset folder
+    checkpoints = sorted((out / "checkpoints").glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    assert checkpoints, sorted(p.name for p in out.rglob("*"))
+    last = checkpoints[-1]
+    trained = json.loads((out / "training-config.json").read_text())
+    assert trained["resolved"]["envPackageUri"].endswith("my_custom_env.tar.gz")
+    assert trained["resolved"]["seed"] == 11 and trained["resolved"]["rlLibrary"] == "rsl_rl"
+    assert trained["resolved"]["isaacLabVersion"].startswith("3.")
+
+    # the guide's Option 3: no checkpoint named; the asset now holds the run's checkpoints and its exported/policy.pt
+    episodes = 6
+    run, states, evaluated_out = _run({"trainingConfig": {"mode": "evaluate", "task": TASK, "numEnvs": 4,
+                                                          "numEpisodes": episodes, "rlLibrary": "rsl_rl"},
+                                       "inputS3AssetFilePath": uri, "outputS3Path": uri})
+    assert str(run.state) == "success", states
+    summary = json.loads((evaluated_out / "summary.json").read_text())
+    assert summary["episodes"] == episodes
+    rows = (evaluated_out / "episodes.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + episodes
+    config = json.loads((evaluated_out / "evaluation-config.json").read_text())
+    assert config["checkpoint"] == f"file://{asset}/{out.name}/checkpoints/{last.name}", config["checkpoint"]
+    assert config["checkpointChoice"].startswith(f"auto-discovered {config['checkpoint']}: the highest iteration")
+    assert config["trainingConfig"]["numEpisodes"] == episodes
