@@ -104,7 +104,7 @@ except ImportError:  # Airflow 3.0
     from airflow.models.dagbag import DagBag
 from airflow import plugins_manager
 home = sys.argv[1]
-bag = DagBag(include_examples=False)
+bag = DagBag()  # AIRFLOW__CORE__LOAD_EXAMPLES=False: the dags folder only
 if hasattr(plugins_manager, "_get_plugins"):
     plugins, plugin_errors = plugins_manager._get_plugins()
 else:  # Airflow 3.0
