@@ -163,3 +163,14 @@ def test_a_cleared_run_that_publishes_again_is_read_again(tmp_path: Path) -> Non
     # ...and the step run again (cleared) reads them again
     again = {("publish_outputs", -1): ("success", None, NOW + timedelta(hours=1), 2)}
     assert runs.describe(record(state="success", tis=again, xcoms=xcoms), cache)["trials"][0]["curve"] == [[0, 7.0]]
+
+
+def test_a_failed_job_shows_its_own_error(tmp_path: Path) -> None:
+    """The trial carries the job's staged result.json error (what the runner diagnosed), not only "failed"."""
+    staging = staged(tmp_path, "j", state="failed", iteration=0)
+    error = "isaaclab train failed: FileNotFoundError: robot.usda (exit 1; the traceback is in runner.log)"
+    (Path(staging) / "result.json").write_text(json.dumps({"status": "failed", "error": error}))
+    tis = {("submit_job", -1): ("success", None, None, 1), ("wait_for_job", -1): ("failed", None, None, 1)}
+    rec = record(state="failed", tis=tis, xcoms={("submit_job", -1, "return_value"): handle("j", staging)})
+    (trial,) = runs.describe(rec, runs.Artifacts(cost_of=costs), NOW.timestamp(), file_url)["trials"]
+    assert trial["error"] == error

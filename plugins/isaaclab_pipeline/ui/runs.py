@@ -413,6 +413,12 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
             progress = None
         trial["progress"] = progress
         trial["curve"] = artifacts.sample(trial["jobId"] or staging, progress)
+        if waited == "failed":  # the job's own cause (result.json's error), not only the step's state
+            try:
+                result = artifacts.read_json(storage.join(staging, layout.RESULT), final=True, version=job_version)
+                trial["error"] = (result or {}).get("error") if isinstance(result, Mapping) else None
+            except Exception as exc:
+                problems.append(f"result.json not read: {type(exc).__name__}: {str(exc)[:200]}")
     # published outputs: result, curve, cost, files
     if out_uri:
         from isaaclab_pipeline import storage
