@@ -179,7 +179,10 @@ def test_least_privilege(template) -> None:
             if st.get("Resource") == "*":
                 assert set(_actions(st)) <= RESOURCELESS, (name, st)
     job = [a for st in _statements(roles["BatchJobRole"]) for a in _actions(st)]
-    assert not [a for a in job if not a.startswith("s3:")], job  # the container touches S3 only
+    # the container touches S3, and CloudWatch for its GPU metrics in its own namespace only (issue 25)
+    assert not [a for a in job if not a.startswith("s3:") and a != "cloudwatch:PutMetricData"], job
+    metrics = [st for st in _statements(roles["BatchJobRole"]) if "cloudwatch:PutMetricData" in _actions(st)]
+    assert [st["Condition"] for st in metrics] == [{"StringEquals": {"cloudwatch:namespace": "IsaacLab/Training"}}]
     assert "s3:DeleteObject" not in job and "s3:PutObject" in job and "s3:GetObject" in job
     # the job's writes are confined to the staging, output and cache prefixes, and the asset mirror's (the one-off
     # mirror-assets job fills it), which is the parameter's prefix only
