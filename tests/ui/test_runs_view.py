@@ -28,7 +28,11 @@ def publish(root: Path, job: str, rewards: list[float], cost: dict | None = None
         f"{i},{i},{r}\n" for i, r in enumerate(rewards)))
     (out / "summary.json").write_text(json.dumps({
         "tags": {"Train/mean_reward": {"last": rewards[-1], "last_step": len(rewards) - 1}},
-        "best_mean_reward": {"value": max(rewards), "step": rewards.index(max(rewards))}}))
+        "best_mean_reward": {"value": max(rewards), "step": rewards.index(max(rewards))},
+        "timings": {"queueWait": 42.0, "install": 5.0, "isaacLabStart": 9.0, "training": 60.0, "total": 80.0,
+                    "attempts": 2, "jobs": 1},
+        "gpu": {"peakMemoryMiB": 9216.0, "memoryTotalMiB": 81920.0, "meanUtilizationPct": 31.0,
+                "hint": "peak 9.0 of 80 GiB at numEnvs 4096: about 32768 envs would fit"}}))
     names = ["metrics.csv", "summary.json"]
     if cost is not None:
         (out / "cost.json").write_text(json.dumps(cost))
@@ -82,6 +86,9 @@ def test_a_sweep_shows_each_trial_and_sums_the_cost(tmp_path: Path) -> None:
     done, live, failed = view["trials"]
     assert (done["trialId"], done["seed"], done["setting"]) == ("t0", 1, "lr=1e-3")
     assert done["result"]["bestMeanReward"] == 5.0 and done["result"]["lastMeanReward"] == 4.0
+    # where its time and GPU went (summary.json's timings and gpu, issue 25)
+    assert (done["timings"]["queueWait"], done["timings"]["attempts"]) == (42.0, 2)
+    assert done["gpu"]["hint"].startswith("peak 9.0 of 80 GiB") and live["timings"] is None
     assert done["curve"] == [[0, 1.0], [1, 2.0], [2, 5.0], [3, 4.0]]
     assert done["cost"]["estimatedCostUsd"] == 0.8  # the published cost.json
     assert [f["name"] for f in done["files"]] == ["summary.json", "metrics.csv", "cost.json", "manifest.json"]
