@@ -163,3 +163,33 @@ def test_cloudwatch_is_on_for_batch_only_unless_asked() -> None:
     assert not cloudwatch.enabled({})
     assert cloudwatch.enabled({cloudwatch.ENABLE_ENV: "1"})
     assert json.loads(json.dumps(cloudwatch.NAMESPACE)) == "IsaacLab/Training"
+
+
+def test_the_convert_step_publishes_gpu_csv_and_the_summary_fields(tmp_path: Path) -> None:
+    """A staged job with two nodes' samples: metrics/gpu.csv beside metrics.csv, summary.json's timings and gpu."""
+    import shutil
+
+    from isaaclab_pipeline.convert import convert_staged_run
+
+    staging = tmp_path / "staging" / "job-1"
+    events = next((Path(__file__).resolve().parents[2] / "fixtures" / "isaaclab_events").rglob("events.out.*"))
+    (staging / "run").mkdir(parents=True)
+    shutil.copy(events, staging / "run" / events.name)
+    (staging / "spec.json").write_text(json.dumps({"numEnvs": 4096}))
+    (staging / "result.json").write_text(json.dumps({"status": "succeeded", "timings": {
+        "install": 4.0, "training": 50.0, "total": 60.0, "queueWait": 12.0, "attempts": [{"attempt": 1}]}}))
+    (staging / "gpu").mkdir()
+    for node in (0, 1):
+        monitor = gpu_monitor.GpuMonitor(FakeNvml(), staging / "gpu" / f"node-{node}.csv", node=node,
+                                         interval_s=0.05).start()
+        time.sleep(0.12)
+        monitor.stop()
+    convert_staged_run(str(staging))
+    rows = list(csv.DictReader((staging / "metrics" / "gpu.csv").open()))
+    assert {r["node"] for r in rows} == {"0", "1"} and (staging / "metrics" / "metrics.csv").exists()
+    summary = json.loads((staging / "metrics" / "summary.json").read_text())
+    assert summary["timings"] == {"queueWait": 12.0, "install": 4.0, "training": 50.0, "total": 60.0,
+                                  "attempts": 1, "jobs": 1}
+    assert summary["gpu"]["gpus"] == 4 and summary["gpu"]["memoryTotalMiB"] == 80 * 1024
+    assert summary["gpu"]["peakMemoryMiB"] == max(float(r["memory_used_mib"]) for r in rows)
+    assert "numEnvs 4096: about " in summary["gpu"]["hint"]
