@@ -122,7 +122,7 @@ bridge-zip:
 
 # Per MWAA image (3.0.6, 3.2.1, 3.3.1): the bundle installed under that image's constraints, the DAG and plugins
 # imported, dag.test of a tiny local training (tests/mwaa; ~2 min of pip per image on a fresh clone, then cached).
-# `make test` leaves them out (unless PYTEST_ARGS names them); CI (.ci/run) runs both.
+# `make test` runs them with the rest; `make test-mwaa` alone runs only these.
 test-mwaa: install
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider tests/mwaa $(PYTEST_ARGS)
 
@@ -138,7 +138,7 @@ browser:
 test: install dev-tools browser
 	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
-	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(or $(PYTEST_ARGS),--ignore=tests/mwaa); rc=$$?; \
+	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lint: $(AF)/.installed dev-tools
