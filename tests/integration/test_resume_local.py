@@ -77,3 +77,10 @@ def test_sigterm_mid_training_resumes_from_the_staged_checkpoint(tmp_path: Path)
     # and finished where an uninterrupted run ends (rsl_rl 5 numbers the last checkpoint maxIterations - 1)
     staged = sorted(int(m.group(1)) for p in staging.rglob("model_*.pt") if (m := re.search(r"model_(\d+)", p.name)))
     assert staged[-1] == MAX_ITERATIONS - 1
+    # each attempt's timings are kept (issue 25); the top level sums them
+    timings = json.loads((staging / "result.json").read_text())["timings"]
+    assert [a["attempt"] for a in timings["attempts"]] == [1, 2]
+    assert all(a["training"] > 0 and a["total"] > a["training"] for a in timings["attempts"])
+    assert timings["total"] == pytest.approx(sum(a["total"] for a in timings["attempts"]), abs=0.01)
+    assert timings["attempts"][1]["startedAt"] >= timings["attempts"][0]["finishedAt"] - 1
+    assert log.rstrip().splitlines()[-1].startswith("[runner] Timings: ") and log.rstrip().endswith("(2 attempts)")
