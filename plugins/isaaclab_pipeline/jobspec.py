@@ -32,6 +32,7 @@ class JobSpec:
     gpus_per_node: int = 1
     overrides: list[str] = field(default_factory=list)
     cache_uri: str | None = None  # the deployment's cache (Warp kernels, built env-package wheels); None: none
+    install_timeout_s: float | None = None  # the env package's install is stopped after this; None: the runner's
     asset_mirror_uri: str | None = None  # the deployment's asset mirror (NVIDIA's Isaac assets); None: NVIDIA's server
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -218,6 +218,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         overrides=job_overrides(tc, settings),
         cache_uri=settings.cache_uri or None,
         asset_mirror_uri=settings.asset_mirror_uri or None,
+        install_timeout_s=settings.install_timeout_s,
     )
 
 

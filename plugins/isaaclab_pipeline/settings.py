@@ -127,6 +127,8 @@ class PipelineSettings:
     allowed_uri_prefixes: tuple[str, ...] = ()
     # where jobs share Warp's kernel cache and built env-package wheels (s3:// on Batch; "" = no cache)
     cache_uri: str = ""
+    # no GPU waits on a stuck setup.py longer than this (the env package's whole install); None: the runner's 600 s
+    install_timeout_s: int | None = None
     # NVIDIA's Isaac assets kept by the deployment (s3:// on Batch, a folder locally; "" = NVIDIA's asset server)
     asset_mirror_uri: str = ""
     # sweeps (docs/experiments.md): trials one conf may ask for, and jobs of one sweep running at once
@@ -171,6 +173,7 @@ class PipelineSettings:
             or (str(pipeline_home() / "outputs") if backend == "local" else ""),
             allowed_uri_prefixes=parse_uri_prefixes(get_setting("allowed_uri_prefixes", "") or ""),
             cache_uri=get_setting("cache_uri") or (str(pipeline_home() / "cache") if backend == "local" else ""),
+            install_timeout_s=_positive_int("install_timeout_s", None),
             asset_mirror_uri=(get_setting("asset_mirror_uri", "") or "").strip() or _default_asset_mirror(backend),
             max_trials=_positive_int("max_trials", 16),
             # one job at a time on a workstation (a CPU or one GPU); Batch queues what its compute environment can't run

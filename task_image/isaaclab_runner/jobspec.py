@@ -42,6 +42,7 @@ class JobSpec(Mapping[str, Any]):
     gpus_per_node: int = 1
     overrides: tuple[str, ...] = field(default_factory=tuple)
     cache_uri: str | None = None
+    install_timeout_s: float | None = None
     asset_mirror_uri: str | None = None
 
     @classmethod

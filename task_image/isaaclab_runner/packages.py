@@ -191,7 +191,8 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
     a rerun) installs it pointed at its own extracted folder, without building.
 
     :param timeout_s: the whole install (build and dependencies) is stopped after this many seconds (default:
-        ``$ISAACLAB_RUNNER_INSTALL_TIMEOUT_S``, else ``INSTALL_TIMEOUT_S``).
+        the spec's ``installTimeoutS``, passed by the runner; ``$ISAACLAB_RUNNER_INSTALL_TIMEOUT_S``, else
+        ``INSTALL_TIMEOUT_S``).
     :raises PackageError: if the archive is unsafe, holds no project, pip fails, a requirement conflicts with the
         image, or the install runs past ``timeout_s``.
     """
@@ -328,8 +329,9 @@ def _pip(env: JobEnvironment, args: list[str], deadline: float, timeout_s: float
             os.killpg(proc.pid, signal.SIGKILL)  # pip and the setup.py it runs
         out, err = proc.communicate()
         raise PackageError(
-            f"installing the env package took longer than {timeout_s:.0f}s and was stopped (deployment setting "
-            "ISAACLAB_RUNNER_INSTALL_TIMEOUT_S); its setup.py or a dependency's build hangs or waits (on the "
+            f"installing the env package took longer than {timeout_s:.0f}s and was stopped (deployment setting: "
+            "the Variable isaaclab_install_timeout_s, or ISAACLAB_RUNNER_INSTALL_TIMEOUT_S); its setup.py or a "
+            "dependency's build hangs or waits (on the "
             f"network, on input). Last output:\n{(out + err)[-2000:]}") from None
     print(out[-4000:], flush=True)
     if proc.returncode != 0:

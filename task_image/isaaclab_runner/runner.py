@@ -136,7 +136,8 @@ class JobRunner:
                 name = spec.env_package_uri.rstrip("/").rsplit("/", 1)[-1]
                 package = storage.download(spec.env_package_uri, self.workdir / "fetched" / name)
             with self.timings.phase("install"):
-                installed = packages.fetch_and_install(str(package), self.workdir, self.env, wheels)
+                installed = packages.fetch_and_install(str(package), self.workdir, self.env, wheels,
+                                                       timeout_s=spec.install_timeout_s)
             self.task_modules = installed.modules
             how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
             self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "

@@ -206,3 +206,19 @@ def test_asset_keys_with_spaces_resolve(tmp_path: Path) -> None:
     spec = build_job_spec(_conf(str(tmp_path / "my asset"), mode="evaluate", checkpointPath="checkpoints/model 300.pt"),
                           JOB, SETTINGS)
     assert (spec.env_package_uri, spec.checkpoint_uri) == (str(pkg), str(ckpt))
+
+
+def test_the_install_timeout_is_the_deployments_and_travels_in_the_spec(tmp_path: Path, monkeypatch) -> None:
+    from isaaclab_pipeline.jobspec import JobSpec
+
+    pkg = _touch(tmp_path / "asset" / "env.tar.gz")
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_INSTALL_TIMEOUT_S", "45")
+    settings = PipelineSettings.load()
+    assert settings.install_timeout_s == 45
+    spec = build_job_spec(_conf(str(pkg)), JOB, settings)
+    assert spec.install_timeout_s == 45
+    assert JobSpec.from_json_dict(spec.to_json_dict()).install_timeout_s == 45  # valid against the schema
+    assert build_job_spec(_conf(str(pkg)), JOB, SETTINGS).install_timeout_s is None  # unset: the runner's default
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_INSTALL_TIMEOUT_S", "0")
+    with pytest.raises(ValueError, match=r"isaaclab_install_timeout_s is '0'; set a whole number >= 1"):
+        PipelineSettings.load()
