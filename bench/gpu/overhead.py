@@ -7,7 +7,12 @@ Run on a GPU machine with the Isaac Lab environment (see bench/gpu/README.md):
 Both sides train the example cartpole (16384 envs, 100 iterations, rsl_rl, kit-less Newton). The runner side
 starts exactly as an AWS Batch job does: a job spec, a staging folder, the env package fetched and installed,
 checkpoint sync on. Runs alternate (bare, runner, bare, runner...) after a warm-up that compiles Warp's
-kernels, so drift hits both sides. Prints env-steps/s (mean Perf/total_fps over iterations 10-99) and the ratio.
+kernels, so drift hits both sides. Prints env-steps/s (mean Perf/total_fps over iterations 10-99) and job wall
+time, both as runner/bare ratios, with the runner's timings breakdown (job-result.json's ``timings``).
+
+``--fresh-host`` adds the fresh-host comparison: a job on a host with an empty Warp cache and an empty cache
+location (it compiles every kernel and saves them), then a job on a second fresh host (empty Warp cache again)
+that restores them from the cache location; each one's job start -> first iteration.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ def main() -> int:
     parser = bench_arguments(__doc__)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--device", default="cuda:0", help="cpu only to smoke-test this script")
+    parser.add_argument("--fresh-host", action="store_true", help="also the cold vs cache-restored start")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the fresh-host comparison")
     args = parser.parse_args()
     agent_device = [f"agent.device={args.device}"]
     out, scratch = args.out.resolve(), args.scratch
@@ -46,7 +53,7 @@ def main() -> int:
         return code
 
     results: dict[str, list[dict]] = {"bare": [], "runner": []}
-    for rep in range(args.reps):
+    for rep in range(0 if args.skip_overhead else args.reps):
         cwd = scratch / f"bare{rep}"
         code, secs = run_logged([isaaclab, *bare_args], out / "logs" / f"bare{rep}.log", cwd)
         fps = mean_fps(cwd / "logs") if code == 0 else float("nan")
@@ -61,18 +68,64 @@ def main() -> int:
                                 out / "logs" / f"runner{rep}.log", job)
         fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
         staged = sorted(p.name for p in (job / "staging").rglob("model_*.pt"))
-        results["runner"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged})
+        timings = _timings(job / "staging")
+        results["runner"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged,
+                                  "timings": timings})
         print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
+        print(f"runner #{rep} timings: {_line(timings)}", flush=True)
 
-    bare = statistics.mean(r["fps"] for r in results["bare"])
-    ours = statistics.mean(r["fps"] for r in results["runner"])
-    summary = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
-               "iterations": args.iterations, "bare_fps": bare, "runner_fps": ours, "ratio": ours / bare,
-               "runs": results}
+    summary: dict = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
+                     "iterations": args.iterations, "runs": results}
+    if results["bare"]:
+        bare = statistics.mean(r["fps"] for r in results["bare"])
+        ours = statistics.mean(r["fps"] for r in results["runner"])
+        bare_wall = statistics.mean(r["wall_s"] for r in results["bare"])
+        ours_wall = statistics.mean(r["wall_s"] for r in results["runner"])
+        summary.update(bare_fps=bare, runner_fps=ours, ratio=ours / bare, bare_wall_s=bare_wall,
+                       runner_wall_s=ours_wall, wall_ratio=ours_wall / bare_wall)
+    if args.fresh_host:
+        summary["freshHost"] = fresh_host(args, package, scratch, out)
     write_json(out / "overhead.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
-    print(f"runner_over_bare_ratio: {ours / bare:.4f}")
+    if results["bare"]:
+        print(f"runner_over_bare_ratio: {summary['ratio']:.4f}")
+        print(f"runner_over_bare_wall_ratio: {summary['wall_ratio']:.4f}")
     return 0
+
+
+# job-result.json's phases before the first iteration (the job's start-up on a host)
+START_PHASES = ("runnerStart", "fetch", "install", "kernelCacheRestore", "isaacLabStart")
+
+
+def _timings(staging: Path) -> dict:
+    result = staging / "result.json"
+    return json.loads(result.read_text()).get("timings", {}) if result.is_file() else {}
+
+
+def _line(timings: dict) -> str:
+    return " | ".join(f"{k} {v:.1f}s" for k, v in timings.items() if isinstance(v, int | float))
+
+
+def fresh_host(args, package: Path, scratch: Path, out: Path) -> dict:
+    """A cold host (empty Warp cache, empty cache location), then a second fresh host restoring from it."""
+    cache = scratch / "fresh" / "cache-location"
+    rows = {}
+    for name in ("cold", "restored"):
+        job = scratch / "fresh" / name
+        spec = job_spec(f"00000000-0000-4000-8000-0000000001{len(rows)}0", job / "staging", package, args.num_envs,
+                        args.iterations, device=args.device, cacheUri=str(cache))
+        env = {"WARP_CACHE_PATH": str(job / "warp-cache")}  # this "host"'s own, empty Warp kernel cache
+        code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
+                                 str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
+                                out / "logs" / f"fresh-{name}.log", job, env=env)
+        timings = _timings(job / "staging")
+        start = sum(float(timings.get(k, 0.0)) for k in START_PHASES)
+        rows[name] = {"exit": code, "wall_s": round(secs, 1), "start_to_first_iteration_s": round(start, 1),
+                      "timings": timings}
+        print(f"fresh host {name}: exit {code}, start -> first iteration {start:.1f} s; {_line(timings)}", flush=True)
+    print(f"fresh_host_start_cold_s: {rows['cold']['start_to_first_iteration_s']:.1f}")
+    print(f"fresh_host_start_restored_s: {rows['restored']['start_to_first_iteration_s']:.1f}")
+    return rows
 
 
 if __name__ == "__main__":
