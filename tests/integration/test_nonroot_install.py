@@ -36,7 +36,10 @@ from isaaclab_runner.packages import JobEnvironment, fetch_and_install
 work = Path(sys.argv[1])
 env = JobEnvironment.create(work / "venv")
 installed = fetch_and_install((work / "my_custom_env.tar.gz").as_uri(), work, env)
-print("INSTALLED", installed.dist_name, installed.version, ",".join(installed.modules), env.site_packages)
+import subprocess
+where = subprocess.run([str(env.python), "-c", "import my_custom_env; print(my_custom_env.__file__)"],
+                       capture_output=True, text=True, check=True).stdout.strip()
+print("INSTALLED", installed.dist_name, installed.version, ",".join(installed.modules), env.site_packages, where)
 """
 
 
@@ -87,7 +90,9 @@ def test_the_job_user_installs_the_env_package_over_a_root_built_venv(tmp_path: 
     done = _as_job_user([str(ISAACLAB_PYTHON), "-c", INSTALL, str(work)], work)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("INSTALLED "))
-    _, name, version, modules, site = line.split(" ", 4)
+    _, name, version, modules, site, where = line.split(" ", 5)
     assert (name, version, modules) == ("my_custom_env", "0.1.0", "my_custom_env,agents")
-    assert Path(site).is_relative_to(work) and (Path(site) / "my_custom_env" / "__init__.py").is_file()
+    # installed editable, as the guide says: the job's own venv points at the package extracted in the job folder
+    assert Path(site).is_relative_to(work) and Path(where).is_relative_to(work), (site, where)
+    assert not Path(where).is_relative_to(site) and Path(where).name == "__init__.py"
     assert not (base / "my_custom_env").exists()
