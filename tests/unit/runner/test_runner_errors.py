@@ -28,14 +28,10 @@ def test_an_ordinary_failure_is_not_out_of_memory() -> None:
     assert not OUT_OF_MEMORY.search("ValueError: the memory of the episode is full")
 
 
-def test_out_of_memory_fails_the_job_naming_num_envs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A job whose Isaac Lab dies of CUDA OOM ends with "lower numEnvs (8192 now) or use a larger GPU"."""
-    spec = JobSpec.from_dict({**SPEC, "stagingUri": str(tmp_path / "staging")})
-    job = JobRunner(spec, tmp_path / "work")
-    fake = [sys.executable, "-c", "print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB'); "
-                                  "raise SystemExit(1)"]
+def _run_failing(job: JobRunner, fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run the job with its train stage's Isaac Lab replaced by ``fake`` (which fails); return result.json."""
 
-    def stage(library, install, device, cwd):  # the train stage, with Isaac Lab replaced by a process that OOMs
+    def stage(library, install, device, cwd):
         return job._stream(fake, cwd, {}, None), None
 
     monkeypatch.setattr(job, "_train", stage)
@@ -44,7 +40,17 @@ def test_out_of_memory_fails_the_job_naming_num_envs(tmp_path: Path, monkeypatch
     monkeypatch.setattr(runner_mod.isaaclab_cli, "resolve_device", lambda requested: "cpu")
     monkeypatch.setattr(runner_mod.packages.JobEnvironment, "create", classmethod(lambda cls, root: cls.current()))
     assert job.run() == 1
-    result = json.loads((tmp_path / "staging" / "result.json").read_text())
+    return json.loads((tmp_path / "staging" / "result.json").read_text())
+
+
+def test_out_of_memory_fails_the_job_naming_num_envs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose Isaac Lab dies of CUDA OOM ends with "lower numEnvs (8192 now) or use a larger GPU"."""
+    spec = JobSpec.from_dict({**SPEC, "stagingUri": str(tmp_path / "staging")})
+    job = JobRunner(spec, tmp_path / "work")
+    fake = [sys.executable, "-c", "print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB'); "
+                                  "raise SystemExit(1)"]
+
+    result = _run_failing(job, fake, tmp_path, monkeypatch)
     assert result["error"].startswith("the GPU ran out of memory (torch.OutOfMemoryError: CUDA out of memory")
     assert result["error"].endswith("lower numEnvs (8192 now) or use a larger GPU")
     assert result["seed"] == 1
@@ -59,16 +65,7 @@ def test_a_failed_training_reports_its_own_exception_first(tmp_path: Path, monke
     missing = tmp_path / "my_custom_env" / "assets" / "robot.usda"
     fake = [sys.executable, "-c", f"print('[INFO] starting'); open({str(missing)!r})"]  # a real traceback
 
-    def stage(library, install, device, cwd):  # the train stage, with Isaac Lab replaced by a process that raises
-        return job._stream(fake, cwd, {}, None), None
-
-    monkeypatch.setattr(job, "_train", stage)
-    monkeypatch.setattr(runner_mod.packages, "verify_task", lambda task, python=None: task)
-    monkeypatch.setattr(runner_mod.isaaclab_cli, "detect_isaaclab", lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3))
-    monkeypatch.setattr(runner_mod.isaaclab_cli, "resolve_device", lambda requested: "cpu")
-    monkeypatch.setattr(runner_mod.packages.JobEnvironment, "create", classmethod(lambda cls, root: cls.current()))
-    assert job.run() == 1
-    result = json.loads((tmp_path / "staging" / "result.json").read_text())
+    result = _run_failing(job, fake, tmp_path, monkeypatch)
     assert result["error"] == (f"isaaclab train failed: FileNotFoundError: [Errno 2] No such file or directory: "
                                f"'{missing}' (exit 1; the traceback is in runner.log)")
 
