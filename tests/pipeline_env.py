@@ -3,6 +3,7 @@ and the moto Batch resources (a compute environment, a queue, the single-node an
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -159,3 +160,12 @@ def api_server(airflow: Path, env: Mapping[str, str], home: Path, timeout_s: flo
             proc.kill()
             proc.wait()
         log.close()
+
+
+def mwaa_bundle_builder():  # noqa: ANN201 - the script's module
+    """scripts/build_mwaa_bundle.py loaded as a module (it is a script, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_mwaa_bundle.py"
+    spec = importlib.util.spec_from_file_location("build_mwaa_bundle", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,7 +6,6 @@ tests/mwaa/test_mwaa_versions.py (``make test-mwaa``).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,18 +15,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pipeline_env import mwaa_bundle_builder
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("build_mwaa_bundle", REPO / "scripts" / "build_mwaa_bundle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-builder = _load_builder()
+builder = mwaa_bundle_builder()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pipeline_env import mwaa_bundle_builder
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mwaa"
@@ -42,14 +42,7 @@ PROVIDER_PINS = {"3.0.6": "9.12.0", "3.2.1": "9.25.0", "3.3.1": "9.34.0"}
 PIP = ["-m", "pip", "install", "-q", "--disable-pip-version-check"]
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("build_mwaa_bundle", REPO / "scripts" / "build_mwaa_bundle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-builder = _load_builder()
+builder = mwaa_bundle_builder()
 VERSIONS = list(builder.MWAA_AIRFLOW_VERSIONS)
 
 
