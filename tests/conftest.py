@@ -21,3 +21,14 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
+
+
+def pytest_collection_finish(session) -> None:  # noqa: ANN001 - pytest's Session
+    """Start building the MWAA image venvs in the background when tests/mwaa is in the session: their pip time
+    then overlaps the tests before them (tests/mwaa_venvs.py)."""
+    if os.environ.get("ISAACLAB_TESTS_NO_PREBUILD") or not any(
+            item.nodeid.startswith("tests/mwaa/") for item in session.items):
+        return
+    import mwaa_venvs
+
+    mwaa_venvs.start_prebuild(sorted(p.name for p in mwaa_venvs.FIXTURES.iterdir() if p.is_dir()))

@@ -11,17 +11,15 @@ Per version (``tests/fixtures/mwaa/<version>/``, copied from aws/amazon-mwaa-doc
    ``dag.test()`` runs a tiny real training on the local backend (2 iterations of the example cartpole, the runner
    in ``.venvs/isaaclab``) through every step to the published manifest.
 
-The venvs (~2 min of pip each) are cached under ``.local/mwaa-venv/<version>-<key>``; ``make test-mwaa`` runs
-this module (CI runs it after ``make test``).
+The venvs (~2 min of pip each, tests/mwaa_venvs.py) are built in the background from the session's start and
+cached under ``.local/mwaa-venv/<version>-<key>``; ``make test`` runs this module with the rest, ``make test-mwaa``
+alone.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,61 +27,20 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from mwaa_venvs import venv_for
 from pipeline_env import mwaa_bundle_builder
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mwaa"
-VENV_ROOT = REPO / ".local" / "mwaa-venv"
 ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 STEPS = {"validate_config", "resolve_inputs", "submit_job", "wait_for_job", "convert_tensorboard_logs",
          "publish_outputs", "compare_trials"}
 # What each image pins for us (the constraints files' own lines; checked below against the files).
 PROVIDER_PINS = {"3.0.6": "9.12.0", "3.2.1": "9.25.0", "3.3.1": "9.34.0"}
-PIP = ["-m", "pip", "install", "-q", "--disable-pip-version-check"]
 
 
 builder = mwaa_bundle_builder()
 VERSIONS = list(builder.MWAA_AIRFLOW_VERSIONS)
-
-
-def _image_packages(version: str) -> list[str]:
-    """What the image's 02-airflow bootstrap installs, less the packages that only MWAA's own processes use
-    (psycopg2, pycurl: C builds; the fab and postgres providers; boto3-stubs)."""
-    return [f"apache-airflow[celery,statsd]=={version}", "apache-airflow-providers-amazon[aiobotocore]",
-            "apache-airflow-providers-standard", "celery[sqs]"]
-
-
-def mwaa_venv(version: str, bundle_requirements: str) -> Path:
-    """Return the python of a venv built as MWAA's ``version`` image and its requirements install build it."""
-    fixtures = FIXTURES / version
-    key = hashlib.sha256(json.dumps({
-        "bundle": bundle_requirements, "image": _image_packages(version),
-        "constraints": hashlib.sha256((fixtures / "airflow_constraints.txt").read_bytes()).hexdigest(),
-        "py": sys.version_info[:2]}, sort_keys=True).encode()).hexdigest()[:12]
-    venv = VENV_ROOT / f"{version}-{key}"
-    python = venv / "bin" / "python"
-    VENV_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(VENV_ROOT / ".lock", "w") as lock:  # one builder at a time (pytest processes, engineers)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (venv / ".complete").exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        image = subprocess.run(
-            [str(python), *PIP, "-c", str(fixtures / "airflow_constraints.txt"),
-             "-c", str(fixtures / "mwaa_essential_constraints.txt"), *_image_packages(version)],
-            capture_output=True, text=True, timeout=1200)
-        assert image.returncode == 0, f"the {version} image's packages:\n{image.stderr[-3000:]}"
-        # the bundle's file with its --constraint URL pointing at the image's copy of that URL's content
-        reqs = venv / "requirements.txt"
-        reqs.write_text(re.sub(r'^--constraint "[^"]+"', f'--constraint "{fixtures / "airflow_constraints.txt"}"',
-                               bundle_requirements, count=1))
-        user = subprocess.run([str(python), *PIP, "-c", str(fixtures / "mwaa_essential_constraints.txt"),
-                               "-r", str(reqs)], capture_output=True, text=True, timeout=900)
-        assert user.returncode == 0, f"the bundle's requirements under {version}'s constraints:\n{user.stderr[-3000:]}"
-        (venv / ".complete").write_text(key)
-    return python
 
 
 # Runs inside the MWAA venv, in the unpacked bundle: parse as the dag processor does, load the plugins as every
@@ -173,7 +130,7 @@ def test_bundle_installs_imports_and_runs_on_mwaa_image(version: str, tmp_path: 
     bundle = builder.build(tmp_path / "dist" / "mwaa", version)
     requirements = (bundle / "requirements.txt").read_text()
     assert requirements.splitlines()[0] == f'--constraint "{builder.constraints_url(version, "3.12")}"'
-    python = mwaa_venv(version, requirements)
+    python = venv_for(version, requirements)
 
     airflow_dir = tmp_path / "usr-local-airflow"  # as MWAA unpacks it; nothing of the checkout around
     shutil.copytree(bundle / "dags", airflow_dir / "dags")
