@@ -19,6 +19,11 @@ reserve the GPUs they run on; a bigger instance shared by several jobs would be 
 
 Locally there is no bill: the wall time of the job (its folder's ``pid`` to ``exit_code``) only.
 
+The **queue wait** (submitted → running, per attempt and summed as ``queueWaitSeconds``) is not billed, and is kept
+apart from the running time: it is what warm capacity (the template's ``WarmMinVcpus``) would save. It comes from
+``timings.queue_waits`` (the same figure as ``job-result.json``'s timings); ``record_cost`` adds the runner's
+``trainingSeconds`` from the staged ``result.json`` when the job left its timings.
+
 ``record_cost`` writes ``cost.json`` beside the metrics in staging (``{staging}/metrics/cost.json``, published as
 ``{uuid}/cost.json``); it never fails the step that calls it. ``live_cost`` is the runs view's estimate while the
 job runs.
@@ -36,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging
+from isaaclab_pipeline import staging, timings
 from isaaclab_pipeline.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -267,6 +272,9 @@ def batch_cost(job: Mapping[str, Any], prices: Mapping[str, Mapping[str, float]]
         spot_costs.append(None if sp is None else hours * sp)
         if price is None:
             reasons.append(source)
+    waits = timings.queue_waits({"backend": "batch", "external_id": job.get("jobId")}, rows, describe=lambda _: job)
+    for row, wait in zip(rows, waits, strict=True):
+        row["queueWaitSeconds"] = wait
     seconds = sum(a["seconds"] for a in rows)
     running = any(a["stoppedAt"] is None and a["startedAt"] for a in rows)
     capacities = {a["capacity"] for a in rows}
@@ -274,6 +282,7 @@ def batch_cost(job: Mapping[str, Any], prices: Mapping[str, Mapping[str, float]]
         "backend": "batch", "batchJobId": job.get("jobId"), "status": job.get("status"), "live": running,
         "numNodes": nodes, "gpusPerNode": (gpu_total // nodes) if nodes else 0, "gpus": gpu_total,
         "attempts": rows, "wallSeconds": round(seconds, 3), "instanceSeconds": round(seconds * nodes, 3),
+        "queueWaitSeconds": _known_sum(waits),
         "gpuSeconds": round(sum(a["seconds"] for a in rows) * gpu_total, 3),
         "instanceType": rows[-1]["instanceType"] if rows else job_itype or fallback_instance_type,
         "capacity": capacities.pop() if len(capacities) == 1 else ("mixed" if capacities else UNKNOWN),
@@ -284,6 +293,11 @@ def batch_cost(job: Mapping[str, Any], prices: Mapping[str, Mapping[str, float]]
     if UNKNOWN in {a["capacity"] for a in rows} and out["estimatedCostUsd"] is not None:
         out["notes"].append("capacity unknown: priced on-demand (an upper bound)")
     return out
+
+
+def _known_sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 3) if known else None
 
 
 def _total(costs: list[float | None]) -> float | None:
@@ -300,7 +314,9 @@ def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
     end = _mtime(jdir / "exit_code")
     attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
     wall = None if start is None else round(max(0.0, (end or now) - start), 3)
+    waits = timings.queue_waits({"backend": "local", "external_id": str(jdir)}, [{"startedAt": _mtime(jdir / "pid")}])
     return {"backend": "local", "live": end is None and start is not None, "wallSeconds": wall,
+            "queueWaitSeconds": waits[0],
             "attempts": int(attempt) if attempt.isdigit() else 1, "gpuSeconds": None, "estimatedCostUsd": None,
             "notes": ["local backend: wall time only"]}
 
@@ -350,6 +366,9 @@ def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id:
         return None
     try:
         doc = cost_of(handle, aws_conn_id, **kwargs)
+        training = _training_seconds(staging_uri, aws_conn_id)
+        if training is not None:
+            doc["trainingSeconds"] = training
         doc["recordedAt"] = datetime.now(UTC).isoformat()
         with tempfile.TemporaryDirectory(prefix="isaaclab-cost-") as tmp:
             path = Path(tmp) / COST_NAME
@@ -363,13 +382,31 @@ def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id:
     return doc
 
 
+def _training_seconds(staging_uri: str, aws_conn_id: str | None) -> float | None:
+    """The runner's training time summed over attempts (``result.json``'s ``timings.training``), or None."""
+    from isaaclab_pipeline import storage
+
+    uri = storage.join(staging_uri, staging.RESULT)
+    try:
+        raw = storage.for_uri(uri, aws_conn_id).read_bytes(uri)
+        value = ((json.loads(raw) if raw else {}).get("timings") or {}).get("training")
+    except Exception as exc:  # the cost stands without it
+        log.warning("Training time not read from %s: %s: %s", uri, type(exc).__name__, exc)
+        return None
+    return round(float(value), 3) if isinstance(value, int | float) else None
+
+
 def format_cost(doc: Mapping[str, Any] | None) -> str:
     """One line: wall time, GPU-hours, the estimate (or why there is none)."""
     if not doc:
         return "unknown"
     parts = []
+    if doc.get("queueWaitSeconds") is not None:
+        parts.append(f"queued {doc['queueWaitSeconds'] / 60:.1f} min")
     if doc.get("wallSeconds") is not None:
         parts.append(f"wall {doc['wallSeconds'] / 60:.1f} min")
+    if doc.get("trainingSeconds") is not None:
+        parts.append(f"training {doc['trainingSeconds'] / 60:.1f} min")
     if doc.get("gpuSeconds") is not None:
         parts.append(f"{doc['gpuSeconds'] / 3600:.2f} GPU-h on {doc.get('numNodes', 1)} node(s)")
     if doc.get("estimatedCostUsd") is not None:
@@ -383,7 +420,8 @@ def summary(doc: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The few cost figures VAMS and the runs view show."""
     if not doc:
         return None
-    keys = ("backend", "trials", "wallSeconds", "gpuSeconds", "instanceType", "capacity", "numNodes",
+    keys = ("backend", "trials", "wallSeconds", "queueWaitSeconds", "trainingSeconds", "gpuSeconds", "instanceType",
+            "capacity", "numNodes",
             "estimatedCostUsd", "estimatedCostOnDemandUsd", "estimatedCostSpotUsd", "live")
     return {k: doc[k] for k in keys if doc.get(k) is not None}
 
@@ -403,7 +441,7 @@ def total(docs: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     backends = {c.get("backend") for c in good}
     if len(backends) == 1:
         out["backend"] = backends.pop()
-    for key in ("wallSeconds", "gpuSeconds", "estimatedCostUsd"):
+    for key in ("wallSeconds", "queueWaitSeconds", "trainingSeconds", "gpuSeconds", "estimatedCostUsd"):
         values = [c.get(key) for c in good]
         if all(v is not None for v in values):
             out[key] = round(sum(values), 4)

@@ -62,7 +62,8 @@ def test_a_sweep_shows_each_trial_and_sums_the_cost(tmp_path: Path) -> None:
     conf = {"trainingConfig": {"mode": "train", "task": "T", "rlLibrary": "skrl", "numEnvs": 64},
             "computeConfig": {"numNodes": 1}, "sweep": {"seeds": [1, 2, 3]}}
     out = publish(tmp_path, "j0", [1.0, 2.0, 5.0, 4.0], cost={"backend": "batch", "gpuSeconds": 3600.0,
-                                                                "estimatedCostUsd": 0.8, "wallSeconds": 3600.0})
+                                                                "estimatedCostUsd": 0.8, "wallSeconds": 3600.0,
+                                                                "queueWaitSeconds": 300.0, "trainingSeconds": 3000.0})
     s1 = staged(tmp_path, "j1", state="training", iteration=7, maxIterations=10, meanReward=3.5)
     s2 = staged(tmp_path, "j2", state="failed", iteration=3, maxIterations=10, meanReward=-1.0)
     tis = {("validate_config", -1): ("success", None, None, 1), ("resolve_inputs", -1): ("success", None, None, 1)}
@@ -91,6 +92,7 @@ def test_a_sweep_shows_each_trial_and_sums_the_cost(tmp_path: Path) -> None:
     assert done["gpu"]["hint"].startswith("peak 9.0 of 80 GiB") and live["timings"] is None
     assert done["curve"] == [[0, 1.0], [1, 2.0], [2, 5.0], [3, 4.0]]
     assert done["cost"]["estimatedCostUsd"] == 0.8  # the published cost.json
+    assert (done["cost"]["queueWaitSeconds"], done["cost"]["trainingSeconds"]) == (300.0, 3000.0)  # apart
     assert [f["name"] for f in done["files"]] == ["summary.json", "metrics.csv", "cost.json", "manifest.json"]
     assert done["links"]["batchJob"] == "https://console.aws.amazon.com/batch/home?region=eu-west-1#jobs/detail/b-0"
     assert live["progress"]["iteration"] == 7 and live["curve"] == [[7, 3.5]]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from isaaclab_pipeline import cost
+from isaaclab_pipeline import cost, timings
 from isaaclab_pipeline.publish import output_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "batch"
@@ -175,6 +175,7 @@ def test_local_job_has_its_wall_time_only(tmp_path: Path) -> None:
         os.utime(jdir / name, (t, t))
     doc = cost.cost_of({"backend": "local", "external_id": str(jdir)})
     assert (doc["wallSeconds"], doc["attempts"], doc["live"]) == (95.5, 2, False)
+    assert doc["queueWaitSeconds"] == 1.0  # spec.json (submitted) -> pid (running)
     assert doc["gpuSeconds"] is None and doc["estimatedCostUsd"] is None
     (jdir / "exit_code").unlink()
     assert cost.local_cost(jdir, now=1101.0) | {} == {**doc, "wallSeconds": 100.0, "live": True}
@@ -190,6 +191,38 @@ def test_record_cost_is_published_as_cost_json(tmp_path: Path) -> None:
     assert written["backend"] == "local" and written["wallSeconds"] == doc["wallSeconds"]
     assert output_name("metrics/cost.json") == "cost.json"  # the publish step's layout: {uuid}/cost.json
     assert output_name("metrics/cost.json", evaluation=True) == "cost.json"
+
+
+def test_queue_wait_is_kept_apart_from_the_running_time(tmp_path: Path) -> None:
+    """cost.json's queue wait from the recorded DescribeJobs answers, the same figure as the job's timings."""
+    single = described("single-node")
+    doc = cost.batch_cost(single, PRICES, facts=cost.InstanceFacts(FakeEcs("g6.xlarge"), FakeBatch()))
+    # attempt 1: createdAt -> startedAt; attempt 2 (the retry): attempt 1's stoppedAt -> its own startedAt
+    first_wait = (single["attempts"][0]["startedAt"] - single["createdAt"]) / 1000
+    second_wait = (single["attempts"][1]["startedAt"] - single["attempts"][0]["stoppedAt"]) / 1000
+    assert (first_wait, second_wait) == (100.0, 150.0)
+    assert [a["queueWaitSeconds"] for a in doc["attempts"]] == [first_wait, second_wait]
+    assert doc["queueWaitSeconds"] == 250.0
+    assert doc["wallSeconds"] == 3000.0  # billed: startedAt -> stoppedAt only, the wait is not in it
+    attempts = [{"startedAt": 1.0}, {"startedAt": 2.0}]
+    handle = {"backend": "batch", "external_id": single["jobId"]}
+    assert timings.with_queue_waits({"attempts": attempts}, timings.queue_waits(
+        handle, attempts, describe=lambda _id: single))["queueWait"] == doc["queueWaitSeconds"]
+    multi = described("multi-node")
+    assert cost.batch_cost(multi, PRICES)["queueWaitSeconds"] == (multi["startedAt"] - multi["createdAt"]) / 1000 == 200
+
+    # record_cost: the runner's training time (result.json's timings) beside it, and in the runs view's summary
+    staging = tmp_path / "staging" / "j1"
+    staging.mkdir(parents=True)
+    (staging / "result.json").write_text(json.dumps({"status": "succeeded", "timings": {"training": 2400.5}}))
+    handle = {"backend": "batch", "job_id": "j1", "external_id": single["jobId"], "details": {}}
+    recorded = cost.record_cost(handle, str(staging), describe=lambda _id: single, facts=cost.InstanceFacts())
+    written = json.loads((staging / "metrics" / "cost.json").read_text())
+    assert (written["queueWaitSeconds"], written["trainingSeconds"]) == (250.0, 2400.5) == (
+        recorded["queueWaitSeconds"], recorded["trainingSeconds"])
+    assert {"queueWaitSeconds": 250.0, "trainingSeconds": 2400.5}.items() <= cost.summary(written).items()
+    assert "queued 4.2 min" in cost.format_cost(written) and "training 40.0 min" in cost.format_cost(written)
+    assert cost.total([written, written])["queueWaitSeconds"] == 500.0
 
 
 def test_record_cost_never_fails_the_step(tmp_path: Path) -> None:
@@ -227,6 +260,7 @@ def test_vams_success_output_carries_the_cost(tmp_path: Path) -> None:
     assert output["cost"] == {"backend": "batch", "wallSeconds": 3600.0, "gpuSeconds": 28800.0,
                               "instanceType": "g6.12xlarge", "capacity": "on-demand", "numNodes": 2,
                               "estimatedCostUsd": usd(9.2032), "estimatedCostOnDemandUsd": usd(9.2032),
-                              "estimatedCostSpotUsd": usd(2 * 1.90), "live": False}
+                              "estimatedCostSpotUsd": usd(2 * 1.90), "live": False,
+                              "queueWaitSeconds": 200.0}
     (out / "cost.json").unlink()  # a run published before cost.json existed: no cost, nothing else changes
     assert "cost" not in success_output(conf, "isaac-lab-training", run_id)

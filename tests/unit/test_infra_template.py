@@ -107,7 +107,14 @@ def test_compute_spot_first_then_on_demand_with_gpu_ami(template) -> None:
     assert spot["Type"] == "SPOT" and on_demand["Type"] == "EC2"
     for compute in (spot, on_demand):
         assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
-        assert compute["MinvCpus"] == 0  # no idle GPU bill
+    # warm capacity: a deployment choice (default 0, no idle GPU bill), on the environment the queue tries first
+    warm = template["Parameters"]["WarmMinVcpus"]
+    assert (warm["Type"], warm["Default"], warm["MinValue"]) == ("Number", 0, 0)
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert "WarmMinVcpus" in next(g["Parameters"] for g in groups if g["Label"]["default"] == "Compute")
+    assert spot["MinvCpus"] == {"Ref": "WarmMinVcpus"}
+    assert on_demand["MinvCpus"] == {"Fn::If": ["UseSpot", 0, {"Ref": "WarmMinVcpus"}]}
+    assert resources["SpotComputeEnvironment"]["Condition"] == "UseSpot"
     spot_first = resources["JobQueue"]["Properties"]["ComputeEnvironmentOrder"]["Fn::If"][1]
     assert [e["ComputeEnvironment"]["Ref"] for e in sorted(spot_first, key=lambda e: e["Order"])] == [
         "SpotComputeEnvironment", "OnDemandComputeEnvironment"]
