@@ -135,7 +135,9 @@ browser:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
-test: install dev-tools browser
+# The two venvs (and chromium) install side by side: most of a fresh clone's install is download time.
+test:
+	@$(MAKE) --no-print-directory -j3 install browser
 	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
 	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
