@@ -18,8 +18,6 @@ from isaaclab_pipeline.compat import AirflowFailException
 
 log = logging.getLogger(__name__)
 
-EVENTS_MARKER = "events.out.tfevents"
-
 
 class NoEventFilesError(AirflowFailException, FileNotFoundError):
     """The job left no TensorBoard event file: deterministic, so the step fails without retries."""
@@ -34,9 +32,9 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
     from isaaclab_pipeline.metrics import convert_run
 
     store = storage.for_uri(staging_uri, aws_conn_id)
-    run_uri = storage.join(staging_uri, "run")
+    run_uri = storage.join(staging_uri, staging.RUN_DIR)
     staged, refused = storage.list_staged(store, run_uri)
-    events = {rel: obj for rel, obj in staged.items() if EVENTS_MARKER in rel.rsplit("/", 1)[-1]}
+    events = {rel: obj for rel, obj in staged.items() if staging.EVENT_FILE_MARKER in rel.rsplit("/", 1)[-1]}
     if not events:
         raise NoEventFilesError(f"no TensorBoard event files under {run_uri}; did the job write any logs? "
                                 "(see runner-log.txt in the staging folder)")
@@ -45,13 +43,13 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
         events_dir = root / staging_uri.rstrip("/").rsplit("/", 1)[-1]  # the job id: it titles the plot
         for rel, obj in sorted(events.items()):  # keep relative paths: rank_* folders and restarts stay apart
             store.download(obj.uri, storage.safe_target(events_dir, rel))
-        result = convert_run(events_dir, root / "metrics", tolerate_corrupt=True)
+        result = convert_run(events_dir, root / staging.METRICS_DIR, tolerate_corrupt=True)
         for warning in result.warnings:
             log.warning("%s", warning)
-        _add_job_report(store, staging_uri, root / "metrics")
+        _add_job_report(store, staging_uri, root / staging.METRICS_DIR)
         written = []
-        for path in sorted((root / "metrics").iterdir()):
-            uri = storage.join(staging_uri, "metrics", path.name)
+        for path in sorted((root / staging.METRICS_DIR).iterdir()):
+            uri = storage.join(staging_uri, staging.METRICS_DIR, path.name)
             store.upload(path, uri)
             written.append(uri)
     problems = result.problems
@@ -83,7 +81,7 @@ def _add_job_report(store: storage.Storage, staging_uri: str, out_dir: Path) -> 
         node_files = []
         for rel, obj in sorted(staged.items()):
             if rel.endswith(".csv"):
-                node_files.append(store.download(obj.uri, storage.safe_target(out_dir.parent / "gpu", rel)))
+                node_files.append(store.download(obj.uri, storage.safe_target(out_dir.parent / staging.GPU_DIR, rel)))
         if node_files:
             figures = gpu.merge_gpu_csv(node_files, out_dir / gpu.GPU_CSV)
             spec_raw = store.read_bytes(storage.join(staging_uri, staging.SPEC))

@@ -373,7 +373,7 @@ def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id:
         with tempfile.TemporaryDirectory(prefix="isaaclab-cost-") as tmp:
             path = Path(tmp) / COST_NAME
             path.write_text(json.dumps(doc, indent=2, sort_keys=True))
-            uri = storage.join(staging_uri, "metrics", COST_NAME)
+            uri = storage.join(staging_uri, staging.METRICS_DIR, COST_NAME)
             storage.for_uri(uri, aws_conn_id).upload(path, uri)
     except Exception as exc:  # the cost is a report: it never fails a run that trained
         log.warning("Cost of job %s not recorded: %s: %s", handle.get("job_id"), type(exc).__name__, exc)

@@ -47,10 +47,9 @@ from isaaclab_pipeline import staging, storage
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _SECRET_KEY = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 RUN_FOLDER_DEPTH = 3  # <library>/<experiment>/<timestamp>[...]: where every library's run folder sits under logs/
-FINAL = "run"  # the group of the final run folder's upload
+FINAL = staging.RUN_DIR  # the group of the final run folder's upload
 
 EVALUATION_SUMMARY = "run/evaluation/summary.json"  # written by the runner's evaluate.py
 
@@ -69,7 +68,7 @@ def output_name(rel: str, evaluation: bool = False) -> str:
         return "runner-log.txt"
     if rel == staging.RESULT:
         return "job-result.json"
-    if parts[0] == staging.CHECKPOINTS_DIR and path.suffix in CHECKPOINT_SUFFIXES:
+    if parts[0] == staging.CHECKPOINTS_DIR and path.suffix in staging.CHECKPOINT_SUFFIXES:
         return f"checkpoints/{path.name}"  # synced while training, kept across interrupted attempts
     if parts[0] == staging.NODES_DIR and path.name == staging.RUNNER_LOG and len(parts) == 3:
         return f"runner-log-node{parts[1]}.txt"  # workers of a multi-node job
@@ -83,10 +82,10 @@ def output_name(rel: str, evaluation: bool = False) -> str:
         return "videos/" + "-".join(inner.parts[1:]) if len(inner.parts) > 1 else f"run/{inner}"
     if inner.parts[0] == "evaluation" and len(inner.parts) == 2:
         return inner.name
-    if inner.suffix in CHECKPOINT_SUFFIXES:
+    if inner.suffix in staging.CHECKPOINT_SUFFIXES:
         # one library per job, so checkpoint names are unique (model_<it>.pt, agent_<step>.pt, nn/<name>.pth)
         return f"checkpoints/{inner.name}"
-    if "events.out.tfevents" in inner.name:
+    if staging.EVENT_FILE_MARKER in inner.name:
         return str(PurePosixPath("tensorboard", inner))
     if inner.parts[0] == "params" and inner.suffix in (".yaml", ".yml"):
         return f"{inner.stem}-params.txt"
@@ -98,16 +97,17 @@ def output_name(rel: str, evaluation: bool = False) -> str:
 def is_checkpoint(rel: str) -> bool:
     """True for a staged checkpoint: synced (``checkpoints/...``) or in the final run folder (``run/...``)."""
     parts = PurePosixPath(rel).parts
-    if len(parts) >= 3 and parts[0] == "run" and parts[1] == "exported":
+    if len(parts) >= 3 and parts[0] == staging.RUN_DIR and parts[1] == "exported":
         return False  # the exported policy (policy.pt) is published under exported/, not as a checkpoint
-    return len(parts) >= 2 and parts[0] in ("checkpoints", "run") and rel.endswith(CHECKPOINT_SUFFIXES)
+    return len(parts) >= 2 and parts[0] in (staging.CHECKPOINTS_DIR, staging.RUN_DIR) and rel.endswith(
+        staging.CHECKPOINT_SUFFIXES)
 
 
 def run_folder(rel: str) -> str:
     """The run folder a staged checkpoint came from: ``run`` for the final upload, else the synced key's
     ``<library>/<experiment>/<timestamp>`` (fewer parts when the key is shorter)."""
     parts = PurePosixPath(rel).parts
-    if parts[0] == "run":
+    if parts[0] == staging.RUN_DIR:
         return FINAL
     return "/".join(parts[1:min(1 + RUN_FOLDER_DEPTH, len(parts) - 1)])
 
@@ -115,7 +115,7 @@ def run_folder(rel: str) -> str:
 def inside_run_folder(rel: str) -> str:
     """A staged checkpoint's path inside its run folder (``model_50.pt``, ``checkpoints/agent_100.pt``)."""
     parts = PurePosixPath(rel).parts
-    if parts[0] == "run":
+    if parts[0] == staging.RUN_DIR:
         return "/".join(parts[1:])
     return "/".join(parts[1 + len(PurePosixPath(run_folder(rel)).parts):])
 

@@ -10,14 +10,14 @@
 - ``comparison.png``: the mean reward curve of each setting (mean across seeds) with a band from the lowest to the
   highest seed.
 
-Training trials read their published ``metrics.csv`` (``Train/mean_reward``, ``Train/mean_episode_length``);
+Training trials read their published ``metrics.csv`` (the library's mean reward and episode length tags, as
+``readers.HEADLINE_TAGS`` names them);
 evaluation trials their published ``summary.json`` (return, length, success rate), aggregated the same way.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import cost, staging, storage
-from isaaclab_pipeline.metrics.summary import MEAN_EPISODE_LENGTH_TAG, MEAN_REWARD_TAG
+from isaaclab_pipeline.readers import read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
 
@@ -114,31 +114,11 @@ def trial_cost(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str, An
     return None
 
 
-def _float(text: str | None) -> float | None:
-    try:
-        value = float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
 def read_curves(metrics_csv: str) -> dict[str, Any]:
-    """Reward and episode-length series, and the training wall time, from a published ``metrics.csv``."""
-    reward: list[tuple[int, float]] = []
-    length: list[tuple[int, float]] = []
-    times: list[float] = []
-    for row in csv.DictReader(io.StringIO(metrics_csv)):
-        step = _float(row.get("step"))
-        if step is None:
-            continue
-        if (r := _float(row.get(MEAN_REWARD_TAG))) is not None:
-            reward.append((int(step), r))
-            if (t := _float(row.get("wall_time"))) is not None:
-                times.append(t)
-        if (n := _float(row.get(MEAN_EPISODE_LENGTH_TAG))) is not None:
-            length.append((int(step), n))
-    return {"reward": sorted(reward), "length": sorted(length),
-            "wallTimeS": round(max(times) - min(times), 3) if len(times) > 1 else None}
+    """Reward and episode-length series (the library's headline tags), and the training wall time, from a published
+    ``metrics.csv``."""
+    table = read_metrics_csv(metrics_csv)
+    return {"reward": table.reward(), "length": table.length(), "wallTimeS": table.wall_time_s()}
 
 
 def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, aws_conn_id: str | None,
@@ -172,8 +152,7 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
         if curves["length"]:
             row["final_episode_length"] = curves["length"][-1][1]
         row["wall_time_s"] = curves["wallTimeS"] or ""
-    summary_text = _read_text(storage.join(out_uri, "summary.json"), aws_conn_id)
-    summary = json.loads(summary_text) if summary_text else {}
+    summary = read_json(_read_text(storage.join(out_uri, "summary.json"), aws_conn_id)) or {}
     if isinstance(summary.get("return"), Mapping):  # an evaluation: its episode statistics
         row["final_mean_reward"] = row["best_mean_reward"] = summary["return"].get("mean")
         if isinstance(summary.get("length"), Mapping):
@@ -213,7 +192,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[st
         "mode": conf.get("trainingConfig", {}).get("mode", "train"),
         "task": conf.get("trainingConfig", {}).get("task"),
         "sweep": conf.get("sweep"),
-        "metric": "final mean reward (Train/mean_reward at the last iteration; evaluations: mean return)",
+        "metric": "final mean reward (the library's mean-reward tag at the last iteration; evaluations: mean return)",
         "confidence": "95% confidence interval of the mean across seeds (Student's t); null with one seed",
         "trials": len(rows),
         "succeeded": sum(r["status"] == "succeeded" for r in rows),

@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 # .tar.gz covers both a tarred project folder (the seed's `tar -czf`) and an sdist (`python -m build --sdist`)
 PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # written by `python -m isaaclab_tools.cli list-tasks` from the Isaac Lab environment (the image's task list)
 KNOWN_TASKS_ENV = "ISAACLAB_KNOWN_TASKS"
 KNOWN_TASKS_NAME = "known-tasks.json"

@@ -15,3 +15,5 @@ CHECKPOINTS_DIR = _NAMES["checkpointsDir"]
 METRICS_DIR = _NAMES["metricsDir"]
 NODES_DIR = _NAMES["nodesDir"]
 GPU_DIR = _NAMES["gpuDir"]
+CHECKPOINT_SUFFIXES: tuple[str, ...] = tuple(_NAMES["checkpointSuffixes"])
+EVENT_FILE_MARKER = _NAMES["eventFileMarker"]

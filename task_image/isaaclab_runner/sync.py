@@ -38,7 +38,7 @@ CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR  # under the staging URI
 RUN_DIR = layout.RUN_DIR  # the final upload of Isaac Lab's run folder (runner.py)
 
 Uploader = Callable[[Path, str], None]
-EVENTS_MARKER = "events.out.tfevents"
+EVENTS_MARKER = layout.EVENT_FILE_MARKER
 EVENTS_INTERVAL_ENV = "ISAACLAB_RUNNER_EVENTS_SYNC_S"
 EVENTS_INTERVAL_S = 30.0  # a growing event file is sent whole, so not on every pass
 

@@ -125,12 +125,11 @@ def test_before_validate_config_the_conf_as_sent_is_shown(tmp_path: Path) -> Non
     assert bad["problems"] and "disagrees" in bad["problems"][0]
 
 
-def test_reward_column_of_each_library() -> None:
-    assert runs.reward_column(["step", "wall_time", "Loss/x", "Train/mean_reward"]) == 3
-    assert runs.reward_column(["step", "wall_time", "Reward / Instantaneous reward (max)",
-                               "Reward / Total reward (mean)"]) == 3
-    assert runs.reward_column(["step", "wall_time", "losses/a_loss", "rewards/iter"]) == 3
-    assert runs.reward_column(["step", "wall_time", "Loss/x"]) is None
+def test_reward_curve_of_each_library() -> None:
+    """The curve comes from the library's headline tag (readers.HEADLINE_TAGS; its own tests in test_readers.py)."""
+    for tag in ("Train/mean_reward", "Reward / Total reward (mean)", "rewards/iter"):
+        text = f"step,wall_time,Loss/x,Reward / Instantaneous reward (max),{tag}\n0,0,9,9,1\n1,1,9,9,2\n"
+        assert runs.reward_curve_from_csv(text) == [[0, 1.0], [1, 2.0]], tag
     assert runs.reward_curve_from_csv("step,wall_time,Loss/x\n0,0,1\n") == []
     assert runs.reward_curve_from_csv("step,wall_time,rewards/iter\n0,0,1\n1,1,nan\n2,2,\n3,3,4\n") == [[0, 1.0],
                                                                                                      [3, 4.0]]

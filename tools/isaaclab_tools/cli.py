@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline.config import DAG_ID, job_uuid
+from isaaclab_pipeline.readers import length_tag, read_json, reward_tag
 from isaaclab_pipeline.settings import pipeline_home
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,17 +86,19 @@ def report(output_uri: str, started: float) -> None:
     print(f"\nPublished files under {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(out)}  ({path.stat().st_size} bytes)")
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    summary = read_json((out / "summary.json").read_bytes()) if (out / "summary.json").exists() else None
+    summary = summary or {}
     if "episodes" in summary:  # an evaluation: summary.json holds the episode statistics
         ret, length = summary["return"], summary["length"]
         print(f"evaluation: {summary['episodes']} episodes, return mean {ret['mean']:.3f} (std {ret['std']:.3f}), "
               f"length mean {length['mean']:.1f}, success rate {summary.get('successRate')}")
     tags = summary.get("tags", {})
-    for tag in ("Train/mean_reward", "Train/mean_episode_length"):
-        if tags.get(tag, {}).get("last") is not None:  # non-finite values are null in summary.json
+    reward, length = reward_tag(list(tags)), length_tag(list(tags))  # the library's headline tags
+    for tag in (reward, length):
+        if tag and tags[tag].get("last") is not None:  # non-finite values are null in summary.json
             print(f"{tag} at the last iteration ({tags[tag]['last_step']}): {tags[tag]['last']:.3f}")
     limit = episode_step_limit(out / "env-params.txt")
-    last_length = tags.get("Train/mean_episode_length", {}).get("last")
+    last_length = tags[length].get("last") if length else None
     if limit and last_length is not None:
         share = last_length / limit
         print(f"episode step limit: {limit}; last mean episode length is {share:.0%} of it "
@@ -165,7 +168,7 @@ def demo_eval(started: float) -> int:
     if state != "success":
         return 1
     out = local_path(f"{params['outputS3Path'].rstrip('/')}/{job_uuid(DAG_ID, run_id)}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_json((out / "summary.json").read_bytes()) or {}
     ret, length = summary["return"], summary["length"]
     print(f"{summary['episodes']} episodes: return mean {ret['mean']:.3f} (std {ret['std']:.3f}, min {ret['min']:.3f},"
           f" max {ret['max']:.3f}); length mean {length['mean']:.1f} (min {length['min']:.0f}, "

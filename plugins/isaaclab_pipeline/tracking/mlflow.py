@@ -23,7 +23,6 @@ Logging is idempotent: a retried publish replaces the run it logged before (same
 from __future__ import annotations
 
 import logging
-import math
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import staging, storage
 
 log = logging.getLogger(__name__)
 
@@ -120,31 +119,13 @@ def metric_key(tag: str) -> str:
 
 def metrics_from_csv(path: Path) -> list[Any]:
     """Every finite value of a published ``metrics.csv`` as MLflow ``Metric``\\ s (histories by step)."""
-    import csv
-
     from mlflow.entities import Metric
 
-    out = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                step = int(float(row.get("step") or ""))
-            except ValueError:
-                continue
-            try:
-                stamp = int(float(row.get("wall_time") or 0) * 1000)
-            except ValueError:
-                stamp = 0
-            for tag, text in row.items():
-                if tag in ("step", "wall_time") or text in (None, ""):
-                    continue
-                try:
-                    value = float(text)
-                except ValueError:
-                    continue
-                if math.isfinite(value):
-                    out.append(Metric(metric_key(tag), value, stamp, step))
-    return out
+    from isaaclab_pipeline.readers import read_metrics_csv
+
+    return [Metric(metric_key(tag), value, int((wall or 0) * 1000), step)
+            for step, wall, values in read_metrics_csv(path.read_text(errors="replace")).rows
+            for tag, value in values.items()]
 
 
 def _find_runs(mlflow_client: Any, exp_id: str, tag: str, value: str) -> list[Any]:
@@ -167,7 +148,8 @@ def _log_batches(mlflow_client: Any, run_id: str, metrics: Sequence[Any] = (), p
 
 def _newest_checkpoint(names: Sequence[str]) -> str | None:
     """The published checkpoint with the highest trailing number (``checkpoints/model_4.pt`` over ``model_2.pt``)."""
-    ckpts = [n for n in names if n.startswith("checkpoints/") and n.count("/") == 1 and n.endswith((".pt", ".pth"))]
+    ckpts = [n for n in names if n.startswith("checkpoints/") and n.count("/") == 1
+             and n.endswith(staging.CHECKPOINT_SUFFIXES)]
 
     def number(name: str) -> int:
         match = re.search(r"(\d+)(?=\.[^.]+$)", PurePosixPath(name).name)

@@ -16,14 +16,12 @@ so the curve grows while the page is open whichever api-server worker answers.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +29,7 @@ from urllib.parse import quote
 
 from isaaclab_pipeline import staging as layout
 from isaaclab_pipeline.config import DAG_ID
+from isaaclab_pipeline.readers import headline_metrics, progress_points, read_metrics_csv
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ REPORT_STEP = "compare_trials"
 LINK_KEYS = ("isaaclab_batch_job", "isaaclab_job_log")  # links.IsaacLabBatchJobLink/IsaacLabJobLogLink keys
 CURVE_POINTS = 200  # at most this many points per curve
 HISTORY_JOBS = 200  # running jobs whose sampled progress is kept
-MEAN_REWARD_TAG = "Train/mean_reward"
 ACTIVE = ("queued", "running")
 
 
@@ -168,7 +166,7 @@ class Artifacts:
             self._history.move_to_end(job_key)
             while len(self._history) > HISTORY_JOBS:
                 self._history.popitem(last=False)
-            for it, reward in _progress_points(progress):
+            for it, reward in progress_points(progress):
                 points[it] = reward
             return downsample(sorted([it, r] for it, r in points.items()))
 
@@ -199,28 +197,6 @@ class Artifacts:
                 self._final.popitem(last=False)
 
 
-def _progress_points(progress: Mapping[str, Any] | None) -> Iterable[tuple[int, float]]:
-    if not isinstance(progress, Mapping):
-        return []
-    out = []
-    for item in progress.get("history") or []:  # a runner that keeps its own series
-        if isinstance(item, list | tuple) and len(item) >= 2:
-            it, reward = item[0], item[1]
-        elif isinstance(item, Mapping):
-            it, reward = item.get("iteration"), item.get("meanReward")
-        else:
-            continue
-        if _number(it) and _number(reward):
-            out.append((int(it), float(reward)))
-    if _number(progress.get("iteration")) and _number(progress.get("meanReward")):
-        out.append((int(progress["iteration"]), float(progress["meanReward"])))
-    return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # not NaN
-
-
 def downsample(points: list[list[float]], limit: int = CURVE_POINTS) -> list[list[float]]:
     """At most ``limit`` points, evenly spread, the first and the last kept."""
     if len(points) <= limit:
@@ -229,43 +205,15 @@ def downsample(points: list[list[float]], limit: int = CURVE_POINTS) -> list[lis
     return [points[round(i * step)] for i in range(limit)]
 
 
-def reward_column(header: list[str]) -> int | None:
-    """The mean-reward column of a metrics.csv header: rsl_rl's ``Train/mean_reward``, else the first tag naming
-    a mean reward, else the first naming a reward."""
-    lowered = [h.lower() for h in header]
-    if MEAN_REWARD_TAG in header:
-        return header.index(MEAN_REWARD_TAG)
-    for test in (lambda h: "reward" in h and "mean" in h, lambda h: "reward" in h):
-        for i, h in enumerate(lowered):
-            if i > 1 and test(h):
-                return i
-    return None
-
-
 def reward_curve_from_csv(text: str) -> list[list[float]]:
-    """[[step, mean reward], ...] of a metrics.csv (rows without a finite value skipped), downsampled."""
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
-    col = reward_column(header) if header else None
-    if col is None:
-        return []
-    points = []
-    for row in rows:
-        try:
-            step, value = int(float(row[0])), float(row[col])
-        except (ValueError, IndexError):
-            continue
-        if value == value and abs(value) != float("inf"):
-            points.append([step, value])
-    return downsample(points)
+    """[[step, mean reward], ...] of a metrics.csv (the library's reward tag; non-finite skipped), downsampled."""
+    return downsample([[step, value] for step, value in read_metrics_csv(text).reward()])
 
 
 def result_of(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The headline numbers of a published summary.json (training: mean reward; evaluation: return)."""
     if not isinstance(summary, Mapping):
         return None
-    from isaaclab_pipeline.vams.callbacks import headline_metrics
-
     return headline_metrics(summary) or None
 
 

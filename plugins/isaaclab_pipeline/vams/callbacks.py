@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from isaaclab_pipeline.backends.base import JobAbandonedError
+from isaaclab_pipeline.readers import headline_metrics, read_json
 from isaaclab_pipeline.settings import get_setting
 from isaaclab_pipeline.vams.token_store import DEFAULT_PREFIX, TokenStore
 
@@ -171,7 +172,7 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
     store = storage.for_uri(out_uri, conn_id)
     raw = store.read_bytes(storage.join(out_uri, "summary.json"))
     if raw:
-        output["metrics"] = headline_metrics(json.loads(raw))
+        output["metrics"] = headline_metrics(read_json(raw) or {})
         output["metrics"].update(run_size(output["metrics"], tc, store.read_bytes(
             storage.join(out_uri, "agent-params.txt"))))
     raw = store.read_bytes(storage.join(out_uri, cost.COST_NAME))  # GPU-seconds, estimated USD (Batch); wall time
@@ -200,35 +201,6 @@ def run_size(metrics: Mapping[str, Any], tc: Mapping[str, Any], agent_params: by
     per_iteration = steps_per_iteration(agent_params.decode(errors="replace")) if agent_params else None
     if per_iteration and tc.get("numEnvs"):
         out["envSteps"] = out["iterations"] * int(tc["numEnvs"]) * per_iteration
-    return out
-
-
-def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Pick the few numbers a VAMS user looks at first from summary.json (a training, an evaluation or a sweep's)."""
-    from isaaclab_pipeline.metrics.summary import MEAN_EPISODE_LENGTH_TAG, MEAN_REWARD_TAG
-
-    tags = summary.get("tags", {})
-    out: dict[str, Any] = {}
-    if isinstance(summary.get("settings"), list):  # a sweep's report: how many trials ran, which setting won
-        out["trials"], out["trialsSucceeded"] = summary.get("trials"), summary.get("succeeded")
-        best = summary.get("best")
-        if isinstance(best, Mapping):
-            out["bestSetting"] = best.get("setting")
-            out["bestFinalMeanReward"] = (best.get("finalMeanReward") or {}).get("mean")
-        return out
-    if isinstance(summary.get("return"), Mapping):  # evaluate/play: the runner's episode statistics
-        out["episodes"] = summary.get("episodes")
-        out["returnMean"], out["returnStd"] = summary["return"]["mean"], summary["return"]["std"]
-        if isinstance(summary.get("length"), Mapping):
-            out["episodeLengthMean"] = summary["length"]["mean"]
-        if summary.get("successRate") is not None:
-            out["successRate"] = summary["successRate"]
-    best = summary.get("best_mean_reward")
-    if best:
-        out["bestMeanReward"], out["bestMeanRewardStep"] = best["value"], best["step"]
-    for tag, key in ((MEAN_REWARD_TAG, "lastMeanReward"), (MEAN_EPISODE_LENGTH_TAG, "lastEpisodeLength")):
-        if tag in tags:
-            out[key], out["lastStep"] = tags[tag]["last"], tags[tag]["last_step"]
     return out
 
 
