@@ -113,6 +113,32 @@ def test_no_gpu_no_file_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not (tmp_path / "gpu.csv").exists()
 
 
+ISAACLAB_PYTHON = Path(__file__).resolve().parents[3] / ".venvs" / "isaaclab" / "bin" / "python"
+NO_GPU_PROBE = """
+import logging, sys
+from pathlib import Path
+import pynvml  # the image's nvidia-ml-py: must import
+from isaaclab_runner import gpu_monitor
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+print("monitor", gpu_monitor.GpuMonitor.start_if_present(Path(sys.argv[1])))
+"""
+
+
+@pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)")
+def test_the_real_pynvml_without_a_gpu_says_so(tmp_path: Path) -> None:
+    """The image's nvidia-ml-py imports on a host without a driver: NVML fails to start, one line, no file."""
+    import subprocess
+
+    probe = subprocess.run([str(ISAACLAB_PYTHON), "-c", NO_GPU_PROBE, str(tmp_path / "gpu.csv")],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    if "monitor None" not in probe.stdout:
+        pytest.skip(f"this host has a GPU NVML can read: {probe.stdout.strip()}")
+    assert "GPU monitor off: NVML did not start" in probe.stdout, probe.stdout
+    assert "Traceback" not in probe.stdout + probe.stderr
+    assert not (tmp_path / "gpu.csv").exists()
+
+
 def test_cloudwatch_batches_bounds_and_never_fails(tmp_path: Path) -> None:
     import boto3
     from pipeline_env import free_port, moto_on_loopback
