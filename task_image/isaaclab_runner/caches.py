@@ -4,6 +4,7 @@
     {cache}/warp/<warp version>/<host key>.tar.gz      Warp's kernel cache (Newton's and Isaac Lab's kernels)
     {cache}/wheels/<sha256 of the package>/<python>-isaaclab<version>-editable/<name>.whl   an env package's
                                                       editable build (its project folder's path left open)
+    {cache}/wheels/<sha256 of the package>/<python>-isaaclab<version>/tasks.json   the task ids it registers
 
 Warp compiles every kernel a job uses on first use (73 s on a fresh H200 host for the custom cartpole, 13 s
 on a CPU) and keeps the result in its kernel cache (``$WARP_CACHE_PATH/<version>``, else
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -215,6 +217,7 @@ class WheelCache:
     def __init__(self, cache_uri: str, scratch: Path) -> None:
         self.cache_uri = cache_uri
         self.scratch = scratch
+        self._digests: dict[str, str] = {}
 
     @staticmethod
     def environment_tag() -> str:
@@ -228,7 +231,14 @@ class WheelCache:
     def prefix(self, archive: Path, editable: bool = False) -> str:
         """The cache folder of ``archive``'s wheel (its editable build's with ``editable``)."""
         tag = self.environment_tag() + ("-editable" if editable else "")
-        return storage.join(self.cache_uri, "wheels", sha256(archive), tag)
+        return storage.join(self.cache_uri, "wheels", self._sha256(archive), tag)
+
+    def _sha256(self, archive: Path) -> str:
+        """``archive``'s sha256, read once per job (a package with assets may be hundreds of MB)."""
+        key = str(archive.resolve())
+        if key not in self._digests:
+            self._digests[key] = sha256(archive)
+        return self._digests[key]
 
     def get(self, archive: Path, editable: bool = False) -> Path | None:
         """Download the cached wheel of ``archive`` into the scratch folder; None when there is none."""
@@ -250,6 +260,39 @@ class WheelCache:
         except Exception as exc:  # a cache must never fail the job
             log.warning("wheel cache: storing %s failed: %s", wheel.name, exc)
             return None
+
+
+    def tasks_uri(self, archive: Path) -> str:
+        """Where the task ids ``archive``'s package registers (with this image's) are kept."""
+        return storage.join(self.cache_uri, "wheels", self._sha256(archive), self.environment_tag(), TASKS_FILE)
+
+    def get_tasks(self, archive: Path) -> dict[str, list[str]] | None:
+        """The registered task ids per source an earlier job with ``archive`` found (``packages.tasks_by_source``),
+        or None: the job imports every task module in a fresh interpreter to find them (seconds)."""
+        try:
+            uri = self.tasks_uri(archive)
+            if not _exists(uri):
+                return None
+            data = json.loads(storage.download(uri, self.scratch / "cached-tasks" / TASKS_FILE).read_text())
+            if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+                return data
+            return None
+        except Exception as exc:  # a cache must never fail the job
+            log.warning("wheel cache: task list of %s not read: %s", archive.name, exc)
+            return None
+
+    def put_tasks(self, archive: Path, sources: dict[str, list[str]]) -> None:
+        """Keep the task ids ``archive``'s package registered in this image, for the next job with it."""
+        try:
+            path = self.scratch / "tasks-to-cache" / TASKS_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(sources, sort_keys=True))
+            storage.upload(path, self.tasks_uri(archive))
+        except Exception as exc:  # a cache must never fail the job
+            log.warning("wheel cache: task list of %s not stored: %s", archive.name, exc)
+
+
+TASKS_FILE = "tasks.json"
 
 
 def sha256(path: Path) -> str:

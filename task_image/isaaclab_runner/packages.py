@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import tarfile
 import time
+import venv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,8 @@ class JobEnvironment:
         env = cls(root / "bin" / "python", root / "lib" / version / "site-packages")
         if root.exists():  # a retried attempt starts clean: pip would skip a package the last attempt installed
             shutil.rmtree(root)
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+        # what `python -m venv --without-pip` does, without starting a second interpreter
+        venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(str(root))
         parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
         env.site_packages.mkdir(parents=True, exist_ok=True)
         (env.site_packages / "_isaaclab_runner_base.pth").write_text(
@@ -535,14 +537,16 @@ def registered_tasks(python: Path | str | None = None) -> list[str]:
     return sorted({t for ids in tasks_by_source(python).values() for t in ids})
 
 
-def verify_task(task: str, python: Path | str | None = None) -> str:
+def verify_task(task: str, python: Path | str | None = None, tasks: list[str] | None = None) -> str:
     """Return the registered id ``task`` stands for (a 2.x id maps to its 3.x alias, with a warning).
 
+    :param tasks: the registered ids, when known (an earlier job's list of the same package, from the wheel cache);
+        else :func:`registered_tasks` imports them in a fresh ``python``.
     :raises PackageError: with the registered ids and the usual causes, if ``task`` is not registered.
     """
     from isaaclab_runner.isaaclab_cli import resolve_task_id
 
-    tasks = registered_tasks(python)
+    tasks = registered_tasks(python) if tasks is None else sorted(tasks)
     resolved = resolve_task_id(task, tasks)
     if resolved is not None:
         if resolved != task:

@@ -33,9 +33,11 @@ from isaaclab_runner import (
     launch,
     layout,
     packages,
+    provenance,
     storage,
     sync,
     timings,
+    warm_start,
 )
 from isaaclab_runner.jobspec import JobSpec
 from isaaclab_runner.libraries import base, get_library
@@ -130,6 +132,8 @@ class JobRunner:
         with self.timings.phase("install"):
             if install.major >= 3:
                 self.env = packages.JobEnvironment.create(self.workdir / "venv")
+        wheels: caches.WheelCache | None = None
+        package: Path | None = None
         if spec.env_package_uri:
             wheels = caches.WheelCache(cache_uri, self.workdir / "cache") if cache_uri else None
             with self.timings.phase("fetch"):  # fetched apart from the install, so each has its own time
@@ -146,9 +150,10 @@ class JobRunner:
                                     "modules": installed.modules}
         result["seed"] = spec.seed
         result["isaacLabVersion"] = packages.isaaclab_version()
+        result["libraryVersions"] = provenance.library_versions(spec.rl_library)
         if install.major >= 3:  # the pre-flight check imports every package module, as `isaaclab train` will
             with self.timings.phase("install"):
-                self.task = packages.verify_task(spec.task, self.env.python)
+                self.task = self._verify_task(wheels, package)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
         with self.timings.phase("isaacLabStart"):  # `auto` imports torch to look for a GPU
@@ -211,6 +216,22 @@ class JobRunner:
         result["status"] = "succeeded"
         return EXIT_OK
 
+    def _verify_task(self, wheels: caches.WheelCache | None, package: Path | None) -> str:
+        """The registered id of the spec's task. The pre-flight check imports every task module in a fresh
+        interpreter (5-10 s); its list is kept in the wheel cache by the package's sha256 and this image, so a later
+        job with the same package (a retry, another node or host, a rerun) checks against it at once."""
+        if wheels is None or package is None:
+            return packages.verify_task(self.spec.task, self.env.python)
+        cached = wheels.get_tasks(package)
+        if cached is not None:
+            task = packages.verify_task(self.spec.task, tasks=[t for ids in cached.values() for t in ids])
+            self.say(f"Task list of {package.name} from the cache (an earlier job with this package checked it)")
+            return task
+        sources = packages.tasks_by_source(self.env.python)
+        task = packages.verify_task(self.spec.task, tasks=[t for ids in sources.values() for t in ids])
+        wheels.put_tasks(package, sources)
+        return task
+
     def _train(self, library: RLLibrary, install: isaaclab_cli.IsaacLabInstall, device: str,
                cwd: Path) -> tuple[int, Path | None]:
         """Train (resuming from ``resumeCheckpointUri`` when set); export the final policy where supported."""
@@ -218,6 +239,10 @@ class JobRunner:
         resume = self._fetch(spec.resume_checkpoint_uri, "resume")
         max_iterations = spec.max_iterations
         point = self._staged_resume_point(library)
+        warm = resume is not None and point is None and spec.init == warm_start.WARM_START
+        if warm:  # weights only: a fresh optimizer, the iteration count from 0 (a retried attempt resumes as usual)
+            resume = warm_start.weights_only(resume, self.workdir / "inputs" / "warm-start")
+            self.say(f"Warm-start from {spec.resume_checkpoint_uri}: its weights, a fresh optimizer, iteration 0")
         if point is not None and point.complete:
             self.say(f"The final checkpoint {point.uri} is staged already; nothing left to train")
             return 0, None
@@ -227,7 +252,7 @@ class JobRunner:
             self.say(f"Attempt {launch.job_attempt()}: resuming from {point.uri} for the remaining "
                      f"{max_iterations} of {spec.max_iterations} iterations")
         if install.major >= 3:
-            if resume is not None and point is None:
+            if resume is not None and point is None and not warm:
                 max_iterations = library.resume_max_iterations(resume, max_iterations)
             cmd = launch.launch_command(
                 isaaclab_cli.train_command(spec, library, device, resume, max_iterations, python=self.env.python),

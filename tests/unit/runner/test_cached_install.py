@@ -96,3 +96,35 @@ def test_the_cached_editable_build_installs_when_the_image_already_holds_the_pac
         assert out[job]["project"] == str(tmp_path / job / "env_package" / "tiny_env")
         assert "tiny_env-0.3.0.dist-info" in out[job]["dists"] and out[job]["modules"] == ["tiny_env"]
     assert out["job2"]["seconds"] < 1.0, out  # pip alone takes seconds to start
+
+
+def test_a_later_job_with_the_package_checks_its_task_against_the_cached_list(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The pre-flight import of every task module (5-10 s) runs once per package and image; a later job with the
+    same archive (a retry, another host: the cache location is shared) resolves its task from the kept list."""
+    from isaaclab_runner import packages
+    from isaaclab_runner.caches import WheelCache
+    from isaaclab_runner.jobspec import JobSpec
+    from isaaclab_runner.runner import JobRunner
+
+    imports: list[str] = []
+
+    def tasks_by_source(python=None):  # what the fresh interpreter would report: the image's and the package's
+        imports.append(str(python))
+        return {"isaaclab_tasks": ["Isaac-Cartpole-Direct"], "tiny-env": ["Tiny-Env-Direct"]}
+
+    monkeypatch.setattr(packages, "tasks_by_source", tasks_by_source)
+    _, archive = _package(tmp_path)
+    found = []
+    for job, task in (("job1", "Tiny-Env-Direct"), ("job2", "Tiny-Env-Direct"), ("job3", "Isaac-Cartpole-Direct")):
+        spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000004", "mode": "train", "task": task,
+                                  "rlLibrary": "rsl_rl", "seed": 1, "numEnvs": 16, "maxIterations": 3,
+                                  "stagingUri": str(tmp_path / job / "staging"), "cacheUri": str(tmp_path / "cache")})
+        runner = JobRunner(spec, tmp_path / job / "work")
+        found.append(runner._verify_task(WheelCache(str(tmp_path / "cache"), tmp_path / job / "cache"), archive))
+    assert found == ["Tiny-Env-Direct", "Tiny-Env-Direct", "Isaac-Cartpole-Direct"]
+    assert len(imports) == 1  # the first job only
+    assert capsys.readouterr().out.count("Task list of tiny_env.tar.gz from the cache") == 2
+    with pytest.raises(packages.PackageError, match="'Tiny-Env-Typo' is not registered.*Tiny-Env-Direct"):
+        packages.verify_task("Tiny-Env-Typo", tasks=WheelCache(str(tmp_path / "cache"), tmp_path / "c4")
+                             .get_tasks(archive)["tiny-env"])
