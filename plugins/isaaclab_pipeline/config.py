@@ -185,6 +185,15 @@ def _semantic_problems(conf: Mapping[str, Any]) -> list[str]:
         problems.append("trainingConfig.policyPath: play needs a policy; set policyPath")
     if mode != "train" and tc.get("resumeCheckpoint"):
         problems.append(f"trainingConfig.resumeCheckpoint: only used in train mode (mode is {mode!r}); remove it")
+    init = tc.get("init")
+    if init and mode != "train":
+        problems.append(f"trainingConfig.init: only used in train mode (mode is {mode!r}); remove it")
+    elif init in ("warm-start", "resume") and not tc.get("resumeCheckpoint"):
+        problems.append(f"trainingConfig.init: {init} needs resumeCheckpoint (the checkpoint to start from: a URI, "
+                        "a path in the asset, models:/<name>/<version> or runs:/<run id>/<path>)")
+    elif init == "from-scratch" and tc.get("resumeCheckpoint"):
+        problems.append("trainingConfig.init: from-scratch trains new weights, but resumeCheckpoint is set; remove "
+                        "one of them (init warm-start keeps the checkpoint's weights only)")
     # a relative checkpointPath without inputS3AssetFilePath is accepted here, as the user guide writes it (VAMS
     # adds the asset); resolve_inputs refuses it when no asset came, before any GPU time
     return problems

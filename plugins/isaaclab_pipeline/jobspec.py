@@ -27,6 +27,7 @@ class JobSpec:
     env_package_uri: str | None = None
     checkpoint_uri: str | None = None
     resume_checkpoint_uri: str | None = None
+    init: str | None = None  # how resume_checkpoint_uri starts training: "resume" (None) or "warm-start"
     device: str = "auto"
     num_nodes: int = 1
     gpus_per_node: int = 1

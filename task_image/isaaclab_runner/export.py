@@ -8,6 +8,7 @@ layers) and the layer sizes, activations and normalization in ``params/agent.yam
 
     exported/policy.pt     TorchScript: observations [N, obs] → deterministic actions [N, act]
     exported/policy.onnx   ONNX (opset 18), input ``obs``, output ``actions``
+    exported/policy.json   their sizes: ``{"inputs": [{"name": "obs", "shape": [-1, obs]}], "outputs": [...]}``
 
 Run as ``python -m isaaclab_runner.export --rl_library L --checkpoint C --run_dir D [--output_dir O]``; the
 runner calls ``export_run`` in its own process.
@@ -16,6 +17,7 @@ runner calls ``export_run`` in its own process.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -30,6 +32,7 @@ AGENT_YAML = Path("params") / "agent.yaml"
 EXPORT_DIR = "exported"
 JIT_NAME = "policy.pt"
 ONNX_NAME = "policy.onnx"
+SIGNATURE_NAME = "policy.json"  # input and output sizes
 ONNX_OPSET = 18  # as rsl_rl's export_policy_to_onnx
 
 
@@ -150,9 +153,20 @@ def save_policy(module: Any, obs_dim: int, out_dir: Path, *, script: bool = Fals
     example = torch.zeros(1, obs_dim)
     with torch.no_grad():
         jit = torch.jit.script(module) if script else torch.jit.trace(module, example)
+        actions = int(module(example).shape[-1])
     jit.save(str(out_dir / JIT_NAME))
     save_onnx(module, example, out_dir / ONNX_NAME)
+    save_signature(obs_dim, actions, out_dir)
     return [out_dir / JIT_NAME, out_dir / ONNX_NAME]
+
+
+def save_signature(obs_dim: int, action_dim: int, out_dir: Path) -> Path:
+    """Write ``policy.json``, the policy's input and output sizes: the registry's signature (the Airflow side has
+    no torch or onnx to read them from the files)."""
+    path = out_dir / SIGNATURE_NAME
+    path.write_text(json.dumps({"inputs": [{"name": "obs", "shape": [-1, obs_dim]}],
+                                "outputs": [{"name": "actions", "shape": [-1, action_dim]}]}))
+    return path
 
 
 def save_onnx(module: Any, example: Any, path: Path) -> None:

@@ -117,7 +117,7 @@ def export_policy(checkpoint: Path, agent_cfg: Mapping[str, Any], out_dir: Path)
     from rsl_rl.utils import resolve_class
     from tensordict import TensorDict
 
-    from isaaclab_runner.export import ExportError, linear_sizes, load_checkpoint, save_onnx
+    from isaaclab_runner.export import ExportError, linear_sizes, load_checkpoint, save_onnx, save_signature
 
     state = load_checkpoint(checkpoint).get("actor_state_dict")
     actor_cfg = agent_cfg.get("actor") or {}
@@ -134,10 +134,10 @@ def export_policy(checkpoint: Path, agent_cfg: Mapping[str, Any], out_dir: Path)
         obs = TensorDict({"policy": torch.zeros(1, obs_dim)}, batch_size=[1])
         return model_class(obs, {"actor": ["policy"]}, "actor", action_dim, **model_cfg)
 
-    model = build(mlp_out)
+    model = build(action_dim := mlp_out)
     head = model.distribution.input_dim if getattr(model, "distribution", None) is not None else mlp_out
     if head != mlp_out:  # the head carries more than the mean (a state-dependent std): scale the action size
-        model = build(mlp_out * mlp_out // head)
+        model = build(action_dim := mlp_out * mlp_out // head)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -148,4 +148,5 @@ def export_policy(checkpoint: Path, agent_cfg: Mapping[str, Any], out_dir: Path)
     torch.jit.script(jit_model).save(str(out_dir / "policy.pt"))
     onnx_model = model.as_onnx(verbose=False).to("cpu").eval()
     save_onnx(onnx_model, *onnx_model.get_dummy_inputs(), out_dir / "policy.onnx")
+    save_signature(obs_dim, action_dim, out_dir)
     return [out_dir / "policy.pt", out_dir / "policy.onnx"]

@@ -47,6 +47,9 @@ def test_exported_policy_gives_the_checkpoints_actions(tmp_path: Path, library: 
     assert check["action_range"][0] < check["action_range"][1]  # the actions vary with the observations
     assert check["simulator_modules"] == [] and check["processes"] == [], check  # no Isaac Lab, no second process
     assert check["files"] == ["policy.pt", "policy.onnx"] and not list(tmp_path.glob("*.data"))  # one ONNX file
+    # their sizes beside them (the registry's signature): the cartpole's 4 observations -> 1 action
+    assert json.loads((tmp_path / "policy.json").read_text()) == {"inputs": [{"name": "obs", "shape": [-1, 4]}],
+                                                                 "outputs": [{"name": "actions", "shape": [-1, 1]}]}
 
 
 RUNNER_EXPORT = r'''
