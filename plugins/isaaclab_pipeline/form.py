@@ -221,7 +221,7 @@ def to_nested(conf: Any) -> Any:
     return out
 
 
-def normalize(conf: Any) -> dict[str, Any]:
+def validate_submission(conf: Any) -> dict[str, Any]:
     """Validate a conf of either shape and return the normalized nested conf (``config.validate_conf``).
 
     :raises ConfigValidationError: listing every problem, each naming its field.

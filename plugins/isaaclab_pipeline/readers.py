@@ -143,10 +143,10 @@ def progress_points(progress: Mapping[str, Any] | None) -> Iterable[tuple[int, f
     return out
 
 
-def manifest_paths(manifest: Mapping[str, Any] | None) -> list[str]:
-    """The published paths a manifest.json lists, in its order."""
+def manifest_files(manifest: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The published files a manifest.json lists, path → its entry (size, sha256...), in its order."""
     files = manifest.get("files") if isinstance(manifest, Mapping) else None
-    return [f["path"] for f in files or [] if isinstance(f, Mapping) and isinstance(f.get("path"), str)]
+    return {f["path"]: f for f in files or [] if isinstance(f, Mapping) and isinstance(f.get("path"), str)}
 
 
 def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:

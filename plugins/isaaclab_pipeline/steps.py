@@ -47,12 +47,13 @@ def validate_config(conf: Mapping[str, Any] | None, dag_id: str, run_id: str,
     """
     from isaaclab_pipeline.compat import AirflowFailException
     from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, job_uuid
-    from isaaclab_pipeline.form import normalize
+    from isaaclab_pipeline.form import validate_submission
 
     settings = settings or PipelineSettings.load()
     try:  # the trigger form's flat fields or the nested conf (REST, VAMS), bare or wrapped
-        normalized = apply_deployment(normalize(dict(conf or {})), default_output_uri=settings.default_output_uri,
-                                      max_nodes=settings.max_nodes, max_trials=settings.max_trials)
+        normalized = apply_deployment(validate_submission(dict(conf or {})),
+                                      default_output_uri=settings.default_output_uri, max_nodes=settings.max_nodes,
+                                      max_trials=settings.max_trials)
     except ConfigValidationError as exc:
         raise AirflowFailException(str(exc)) from exc  # fail without retries
     return {"jobId": job_uuid(dag_id, run_id), "conf": normalized}

@@ -18,7 +18,6 @@ Only plain values are serialized: no conf, no task token.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -210,9 +209,7 @@ def _retryable(exc: BaseException) -> bool:
 def read_progress(staging_uri: str, aws_conn_id: str | None) -> dict[str, Any] | None:
     """Return the runner's progress.json under ``staging_uri``, or None if there is none (yet)."""
     from isaaclab_pipeline import staging, storage
+    from isaaclab_pipeline.readers import read_json
 
-    data = storage.for_uri(staging_uri, aws_conn_id).read_bytes(storage.join(staging_uri, staging.PROGRESS))
-    try:
-        return json.loads(data) if data else None
-    except json.JSONDecodeError:  # caught mid-write; the next poll reads it whole
-        return None
+    # None also when caught mid-write: the next poll reads it whole
+    return read_json(storage.for_uri(staging_uri, aws_conn_id).read_bytes(storage.join(staging_uri, staging.PROGRESS)))

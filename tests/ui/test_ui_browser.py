@@ -109,7 +109,7 @@ def test_trigger_form_creates_the_run_and_the_runs_view_lists_it(page, server: S
     assert run["conf"] == form.form_submission(**filled)  # typed values, defaults for the rest, hidden ones null
     nested = {"trainingConfig": {"task": TASK, "rlLibrary": "skrl", "seed": 42, "recordVideo": True, "numEnvs": 64,
                                  "maxIterations": 150}, "outputS3Path": out}
-    assert form.normalize(run["conf"]) == form.normalize(nested)
+    assert form.validate_submission(run["conf"]) == form.validate_submission(nested)
 
     # the runs view, inside the Airflow UI (its navigation entry opens the plugin page)
     page.goto(f"{server.url}/")

@@ -129,7 +129,7 @@ def _asset(tmp_path: Path) -> Path:
 def _spec(conf: dict, tmp_path: Path) -> dict:
     settings = PipelineSettings(staging_uri=str(tmp_path / "staging"), default_output_uri=str(tmp_path / "out"),
                                 cache_uri="")
-    normalized = apply_deployment(form.normalize(conf), default_output_uri=settings.default_output_uri,
+    normalized = apply_deployment(form.validate_submission(conf), default_output_uri=settings.default_output_uri,
                                   max_nodes=settings.max_nodes)
     return build_job_spec(normalized, JOB, settings).to_json_dict()
 
@@ -166,7 +166,7 @@ def test_form_and_nested_conf_give_the_same_job_spec(case: str, tmp_path: Path) 
     from_form = _spec(submitted, tmp_path)
     assert from_form == _spec(nested, tmp_path) == _spec(wrapped, tmp_path)
     assert from_form["envPackageUri"] == str(asset / "custom_cartpole.tar.gz")
-    assert form.normalize(submitted) == form.normalize(nested)
+    assert form.validate_submission(submitted) == form.validate_submission(nested)
 
 
 def test_form_and_nested_agree_on_overrides_when_the_schema_has_them(tmp_path: Path) -> None:
@@ -175,22 +175,22 @@ def test_form_and_nested_agree_on_overrides_when_the_schema_has_them(tmp_path: P
     overrides = ["agent.algorithm.learning_rate=3e-4"]
     submitted = form.form_submission(task=TASK, seed=1, overrides=overrides)
     nested = {"trainingConfig": {"task": TASK, "seed": 1, "overrides": overrides}}
-    assert form.normalize(submitted) == form.normalize(nested)
+    assert form.validate_submission(submitted) == form.validate_submission(nested)
 
 
 def test_empty_fields_take_the_confs_defaults() -> None:
-    conf = form.normalize(form.form_submission(mode="evaluate", task=TASK, seed=1, checkpointPath="c/m.pt",
+    conf = form.validate_submission(form.form_submission(mode="evaluate", task=TASK, seed=1, checkpointPath="c/m.pt",
                                                outputS3Path="", inputS3AssetFilePath=None))
     assert conf["trainingConfig"]["numEnvs"] == 100  # the evaluate default, not the train one
     assert "outputS3Path" not in conf and "inputS3AssetFilePath" not in conf
-    assert form.normalize(form.form_submission(task=TASK, seed=1))["trainingConfig"]["numEnvs"] == 4096
+    assert form.validate_submission(form.form_submission(task=TASK, seed=1))["trainingConfig"]["numEnvs"] == 4096
 
 
 def test_a_nested_conf_pasted_into_the_form_wins_over_untouched_fields() -> None:
     # the form's JSON view: its defaults (mode train...) beside a pasted nested conf (mode evaluate)
     pasted = {**form.form_submission(), "trainingConfig": {"mode": "evaluate", "task": TASK, "seed": 2,
                                                            "checkpointPath": "c/m.pt", "numEnvs": 8}}
-    tc = form.normalize(pasted)["trainingConfig"]
+    tc = form.validate_submission(pasted)["trainingConfig"]
     assert (tc["mode"], tc["task"], tc["numEnvs"]) == ("evaluate", TASK, 8)
 
 
@@ -203,4 +203,4 @@ def test_the_two_shapes_disagreeing_is_refused_naming_both() -> None:
 
 def test_form_field_errors_name_the_conf_field() -> None:
     with pytest.raises(ConfigValidationError, match=r"trainingConfig.task: 'a b' is not allowed"):
-        form.normalize(form.form_submission(task="a b"))
+        form.validate_submission(form.form_submission(task="a b"))

@@ -68,8 +68,8 @@ def test_json_documents() -> None:
     assert list(readers.progress_points(progress)) == [(3, 1.0), (4, 2.0), (5, 2.5)]
     assert list(readers.progress_points({"iteration": 1, "meanReward": float("nan")})) == []
     manifest = {"files": [{"path": "metrics.csv", "size": 3}, {"size": 1}, "x", {"path": "exported/policy.pt"}]}
-    assert readers.manifest_paths(manifest) == ["metrics.csv", "exported/policy.pt"]
-    assert readers.manifest_paths(None) == []
+    assert list(readers.manifest_files(manifest)) == ["metrics.csv", "exported/policy.pt"]
+    assert readers.manifest_files(manifest)["metrics.csv"]["size"] == 3 and readers.manifest_files(None) == {}
 
 
 def test_summary_headline_of_a_skrl_run() -> None:

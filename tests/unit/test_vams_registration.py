@@ -206,7 +206,7 @@ def test_arity_and_scope_fit_an_env_package_and_its_checkpoints() -> None:
 
 def test_the_templates_are_the_user_guides_defaults_and_valid_confs() -> None:
     from isaaclab_pipeline.config import validate_conf
-    from isaaclab_pipeline.form import normalize
+    from isaaclab_pipeline.form import validate_submission
 
     bodies = {t["templateId"]: json.loads(t["configBody"]) for t in load_bundle()["templates"]}
     train, evaluate = bodies["isaac-lab-train"]["trainingConfig"], bodies["isaac-lab-evaluate"]["trainingConfig"]
@@ -216,7 +216,7 @@ def test_the_templates_are_the_user_guides_defaults_and_valid_confs() -> None:
                         "numEpisodes": 50, "recordVideo": False}
     for body in bodies.values():
         assert body["computeConfig"] == {"numNodes": 1}
-        conf = normalize({**body, "inputS3AssetFilePath": "s3://vams-assets/a1/", "outputS3Path": "s3://vams-run-io/files/"})
+        conf = validate_submission({**body, "inputS3AssetFilePath": "s3://vams-assets/a1/", "outputS3Path": "s3://vams-run-io/files/"})
         validate_conf(conf)
 
 

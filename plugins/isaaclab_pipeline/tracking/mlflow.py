@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline.readers import manifest_files, read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ def metrics_from_csv(path: Path) -> list[Any]:
     """Every finite value of a published ``metrics.csv`` as MLflow ``Metric``\\ s (histories by step)."""
     from mlflow.entities import Metric
 
-    from isaaclab_pipeline.readers import read_metrics_csv
-
     return [Metric(metric_key(tag), value, int((wall or 0) * 1000), step)
             for step, wall, values in read_metrics_csv(path.read_text(errors="replace")).rows
             for tag, value in values.items()]
@@ -199,7 +198,6 @@ def log_trial(uri: str, experiment: str, *, job_id: str, conf: Mapping[str, Any]
               trial: Mapping[str, Any] | None = None, parent_run_id: str | None = None, status: str = "FINISHED",
               aws_conn_id: str | None = "aws_default") -> str:
     """Log one published run (a sweep's trial or a single run) as an MLflow run; return its run id."""
-    import json
 
     mlflow_client = client(uri)
     exp = experiment_id(mlflow_client, experiment)
@@ -220,7 +218,7 @@ def log_trial(uri: str, experiment: str, *, job_id: str, conf: Mapping[str, Any]
         with tempfile.TemporaryDirectory(prefix="isaaclab-mlflow-") as tmp:
             folder = Path(tmp)
             manifest = _download(out_uri, ["manifest.json"], folder, aws_conn_id)
-            names = [e["path"] for e in json.loads((folder / "manifest.json").read_text())["files"]] if manifest else []
+            names = list(manifest_files(read_json((folder / "manifest.json").read_bytes()))) if manifest else []
             wanted = [n for n in ARTIFACTS if n in names] + [c for c in [_newest_checkpoint(names)] if c]
             got = _download(out_uri, wanted, folder, aws_conn_id)
             metrics = metrics_from_csv(folder / "metrics.csv") if "metrics.csv" in got else []

@@ -98,6 +98,7 @@ def create_app() -> Any:
     def published_file(run_id: str, index: int, name: str) -> Response:
         """A file the run published, if its manifest lists it."""
         from isaaclab_pipeline import storage
+        from isaaclab_pipeline.readers import manifest_files
 
         [record] = records(1, run_id) or [None]
         if record is None:
@@ -109,10 +110,10 @@ def create_app() -> Any:
         cache = artifacts()
         manifest = cache.read_json(storage.join(out_uri, "manifest.json"), True,
                                    runs.step_version(record, "publish_outputs", index)) or {}
-        listed = {f.get("path") for f in manifest.get("files", []) if isinstance(f, dict)} | {"manifest.json"}
-        if name not in listed:
+        listed = manifest_files(manifest)
+        if name not in listed and name != "manifest.json":
             raise HTTPException(404, f"{name!r} is not among the files run {run_id!r} published (manifest.json)")
-        size = next((f.get("size") for f in manifest.get("files", []) if f.get("path") == name), 0) or 0
+        size = (listed.get(name) or {}).get("size") or 0
         if size > MAX_FILE_BYTES:
             raise HTTPException(413, f"{name} is {size} bytes; download it from {storage.join(out_uri, name)}")
         data = cache.read(storage.join(out_uri, name))

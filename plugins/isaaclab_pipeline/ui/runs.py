@@ -16,7 +16,6 @@ so the curve grows while the page is open whichever api-server worker answers.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ from urllib.parse import quote
 
 from isaaclab_pipeline import staging as layout
 from isaaclab_pipeline.config import DAG_ID
-from isaaclab_pipeline.readers import headline_metrics, progress_points, read_metrics_csv
+from isaaclab_pipeline.readers import headline_metrics, manifest_files, progress_points, read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +138,7 @@ class Artifacts:
         key = f"{uri}@{version}"
         if final and key in self._final:
             return self._final[key]
-        raw = self.read(uri)
-        try:
-            doc = json.loads(raw) if raw else None
-        except ValueError:  # caught mid-write, or not ours
-            doc = None
+        doc = read_json(self.read(uri))  # None: absent, caught mid-write, or not ours
         if final and doc is not None:
             self._remember(key, doc)
         return doc
@@ -380,7 +375,7 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
             cost_doc = artifacts.read_json(storage.join(out_uri, "cost.json"), True, out_version)
             trial["cost"] = _cost_summary(cost_doc)
             manifest = artifacts.read_json(storage.join(out_uri, "manifest.json"), True, out_version)
-            names = [f.get("path") for f in (manifest or {}).get("files", []) if isinstance(f, Mapping)]
+            names = list(manifest_files(manifest))
             trial["files"] = _files(record.run_id, index, names, file_url)
         except Exception as exc:
             problems.append(f"outputs not read: {type(exc).__name__}: {str(exc)[:200]}")

@@ -153,14 +153,14 @@ def success_output(conf: Mapping[str, Any], dag_id: str, run_id: str,
     """
     from isaaclab_pipeline import cost, storage
     from isaaclab_pipeline.config import apply_deployment, job_uuid
-    from isaaclab_pipeline.form import normalize
+    from isaaclab_pipeline.form import validate_submission
     from isaaclab_pipeline.settings import PipelineSettings
 
     if validated and isinstance(validated.get("conf"), Mapping):
         normalized, job_id = dict(validated["conf"]), str(validated.get("jobId") or job_uuid(dag_id, run_id))
     else:
         settings = PipelineSettings.load()
-        normalized = apply_deployment(normalize(conf), default_output_uri=settings.default_output_uri,
+        normalized = apply_deployment(validate_submission(conf), default_output_uri=settings.default_output_uri,
                                       max_nodes=settings.max_nodes)
         job_id = job_uuid(dag_id, run_id)
     out_uri = storage.join(normalized["outputS3Path"], job_id)
