@@ -56,6 +56,8 @@ def test_a_form_run_publishes_its_cost_and_the_runs_view_shows_it(home: Path) ->
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.session import create_session
     from isaaclab_pipeline.ui import runs
+    from isaaclab_pipeline.ui.artifacts import Artifacts
+    from isaaclab_pipeline.ui.queries import fetch_runs
 
     conf = form.form_submission(task="Isaac-Custom-Cartpole-Direct", numEnvs=16, maxIterations=3, seed=7,
                                 outputS3Path=f"file://{home}/outputs")
@@ -67,8 +69,8 @@ def test_a_form_run_publishes_its_cost_and_the_runs_view_shows_it(home: Path) ->
 
     # the published cost: the local job's wall time
     with create_session() as session:
-        [record] = runs.fetch_runs(session, run_id=run.run_id)
-    view = runs.describe(record, runs.Artifacts(), file_url=lambda r, i, n: f"{r}/{i}/{n}")
+        [record] = fetch_runs(session, run_id=run.run_id)
+    view = runs.describe(record, Artifacts(), file_url=lambda r, i, n: f"{r}/{i}/{n}")
     [trial] = view["trials"]
     out = Path(trial["outputUri"].removeprefix("file://"))
     cost = json.loads((out / "cost.json").read_text())

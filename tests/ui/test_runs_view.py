@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from isaaclab_pipeline import form
-from isaaclab_pipeline.ui import runs
+from isaaclab_pipeline.ui import artifacts, queries, run_links, runs
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-def record(run_id: str = "r1", state: str = "running", conf: dict | None = None, **kw) -> runs.RunRecord:
-    return runs.RunRecord(run_id, state, NOW - timedelta(minutes=10), None if state in runs.ACTIVE else NOW,
+def record(run_id: str = "r1", state: str = "running", conf: dict | None = None, **kw) -> queries.RunRecord:
+    return queries.RunRecord(run_id, state, NOW - timedelta(minutes=10), None if state in runs.ACTIVE else NOW,
                           NOW - timedelta(minutes=11), conf or {}, **kw)
 
 
@@ -80,7 +80,7 @@ def test_a_sweep_shows_each_trial_and_sums_the_cost(tmp_path: Path) -> None:
              ("publish_outputs", 0, "return_value"): {"outputUri": str(out), "jobId": "j0", "trialId": "t0"},
              ("wait_for_job", 0, "isaaclab_batch_job"): {"region_name": "eu-west-1", "aws_domain": "aws.amazon.com",
                                                          "job_id": "b-0"}}
-    view = runs.describe(record(tis=tis, xcoms=xcoms), runs.Artifacts(cost_of=costs), NOW.timestamp(), file_url)
+    view = runs.describe(record(tis=tis, xcoms=xcoms), artifacts.Artifacts(cost_of=costs), NOW.timestamp(), file_url)
 
     assert (view["mode"], view["task"], view["rlLibrary"], view["sweep"]) == ("train", "T", "skrl", True)
     assert view["steps"]["wait_for_job"] == "failed (1/3)"
@@ -108,7 +108,7 @@ def test_the_curve_of_a_running_job_grows_with_each_sample(tmp_path: Path) -> No
     rec = record(xcoms={("submit_job", -1, "return_value"): handle("j", staging)},
                  tis={("submit_job", -1): ("success", None, None, 1),
                       ("wait_for_job", -1): ("deferred", None, None, 1)})
-    cache = runs.Artifacts(cost_of=costs)
+    cache = artifacts.Artifacts(cost_of=costs)
     assert runs.describe(rec, cache)["trials"][0]["curve"] == [[1, 0.5]]
     staged(tmp_path, "j", iteration=3, maxIterations=5, meanReward=1.5, history=[[2, 1.0], {"iteration": 0,
                                                                                            "meanReward": 0.0}])
@@ -117,11 +117,11 @@ def test_the_curve_of_a_running_job_grows_with_each_sample(tmp_path: Path) -> No
 
 def test_before_validate_config_the_conf_as_sent_is_shown(tmp_path: Path) -> None:
     flat = form.form_submission(mode="evaluate", task="Isaac-Ant-v0", rlLibrary="rl_games")
-    view = runs.describe(record(conf=flat), runs.Artifacts())
+    view = runs.describe(record(conf=flat), artifacts.Artifacts())
     assert (view["mode"], view["task"], view["rlLibrary"], view["trials"]) == ("evaluate", "Isaac-Ant-v0",
                                                                                "rl_games", [])
     bad = runs.describe(record(conf={**form.form_submission(numEnvs=8), "trainingConfig": {"numEnvs": 9}}),
-                        runs.Artifacts())
+                        artifacts.Artifacts())
     assert bad["problems"] and "disagrees" in bad["problems"][0]
 
 
@@ -129,22 +129,22 @@ def test_reward_curve_of_each_library() -> None:
     """The curve comes from the library's headline tag (readers.HEADLINE_TAGS; its own tests in test_readers.py)."""
     for tag in ("Train/mean_reward", "Reward / Total reward (mean)", "rewards/iter"):
         text = f"step,wall_time,Loss/x,Reward / Instantaneous reward (max),{tag}\n0,0,9,9,1\n1,1,9,9,2\n"
-        assert runs.reward_curve_from_csv(text) == [[0, 1.0], [1, 2.0]], tag
-    assert runs.reward_curve_from_csv("step,wall_time,Loss/x\n0,0,1\n") == []
-    assert runs.reward_curve_from_csv("step,wall_time,rewards/iter\n0,0,1\n1,1,nan\n2,2,\n3,3,4\n") == [[0, 1.0],
+        assert artifacts.reward_curve_from_csv(text) == [[0, 1.0], [1, 2.0]], tag
+    assert artifacts.reward_curve_from_csv("step,wall_time,Loss/x\n0,0,1\n") == []
+    assert artifacts.reward_curve_from_csv("step,wall_time,rewards/iter\n0,0,1\n1,1,nan\n2,2,\n3,3,4\n") == [[0, 1.0],
                                                                                                      [3, 4.0]]
-    assert len(runs.downsample([[i, i] for i in range(1000)])) == runs.CURVE_POINTS
+    assert len(artifacts.downsample([[i, i] for i in range(1000)])) == artifacts.CURVE_POINTS
 
 
 def test_links() -> None:
-    assert runs.s3_console_link("s3://bucket/out/job", "us-east-1") == (
+    assert run_links.s3_console_link("s3://bucket/out/job", "us-east-1") == (
         "https://s3.console.aws.amazon.com/s3/buckets/bucket?prefix=out/job/&region=us-east-1")
-    assert runs.s3_console_link("/local/out") is None
-    logs = runs.console_link("isaaclab_job_log", {"region_name": "us-east-1", "aws_domain": "aws.amazon.com",
+    assert run_links.s3_console_link("/local/out") is None
+    logs = run_links.console_link("isaaclab_job_log", {"region_name": "us-east-1", "aws_domain": "aws.amazon.com",
                                                   "awslogs_group": "/aws/batch/job", "awslogs_region": "us-east-1",
                                                   "awslogs_stream_name": "isaaclab-train/default/abc"})
     assert logs.startswith("https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups")
-    assert runs.console_link("isaaclab_batch_job", {}) is None
+    assert run_links.console_link("isaaclab_batch_job", {}) is None
 
 
 def test_a_cost_that_cannot_be_worked_out_is_shown_as_such(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_a_cost_that_cannot_be_worked_out_is_shown_as_such(tmp_path: Path) -> No
 
     rec = record(xcoms={("submit_job", -1, "return_value"): handle("j", staged(tmp_path, "j", state="queued"))},
                  tis={("submit_job", -1): ("success", None, None, 1)})
-    view = runs.describe(rec, runs.Artifacts(cost_of=refused))
+    view = runs.describe(rec, artifacts.Artifacts(cost_of=refused))
     assert view["trials"][0]["cost"] == {"error": "PermissionError: AccessDenied"}
     assert view["cost"] == {"error": "PermissionError: AccessDenied"}
 
@@ -163,7 +163,7 @@ def test_a_cleared_run_that_publishes_again_is_read_again(tmp_path: Path) -> Non
     xcoms = {("publish_outputs", -1, "return_value"): {"outputUri": str(out)},
              ("submit_job", -1, "return_value"): handle("j", "-")}
     first = {("publish_outputs", -1): ("success", None, NOW, 1)}
-    cache = runs.Artifacts(cost_of=costs)
+    cache = artifacts.Artifacts(cost_of=costs)
     assert runs.describe(record(state="success", tis=first, xcoms=xcoms), cache)["trials"][0]["curve"][-1] == [1, 2.0]
     (out / "metrics.csv").write_text("step,wall_time,Train/mean_reward\n0,0,7.0\n")
     # published files are read once per publish: the same step end reads the cache...
@@ -180,5 +180,5 @@ def test_a_failed_job_shows_its_own_error(tmp_path: Path) -> None:
     (Path(staging) / "result.json").write_text(json.dumps({"status": "failed", "error": error}))
     tis = {("submit_job", -1): ("success", None, None, 1), ("wait_for_job", -1): ("failed", None, None, 1)}
     rec = record(state="failed", tis=tis, xcoms={("submit_job", -1, "return_value"): handle("j", staging)})
-    (trial,) = runs.describe(rec, runs.Artifacts(cost_of=costs), NOW.timestamp(), file_url)["trials"]
+    (trial,) = runs.describe(rec, artifacts.Artifacts(cost_of=costs), NOW.timestamp(), file_url)["trials"]
     assert trial["error"] == error

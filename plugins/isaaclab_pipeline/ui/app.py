@@ -42,28 +42,31 @@ def create_app() -> Any:
 
     from isaaclab_pipeline.config import DAG_ID
     from isaaclab_pipeline.ui import runs
+    from isaaclab_pipeline.ui.artifacts import Artifacts
+    from isaaclab_pipeline.ui.queries import RunRecord, fetch_runs
+    from isaaclab_pipeline.ui.run_links import airflow_run_link
 
     readers = [Depends(requires_access_dag("GET", entity, param_dag_id=DAG_ID))
                for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM)]
     app = FastAPI(title="Isaac Lab runs", docs_url=None, redoc_url=None, openapi_url=None)
     state: dict[str, Any] = {"artifacts": None, "loaded": 0.0}
 
-    def artifacts() -> runs.Artifacts:
+    def artifacts() -> Artifacts:
         """One cache per process; the AWS connection re-read from the settings every minute."""
         from isaaclab_pipeline.settings import get_setting
 
         if state["artifacts"] is None or time.monotonic() - state["loaded"] > SETTINGS_TTL_S:
             conn = get_setting("aws_conn_id", "aws_default") or "aws_default"
             if state["artifacts"] is None or state["artifacts"].aws_conn_id != conn:
-                state["artifacts"] = runs.Artifacts(conn)
+                state["artifacts"] = Artifacts(conn)
             state["loaded"] = time.monotonic()
         return state["artifacts"]
 
-    def records(limit: int, run_id: str | None) -> list[runs.RunRecord]:
+    def records(limit: int, run_id: str | None) -> list[RunRecord]:
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            return runs.fetch_runs(session, limit, run_id)
+            return fetch_runs(session, limit, run_id)
 
     @app.get("/runs", response_class=HTMLResponse, dependencies=readers)
     def page() -> HTMLResponse:
@@ -90,7 +93,7 @@ def create_app() -> Any:
             except Exception as exc:  # one broken run must not hide the others
                 log.exception("runs view: run %s could not be described", record.run_id)
                 out.append({"runId": record.run_id, "state": record.state, "trials": [], "steps": {},
-                            "links": {"airflow": runs.airflow_run_link(record.run_id)},
+                            "links": {"airflow": airflow_run_link(record.run_id)},
                             "problems": [f"{type(exc).__name__}: {str(exc)[:300]}"]})
         return JSONResponse({"dagId": DAG_ID, "now": now, "runs": out}, headers={"Cache-Control": "no-store"})
 

@@ -8,241 +8,24 @@ Two sources, read by the api-server (locally and on MWAA alike):
 - the stores (``storage``): ``progress.json`` in the job's staging folder while it runs, and the published
   ``summary.json``, ``cost.json``, ``metrics.csv`` and ``manifest.json`` once it is done.
 
-The reward curve of a finished trial is its ``metrics.csv``'s mean-reward column. While a trial runs, progress.json
-holds only the latest iteration, so the curve is the series of progress.json samples this process has seen
-(merged with a ``history`` list, should progress.json carry one); the page also keeps every point it received,
-so the curve grows while the page is open whichever api-server worker answers.
+The rooms of ``ui/``: ``queries.py`` (the metadata DB), ``artifacts.py`` (the stores, cached; the reward curve),
+``run_links.py`` (links), this module (a run as the page shows it), ``app.py`` (the FastAPI app), ``plugin.py``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-from isaaclab_pipeline import staging as layout
-from isaaclab_pipeline.config import DAG_ID
-from isaaclab_pipeline.readers import headline_metrics, manifest_files, progress_points, read_json, read_metrics_csv
+from isaaclab_pipeline import staging
+from isaaclab_pipeline.readers import manifest_files
+from isaaclab_pipeline.ui.artifacts import Artifacts, result_of
+from isaaclab_pipeline.ui.queries import LINK_KEYS, REPORT_STEP, STEPS, TRIAL_STEPS, RunRecord
+from isaaclab_pipeline.ui.run_links import airflow_run_link, console_link, s3_console_link
 
-log = logging.getLogger(__name__)
-
-STEPS = ("validate_config", "resolve_inputs", "submit_job", "wait_for_job", "convert_tensorboard_logs",
-         "publish_outputs")
-TRIAL_STEPS = STEPS[2:]  # mapped per trial when the DAG fans out a sweep
-REPORT_STEP = "compare_trials"
-LINK_KEYS = ("isaaclab_batch_job", "isaaclab_job_log")  # links.IsaacLabBatchJobLink/IsaacLabJobLogLink keys
-CURVE_POINTS = 200  # at most this many points per curve
-HISTORY_JOBS = 200  # running jobs whose sampled progress is kept
 ACTIVE = ("queued", "running")
 
-
-@dataclass
-class RunRecord:
-    """One DAG run as the metadata DB has it."""
-
-    run_id: str
-    state: str
-    start_date: datetime | None
-    end_date: datetime | None
-    run_after: datetime | None
-    conf: dict[str, Any]
-    note: str | None = None
-    triggered_by: str | None = None
-    # (task id, map index) -> (state, start, end, try number)
-    tis: dict[tuple[str, int], tuple[str | None, datetime | None, datetime | None, int]] = field(default_factory=dict)
-    # (task id, map index, key) -> value
-    xcoms: dict[tuple[str, int, str], Any] = field(default_factory=dict)
-
-
-def fetch_runs(session: Any, limit: int = 25, run_id: str | None = None) -> list[RunRecord]:
-    """Read the newest ``limit`` runs of the DAG (or the one ``run_id``) with their task instances and XComs."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
-
-    query = select(DagRun).where(DagRun.dag_id == DAG_ID)
-    if run_id is not None:
-        query = query.where(DagRun.run_id == run_id)
-    runs = list(session.scalars(query.order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(limit)))
-    records = {r.run_id: RunRecord(r.run_id, str(r.state) if r.state else "", r.start_date, r.end_date,
-                                   r.run_after, dict(r.conf or {}), _note(r),
-                                   getattr(r, "triggering_user_name", None)) for r in runs}
-    if not records:
-        return []
-    rows = session.execute(select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index,
-                                  TaskInstance.state, TaskInstance.start_date, TaskInstance.end_date,
-                                  TaskInstance.try_number)
-                           .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id.in_(records)))
-    for rid, task_id, map_index, state, start, end, tries in rows:
-        records[rid].tis[(task_id, map_index)] = (str(state) if state else None, start, end, tries or 0)
-    xcoms = session.scalars(select(XComModel).where(
-        XComModel.dag_id == DAG_ID, XComModel.run_id.in_(records),
-        XComModel.task_id.in_((*STEPS, REPORT_STEP)), XComModel.key.in_(("return_value", *LINK_KEYS))))
-    for x in xcoms:
-        try:
-            value = XComModel.deserialize_value(x)
-        except Exception:  # a value this view cannot read is left out, not fatal
-            continue
-        records[x.run_id].xcoms[(x.task_id, x.map_index, x.key)] = value
-    return [records[r.run_id] for r in runs]
-
-
-def _note(run: Any) -> str | None:
-    try:
-        return run.note
-    except Exception:  # a detached or lazy relationship
-        return None
-
-
-class Artifacts:
-    """Reads what jobs stage and publish, with caches: a finished run's files once, a running job's progress each
-    time (sampled into its curve), a running Batch job's cost at most every ``cost_ttl_s``.
-
-    :param aws_conn_id: the connection for s3:// URIs.
-    :param read: URI → bytes or None (default: ``storage.for_uri(uri).read_bytes``; tests pass their own).
-    :param cost_of: job handle → cost document (default: ``cost.cost_of``).
-    """
-
-    def __init__(self, aws_conn_id: str | None = "aws_default", read: Callable[[str], bytes | None] | None = None,
-                 cost_of: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
-                 cost_ttl_s: float = 30.0) -> None:
-        self.aws_conn_id = aws_conn_id
-        self._read = read
-        self._cost_of = cost_of
-        self.cost_ttl_s = cost_ttl_s
-        self._lock = threading.Lock()
-        self._final: OrderedDict[str, Any] = OrderedDict()  # finished runs' documents, by URI
-        self._costs: dict[str, tuple[float, Any]] = {}
-        self._history: OrderedDict[str, dict[int, float]] = OrderedDict()
-
-    def read(self, uri: str) -> bytes | None:
-        """The bytes at ``uri`` (None: absent)."""
-        if self._read is not None:
-            return self._read(uri)
-        from isaaclab_pipeline import storage
-
-        return storage.for_uri(uri, self.aws_conn_id).read_bytes(uri)
-
-    def read_json(self, uri: str, final: bool, version: str = "") -> Any:
-        """A JSON document at ``uri`` (None: absent or unreadable); cached for good when ``final``.
-
-        :param version: what changes when the file may have been written again (a cleared run's step ended again).
-        """
-        key = f"{uri}@{version}"
-        if final and key in self._final:
-            return self._final[key]
-        doc = read_json(self.read(uri))  # None: absent, caught mid-write, or not ours
-        if final and doc is not None:
-            self._remember(key, doc)
-        return doc
-
-    def curve_of_metrics(self, uri: str, version: str = "") -> list[list[float]]:
-        """The mean-reward curve of a published metrics.csv (cached for good)."""
-        key = f"curve:{uri}@{version}"
-        if key in self._final:
-            return self._final[key]
-        raw = self.read(uri)
-        curve = reward_curve_from_csv(raw.decode(errors="replace")) if raw else []
-        if raw:
-            self._remember(key, curve)
-        return curve
-
-    def sample(self, job_key: str, progress: Mapping[str, Any] | None) -> list[list[float]]:
-        """Add a progress.json sample to the job's curve and return the curve so far."""
-        with self._lock:
-            points = self._history.setdefault(job_key, {})
-            self._history.move_to_end(job_key)
-            while len(self._history) > HISTORY_JOBS:
-                self._history.popitem(last=False)
-            for it, reward in progress_points(progress):
-                points[it] = reward
-            return downsample(sorted([it, r] for it, r in points.items()))
-
-    def cost(self, handle: Mapping[str, Any], final: bool, version: str = "") -> dict[str, Any] | None:
-        """The job's cost worked out from its backend (a live estimate while it runs)."""
-        key = f"{handle.get('backend')}:{handle.get('external_id')}@{version}"
-        now = time.monotonic()
-        cached = self._costs.get(key)
-        if cached and (cached[0] == float("inf") or now - cached[0] < self.cost_ttl_s):
-            return cached[1]
-        try:
-            if self._cost_of is not None:
-                doc = self._cost_of(handle)
-            else:
-                from isaaclab_pipeline.cost import cost_of
-
-                doc = cost_of(handle, self.aws_conn_id)
-        except Exception as exc:
-            log.warning("runs view: cost of %s not worked out: %s: %s", key, type(exc).__name__, exc)
-            doc = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        self._costs[key] = (float("inf") if final and not doc.get("error") else now, doc)
-        return doc
-
-    def _remember(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._final[key] = value
-            while len(self._final) > 2000:
-                self._final.popitem(last=False)
-
-
-def downsample(points: list[list[float]], limit: int = CURVE_POINTS) -> list[list[float]]:
-    """At most ``limit`` points, evenly spread, the first and the last kept."""
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[round(i * step)] for i in range(limit)]
-
-
-def reward_curve_from_csv(text: str) -> list[list[float]]:
-    """[[step, mean reward], ...] of a metrics.csv (the library's reward tag; non-finite skipped), downsampled."""
-    return downsample([[step, value] for step, value in read_metrics_csv(text).reward()])
-
-
-def result_of(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The headline numbers of a published summary.json (training: mean reward; evaluation: return)."""
-    if not isinstance(summary, Mapping):
-        return None
-    return headline_metrics(summary) or None
-
-
-# Links
-
-def airflow_run_link(run_id: str) -> str:
-    """The run's page in the Airflow UI."""
-    return f"/dags/{quote(DAG_ID)}/runs/{quote(run_id, safe='')}"
-
-
-def console_link(key: str, value: Any) -> str | None:
-    """A Batch job or CloudWatch log link from the link values the wait step stored (the provider's formats)."""
-    if not isinstance(value, Mapping) or not value:
-        return None
-    from isaaclab_pipeline.links import IsaacLabBatchJobLink, IsaacLabJobLogLink
-
-    link = {IsaacLabBatchJobLink.key: IsaacLabBatchJobLink, IsaacLabJobLogLink.key: IsaacLabJobLogLink}[key]()
-    try:
-        return link.format_link(**value) or None
-    except Exception:
-        return None
-
-
-def s3_console_link(uri: str, region: str | None = None) -> str | None:
-    """The S3 console's page of an ``s3://`` folder."""
-    if not uri.startswith("s3://"):
-        return None
-    bucket, _, key = uri[5:].partition("/")
-    prefix = key.rstrip("/") + "/" if key else ""
-    tail = f"&region={region}" if region else ""
-    return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={quote(prefix)}{tail}"
-
-
-# Putting it together
 
 def describe(record: RunRecord, artifacts: Artifacts, now: float | None = None,
              file_url: Callable[[str, int, str], str] | None = None) -> dict[str, Any]:
@@ -325,7 +108,7 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
     published = record.xcoms.get(("publish_outputs", index, "return_value"))
     spec, facts = _spec_of(record, index)
     handle = handle if isinstance(handle, Mapping) else None
-    staging = (handle or {}).get("staging_uri") or (spec or {}).get("stagingUri")
+    staging_uri = (handle or {}).get("staging_uri") or (spec or {}).get("stagingUri")
     out_uri = published.get("outputUri") if isinstance(published, Mapping) else None
     waited = _state(record, "wait_for_job", index)
     # a cleared run's steps run again and rewrite the same files: their end and try number version the caches
@@ -345,20 +128,20 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         "links": {}, "outputUri": out_uri,
     }
     # live progress (and the final progress of a job that ended without publishing)
-    if staging and not out_uri:
+    if staging_uri and not out_uri:
         from isaaclab_pipeline import storage
 
         try:
-            progress = artifacts.read_json(storage.join(staging, layout.PROGRESS), final=job_over or run_over,
+            progress = artifacts.read_json(storage.join(staging_uri, staging.PROGRESS), final=job_over or run_over,
                                            version=job_version)
         except Exception as exc:
             problems.append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")
             progress = None
         trial["progress"] = progress
-        trial["curve"] = artifacts.sample(trial["jobId"] or staging, progress)
+        trial["curve"] = artifacts.sample(trial["jobId"] or staging_uri, progress)
         if waited == "failed":  # the job's own cause (result.json's error), not only the step's state
             try:
-                result = artifacts.read_json(storage.join(staging, layout.RESULT), final=True, version=job_version)
+                result = artifacts.read_json(storage.join(staging_uri, staging.RESULT), final=True, version=job_version)
                 trial["error"] = (result or {}).get("error") if isinstance(result, Mapping) else None
             except Exception as exc:
                 problems.append(f"result.json not read: {type(exc).__name__}: {str(exc)[:200]}")
