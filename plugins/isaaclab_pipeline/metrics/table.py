@@ -2,8 +2,15 @@
 
 Columns: ``step``, ``wall_time``, then the tags sorted by name. Rows: the union of all tags' steps, in
 ascending order; a cell is empty where a tag has no value at that step; ``wall_time`` is the greatest
-wall_time among the row's values. Numbers are written with ``repr(float)`` (Python's shortest round-trip
-form), so reading the CSV back gives the exact float64 values (the float32 ``simple_value`` widened).
+wall_time among the row's values. Numbers are written as ``repr(float)`` writes them (Python's shortest
+round-trip form), so reading the CSV back gives the exact float64 values (the float32 ``simple_value`` widened).
+
+Formatting a million floats one ``repr`` at a time costs as much as reading the event file, so the cells are
+formatted by msgspec's JSON encoder (a dependency of Airflow itself), one call per block of rows: it writes the
+same shortest round-trip digits, ~9x faster. Its spelling matches ``repr`` for 0 and for 1e-4 <= |x| < 1e16
+(``repr`` switches to an exponent outside that range, msgspec at other bounds and as ``1e16`` rather than
+``1e+16``); cells outside it, NaN and infinities are few and go through ``repr``. The tests hold both spellings
+equal over that range.
 
 The file is written in blocks of rows, so memory beyond the per-tag series stays small for long runs.
 """
@@ -11,6 +18,7 @@ The file is written in blocks of rows, so memory beyond the per-tag series stays
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +30,9 @@ if TYPE_CHECKING:
     from isaaclab_pipeline.metrics.events import ScalarSeries
 
 ROWS_PER_BLOCK = 8192
+# |x| in [REPR_PLAIN_MIN, REPR_PLAIN_MAX) (or x == 0): repr writes no exponent, and msgspec the same string
+REPR_PLAIN_MIN = 1e-4
+REPR_PLAIN_MAX = 1e16
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,17 @@ def union_steps(series: Mapping[str, ScalarSeries]) -> np.ndarray:
     return np.unique(np.concatenate([s.steps for s in series.values()]))
 
 
+def encoder_matches_repr(grid: np.ndarray) -> np.ndarray:
+    """Mask of the cells whose msgspec spelling is exactly ``repr``'s (finite, no exponent in either).
+
+    :param grid: float64 cells.
+    """
+    import numpy as np
+
+    magnitude = np.abs(grid)
+    return ((magnitude >= REPR_PLAIN_MIN) & (magnitude < REPR_PLAIN_MAX)) | (grid == 0)
+
+
 def write_metrics_csv(series: Mapping[str, ScalarSeries], path: Path | str,
                       rows_per_block: int = ROWS_PER_BLOCK) -> TableShape:
     """Write the wide table to ``path``.
@@ -54,37 +76,54 @@ def write_metrics_csv(series: Mapping[str, ScalarSeries], path: Path | str,
     :param rows_per_block: rows formatted per block; bounds the memory used for formatting.
     :return: row count and header.
     """
+    import msgspec
     import numpy as np
 
     tags = sorted(series)
     header = ["step", "wall_time", *tags]
     steps = union_steps(series)
     cursors = dict.fromkeys(tags, 0)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f, lineterminator="\n").writerow(header)  # the csv module quotes odd tag names
-        # Number cells never need quoting: joining repr() strings is ~1.5x faster than csv.writer.writerows,
-        # and repr (the shortest string that reads back to the same float) is most of the cost anyway.
+    encode = msgspec.json.Encoder().encode
+    raw = msgspec.Raw
+    empty = raw(b"")
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\n").writerow(header)  # the csv module quotes odd tag names
+    with open(path, "wb") as f:
+        f.write(head.getvalue().encode("utf-8"))
         for r0 in range(0, len(steps), rows_per_block):
             block = steps[r0 : r0 + rows_per_block]
             m = len(block)
-            row_wall = np.full(m, -np.inf)
-            columns: list[list[str]] = []
-            for tag in tags:
+            # Column 0 is the row's wall_time, column j + 1 the j-th tag.
+            grid = np.empty((m, len(tags) + 1))
+            grid[:, 0] = -np.inf
+            row_wall = grid[:, 0]
+            missing: list[tuple[np.ndarray, int]] = []  # (rows without a value, column) per sparse tag
+            for j, tag in enumerate(tags, start=1):
                 s = series[tag]
                 a = cursors[tag]
                 b = a + int(np.searchsorted(s.steps[a:], block[-1], side="right"))
                 cursors[tag] = b
                 if b - a == m:  # the tag has a value at every step of the block
-                    columns.append(list(map(repr, s.values[a:b].tolist())))
+                    grid[:, j] = s.values[a:b]
                     np.maximum(row_wall, s.wall_times[a:b], out=row_wall)
                     continue
-                cells = np.full(m, "", dtype=object)
+                has = np.zeros(m, dtype=bool)
                 if b > a:
                     pos = np.searchsorted(block, s.steps[a:b])
-                    cells[pos] = list(map(repr, s.values[a:b].tolist()))
+                    grid[pos, j] = s.values[a:b]
+                    has[pos] = True
                     row_wall[pos] = np.maximum(row_wall[pos], s.wall_times[a:b])
-                columns.append(cells.tolist())
-            lines = zip(map(str, block.tolist()), map(repr, row_wall.tolist()), *columns, strict=True)
-            f.write("\n".join(map(",".join, lines)))
-            f.write("\n")
+                grid[~has, j] = 0.0  # replaced by an empty cell below
+                missing.append((np.flatnonzero(~has), j))
+            rows = grid.tolist()
+            # One encode per block; the cells whose spelling would differ from repr are patched in first.
+            for r, c in zip(*np.nonzero(~encoder_matches_repr(grid)), strict=True):
+                rows[r][c] = raw(repr(rows[r][c]).encode())
+            for missing_rows, c in missing:
+                for r in missing_rows.tolist():
+                    rows[r][c] = empty
+            for row, step in zip(rows, block.tolist(), strict=True):
+                row.insert(0, step)
+            f.write(encode(rows)[2:-2].replace(b"],[", b"\n"))  # no cell holds a bracket: rows are [..],[..]
+            f.write(b"\n")
     return TableShape(rows=len(steps), columns=header)

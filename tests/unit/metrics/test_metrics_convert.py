@@ -109,6 +109,47 @@ def test_csv_columns_rows_and_exact_values(tmp_path: Path, tb) -> None:
     assert result.steps == 5 and result.tags == tags and result.scalars == 12 and result.files == 1
 
 
+def _reference_csv(series: dict, tags: list[str]) -> str:
+    """metrics.csv as the per-cell ``repr`` writer before msgspec produced it (the format's definition)."""
+    cells: dict[int, dict[str, float]] = {}
+    walls: dict[int, float] = {}
+    for tag in tags:
+        s = series[tag]
+        for step, wall, value in zip(s.steps.tolist(), s.wall_times.tolist(), s.values.tolist(), strict=True):
+            cells.setdefault(step, {})[tag] = value
+            walls[step] = max(walls.get(step, -math.inf), wall)
+    lines = [",".join(["step", "wall_time", *tags])]
+    for step in sorted(cells):
+        lines.append(",".join([str(step), repr(walls[step]),
+                               *(repr(cells[step][t]) if t in cells[step] else "" for t in tags)]))
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_cells_spell_repr_in_every_range(tmp_path: Path) -> None:
+    """Every cell is repr(float) byte for byte: plain, exponent, subnormal, signed zero, NaN, infinities, sparse."""
+    import numpy as np
+    from isaaclab_pipeline.metrics import ScalarSeries
+    from isaaclab_pipeline.metrics.table import write_metrics_csv
+
+    rng = np.random.default_rng(7)
+    edges = [0.0, -0.0, math.nan, math.inf, -math.inf, 5e-324, 1.7976931348623157e308, 1e-5, 2.5e-7, 1e22]
+    for bound in (1e-4, 1e16, 1e15):
+        edges += [float(np.nextafter(bound, -math.inf)), bound, float(np.nextafter(bound, math.inf)), -bound]
+    n = 400
+    widened = rng.normal(size=n).astype(np.float32).astype(np.float64)  # simple_value is a float32
+    values = np.concatenate([np.array(edges), rng.integers(0, 2**63, n, dtype=np.int64).view(np.float64),
+                             widened * 10.0 ** rng.integers(-8, 20, n)])
+    steps = np.arange(len(values), dtype=np.int64)
+    series = {
+        "dense": ScalarSeries(steps, T0 + steps * 0.5, values),
+        "reversed": ScalarSeries(steps, T0 + steps * 0.25, values[::-1].copy()),
+        "sparse": ScalarSeries(steps[::3], T0 + steps[::3] + 0.125, rng.normal(size=len(steps[::3])) * 1e-6),
+    }
+    shape = write_metrics_csv(series, tmp_path / "metrics.csv", rows_per_block=37)  # several blocks, a short last one
+    assert shape.rows == len(steps)
+    assert (tmp_path / "metrics.csv").read_text() == _reference_csv(series, sorted(series))
+
+
 def _f32(x: float) -> float:
     import struct
 
