@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,109 @@ class BackgroundExport:
             self._error = exc
         finally:
             self.seconds = time.monotonic() - started
+
+
+class EarlyExport:
+    """The policy export, started when training starts so that the final export takes a second, not ten or more.
+
+    Most of an export's time on its first call in a process is not the export: importing torch and the library's
+    model code, then the ONNX exporter's one-time set-up (torch.export, onnxscript's registry). This thread does that
+    while Isaac Lab trains, and exports the first complete checkpoint of the run into a scratch folder (``warmups``
+    times), then waits; ``finish`` hands it the final checkpoint the moment Isaac Lab exits. The warm-up writes only
+    to ``scratch``: the files in ``exported/`` are those of a cold export of the final checkpoint (the same code,
+    byte for byte). A failed warm-up costs nothing but the warm-up.
+
+    :param library: the run's RL library.
+    :param find_run_dir: returns the run folder once Isaac Lab made it (None before).
+    :param scratch: where the warm-up exports go.
+    :param warmups: how many warm-up exports (the second call of torch's ONNX exporter is still slower than the
+        third).
+    """
+
+    POLL_S = 1.0  # a checkpoint unchanged over one poll is complete (as the checkpoint sync's rule)
+
+    def __init__(self, library: RLLibrary, find_run_dir: Callable[[], Path | None], scratch: Path,
+                 warmups: int = 2) -> None:
+        self.library, self.find_run_dir, self.scratch, self.warmups = library, find_run_dir, scratch, warmups
+        self.run_dir: Path | None = None
+        self.checkpoint: Path | None = None
+        self.out_dir: Path | None = None
+        self.seconds = 0.0  # the final export's, from the hand-over
+        self.warmed = 0  # warm-up exports done
+        self._final = threading.Event()
+        self._cancelled = False
+        self._paths: list[Path] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="policy-export-early", daemon=True)
+
+    def start(self) -> EarlyExport:
+        """Start the imports and the warm-up; returns self."""
+        self._thread.start()
+        return self
+
+    def finish(self, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> EarlyExport:
+        """Export ``checkpoint`` (training is over): as soon as the current warm-up step ends; returns self."""
+        self.run_dir, self.checkpoint = run_dir, checkpoint
+        self.out_dir = out_dir or run_dir / EXPORT_DIR
+        self._final.set()
+        return self
+
+    def cancel(self) -> None:
+        """No export after all (training failed or was interrupted): the thread ends after its current step."""
+        self._cancelled = True
+        self._final.set()
+
+    def wait(self, timeout: float | None = None) -> list[Path]:
+        """As :meth:`BackgroundExport.wait`."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise ExportError(f"the export did not finish within {timeout:.0f}s")
+        if isinstance(self._error, ExportError):
+            raise self._error
+        if self._error is not None:
+            raise ExportError(f"{type(self._error).__name__}: {self._error}") from self._error
+        return self._paths
+
+    def _run(self) -> None:
+        try:
+            import torch  # noqa: F401 - what every exporter needs, imported while Isaac Lab trains
+
+            self._warm_up()
+        except Exception:  # a warm-up never fails the export
+            pass
+        self._final.wait()
+        if self._cancelled or self.checkpoint is None or self.run_dir is None:
+            return
+        started = time.monotonic()
+        try:
+            self._paths = export_run(self.library, self.run_dir, self.checkpoint, self.out_dir)
+        except BaseException as exc:  # handed to wait(): an export never ends the job
+            self._error = exc
+        finally:
+            self.seconds = time.monotonic() - started
+
+    def _warm_up(self) -> None:
+        from isaaclab_runner.libraries.base import latest_checkpoint
+
+        seen: tuple[Path, int, int] | None = None
+        failures = 0
+        while self.warmed < self.warmups and failures < 3 and not self._final.wait(self.POLL_S):
+            run_dir = self.find_run_dir()
+            latest = latest_checkpoint(self.library, run_dir) if run_dir is not None else None
+            if latest is None or not (run_dir / AGENT_YAML).is_file():
+                continue
+            st = latest.stat()
+            if seen != (latest, st.st_size, st.st_mtime_ns):  # still being written, or new
+                seen = (latest, st.st_size, st.st_mtime_ns)
+                continue
+            copy = self.scratch / "checkpoint" / latest.name  # a copy: Isaac Lab never sees this thread's reads
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(latest, copy)
+            try:
+                export_run(self.library, run_dir, copy, self.scratch / f"warmup-{self.warmed}")
+                self.warmed += 1
+            except Exception:  # a checkpoint half written after all, or a model this process cannot rebuild
+                failures += 1
 
 
 """

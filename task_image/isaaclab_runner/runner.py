@@ -52,6 +52,7 @@ SYNC_FLUSH_TIMEOUT_S = 15.0  # of the 30 s Batch allows between SIGTERM and SIGK
 PLAY_STEPS = 300  # a play run's length in env steps (5 s of simulated time at 60 Hz), one video clip
 # ISAACLAB_RUNNER_EXPORT=0 skips the export after training
 EXPORT_ENV = "ISAACLAB_RUNNER_EXPORT"
+EXPORT_EARLY_ENV = "ISAACLAB_RUNNER_EXPORT_EARLY"  # 1/0: start the export with training (default: on a GPU)
 EXPORT_TIMEOUT_S = 300.0  # the in-process export (a few seconds) runs beside the upload; this bounds the wait
 
 ProgressParser = Callable[[str, dict[str, Any]], bool]
@@ -80,7 +81,7 @@ class JobRunner:
         self._out_of_memory: str | None = None  # the first out-of-memory line Isaac Lab printed
         self._last_exception: str | None = None  # the last traceback's exception line Isaac Lab printed
         self.env = packages.JobEnvironment.current()  # the job's own environment once _run_stages made it
-        self._export: export.BackgroundExport | None = None  # the policy export running beside the upload
+        self._export: export.BackgroundExport | export.EarlyExport | None = None  # the export beside the upload
         self.task_modules: list[str] = []  # the env package's modules (imported through import_tasks on 2.x)
         self.asset_root: Path | None = None  # the host cache the asset mirror filled (ISAACSIM_ASSET_ROOT)
         self.timings = timings.Timings(launch.job_attempt())  # where this attempt's time goes (timings.py)
@@ -267,6 +268,11 @@ class JobRunner:
                                                    self.workdir / "sync",
                                                    events_key=lambda path: self._event_key(library, cwd, path)
                                                    ).start()
+        wanted = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
+        early = None
+        if install.major >= 3 and wanted and self.node.uploads and self._export_early(device):
+            early = export.EarlyExport(library, lambda: library.find_run_dir(cwd), self.workdir / "export-warmup"
+                                       ).start()  # its imports and warm-up run while Isaac Lab trains
         try:
             exit_code = self._stream(cmd, cwd, self._child_env(device), library.parse_progress)
         finally:
@@ -279,15 +285,26 @@ class JobRunner:
                 self._synced = checkpoint_sync.staged()
                 self._synced_events = checkpoint_sync.staged_events()
         run_dir = library.find_run_dir(cwd)
-        wanted = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
         if (exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and wanted
                 and self.node.uploads):
             last = base.latest_checkpoint(library, run_dir)
             if last is None:
                 self.say("No checkpoint to export")
+            elif early is not None:  # warmed up while training: the final export starts now, beside the upload
+                self._export, early = early.finish(run_dir, last), None
             else:  # in this process, no simulator: it runs while the run folder uploads
                 self._export = export.BackgroundExport(library, run_dir, last).start()
+        if early is not None:
+            early.cancel()
         return exit_code, run_dir
+
+    @staticmethod
+    def _export_early(device: str) -> bool:
+        """Whether the export starts with training (``export.EarlyExport``): on a GPU, where the runner's CPU is
+        idle while Isaac Lab trains; not on a CPU, where it would take cores from the simulation.
+        ``ISAACLAB_RUNNER_EXPORT_EARLY`` (1/0) decides instead when set."""
+        setting = os.environ.get(EXPORT_EARLY_ENV, "")
+        return setting == "1" if setting in ("0", "1") else device.startswith("cuda")
 
     def _finish_export(self, library: RLLibrary, run_dir: Path, run_uri: str) -> None:
         """Wait for the policy export and stage ``exported/policy.{pt,onnx}`` (what robotics teams deploy).
@@ -302,8 +319,10 @@ class JobRunner:
             return
         try:
             paths = job.wait(EXPORT_TIMEOUT_S)
+            warmed = (f"; started with training, {job.warmed} warm-up export(s)"
+                      if isinstance(job, export.EarlyExport) else "")
             self.say(f"Exported {', '.join(p.name for p in paths)} from {job.checkpoint.name} in {job.seconds:.1f}s "
-                     "(no simulator; beside the upload)")
+                     f"(no simulator; beside the upload{warmed})")
         except export.ExportError as exc:
             self.say(f"WARNING: exporting {job.checkpoint.name} failed: {exc}")
             if self.env.python == packages.JobEnvironment.current().python or not self._export_in_job_env(

@@ -113,3 +113,53 @@ def test_agent_yaml_with_isaac_labs_tuples_loads() -> None:
     cfg = load_agent_config(DATA / "runs" / "rsl_rl" / "params" / "agent.yaml")
     assert cfg["actor"]["distribution_cfg"]["std_range"] == [1e-06, 1e6]  # written as !!python/tuple
     assert cfg["actor"]["hidden_dims"] == [32, 32]
+
+
+RUNNER_EARLY = r'''
+import hashlib, json, os, shutil, sys, time
+from pathlib import Path
+from isaaclab_runner import runner as runner_mod
+from isaaclab_runner.jobspec import JobSpec
+from isaaclab_runner.runner import JobRunner
+
+run_src, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+os.environ["ISAACLAB_RUNNER_EXPORT_EARLY"] = "1"  # as on a GPU
+spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000005", "mode": "train", "task": "T",
+                          "rlLibrary": "rsl_rl", "seed": 1, "numEnvs": 16, "maxIterations": 3,
+                          "stagingUri": str(tmp / "staging")})
+job = JobRunner(spec, tmp / "work")
+warmup = tmp / "work" / "export-warmup" / "warmup-0"
+
+def fake_isaaclab(cmd, cwd, env, parse):  # "training": the run folder appears, then training goes on a while
+    run_dir = Path(cwd) / "logs" / "rsl_rl" / "custom_cartpole" / "2026-01-01_00-00-00"
+    shutil.copytree(run_src, run_dir)
+    deadline = time.monotonic() + 240
+    while not (warmup / "policy.onnx").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the warm-up exports the checkpoint while Isaac Lab would still train
+    return 0
+
+job._stream = fake_isaaclab
+runner_mod.packages.verify_task = lambda task, python=None: task
+runner_mod.isaaclab_cli.detect_isaaclab = lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3)
+runner_mod.isaaclab_cli.resolve_device = lambda requested: "cpu"
+runner_mod.packages.JobEnvironment.create = classmethod(lambda cls, root: cls.current())
+code = job.run()
+digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+result = json.loads((tmp / "staging" / "result.json").read_text())
+print(json.dumps({"code": code, "staged": digest(tmp / "staging" / "run" / "exported"), "warmup": digest(warmup),
+                  "export_s": result["timings"]["export"]}))
+'''
+
+
+@needs_isaaclab
+def test_an_export_started_with_training_writes_the_cold_exports_files(tmp_path: Path) -> None:
+    """On a GPU the export's imports and a warm-up export of the run's first checkpoint happen while Isaac Lab
+    trains; the files staged afterwards are byte for byte those of a cold export (here the warm-up's own, of the
+    same checkpoint, the first export in the process)."""
+    proc = _isaaclab(["-c", RUNNER_EARLY, str(DATA / "runs" / "rsl_rl"), str(tmp_path)])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["code"] == 0
+    assert set(out["staged"]) >= {"policy.pt", "policy.onnx"}
+    assert out["staged"] == out["warmup"], out
+    log = (tmp_path / "staging" / "runner.log").read_text()
+    assert "(no simulator; beside the upload; started with training, " in log
