@@ -32,12 +32,16 @@ LABELS = {"queueWait": "queue", "runnerStart": "runner start", "fetch": "fetch",
 
 
 def process_started() -> float:
-    """This process's start time (epoch seconds), from ``/proc``; now where ``/proc`` is missing."""
+    """This process's start time (epoch seconds), from ``/proc``; now where ``/proc`` is missing.
+
+    The start is in clock ticks since boot; it is placed against ``/proc/uptime`` (10 ms resolution), not the boot
+    time in ``/proc/stat`` (whole seconds: up to a second too early, which ``runnerStart`` would count).
+    """
     try:
         ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])  # noqa: SIM115 - one read
-        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))  # noqa: SIM115
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        uptime = float(open("/proc/uptime").read().split()[0])  # noqa: SIM115 - one read
+        return time.time() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 
