@@ -157,8 +157,8 @@ class JobRunner:
                 self.task = self._verify_task(wheels, package)
             self.say(f"Task {self.task} is registered")
         # Run Isaac Lab; logs land in ./logs/<library>/ of the working directory
-        with self.timings.phase("isaacLabStart"):  # `auto` imports torch to look for a GPU
-            device = isaaclab_cli.resolve_device(spec.device)
+        with self.timings.phase("isaacLabStart"):  # `auto` imports torch to look for a GPU (NVML first)
+            device = self._resolve_device()
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
@@ -297,6 +297,18 @@ class JobRunner:
         if early is not None:
             early.cancel()
         return exit_code, run_dir
+
+    def _resolve_device(self) -> str:
+        """The spec's device, ``auto`` resolved: ``cuda:0`` when the GPU monitor's NVML sees this job's GPUs (no
+        torch import, 2-3 s on a GPU host, for a question NVML has answered), else ``isaaclab_cli.resolve_device``
+        (torch), also when ``CUDA_VISIBLE_DEVICES`` names GPUs in a way NVML's indices cannot follow ("", -1, UUIDs).
+        """
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        numeric = visible is None or (visible.strip() != "" and all(
+            p.strip().isdigit() for p in visible.split(",")))
+        if self.spec.device == "auto" and self.gpu is not None and self.gpu.gpus and numeric:
+            return "cuda:0"
+        return isaaclab_cli.resolve_device(self.spec.device)
 
     @staticmethod
     def _export_early(device: str) -> bool:
