@@ -1,5 +1,6 @@
-"""What the DAG-level tests share: scoped environment variables and Airflow task policies, a moto server on loopback,
-and the moto Batch resources (a compute environment, a queue, the single-node and multi-node job definitions)."""
+"""What the tests share: the repository and the Isaac Lab venv's python, scoped environment variables and Airflow task
+policies, a moto server on loopback, and the moto Batch resources (a compute environment, a queue, the single-node
+and multi-node job definitions)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"  # Isaac Lab 3.0.0 (kit-less) and the runner
 
 
 @contextmanager

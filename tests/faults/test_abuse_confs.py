@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, validate_conf
 from isaaclab_pipeline.resolve import ResolveError, build_job_spec
 from isaaclab_pipeline.settings import PipelineSettings
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 JOB = "0b6d2c1e-7d7e-5b5c-9f6e-1f2a3b4c5d6e"
 _SEG = r"(?:[A-Za-z0-9_-]+|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 FIELD = re.compile(rf"^(?:\(conf\)|{_SEG}(?:\.{_SEG})*): \S")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"
 DAG_ID = "isaac-lab-training"
 _stamp = [datetime(2021, 1, 1, tzinfo=UTC)]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 CARTPOLE = "Isaac/IsaacLab/Robots/Classic/Cartpole/cartpole.usd"
 PLANE = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
 PROPS = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/props/lights.usda"

@@ -18,9 +18,9 @@ from isaaclab_pipeline.backends import JobState
 from isaaclab_pipeline.backends.local import LocalBackend
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
 
 JOB = "9a0c1a9e-3333-4444-8555-a66677778888"

@@ -21,9 +21,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
 TASK = "Isaac-Custom-Cartpole-Direct"
 # rl_games' minibatch must divide num_envs x horizon_length (16 x 32); the example yaml's 16384 suits 4096 envs

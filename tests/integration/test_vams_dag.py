@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 from vams_aws import PipelineExecution, moto_server, recorded_calls, start_recording
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 DAG_ID = "isaac-lab-training"
 _stamp = [datetime(2020, 1, 1, tzinfo=UTC)]
 

@@ -26,11 +26,11 @@ from typing import Any
 import boto3
 import pytest
 import vams_contract as vc
+from pipeline_env import ISAACLAB_PYTHON
 from vams_aws import PipelineExecution, moto_server, recorded_calls, start_recording
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = REPO / ".venvs" / "airflow" / "bin" / "airflow"
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 ASSETS, RUN = "vams-assets", "vams-run-io"  # the asset's bucket and the execution's I/O bucket differ
 DAG_ID = "isaac-lab-training"
 _stamp = [datetime(2021, 1, 1, tzinfo=UTC)]

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_env import free_port
+from pipeline_env import ISAACLAB_PYTHON, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 MLFLOW = Path(sys.executable).parent / "mlflow"
 TASK = "Isaac-Custom-Cartpole-Direct"
 LEARNING_RATES = [0.001, 0.0003]

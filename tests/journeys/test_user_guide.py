@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 GUIDE_ENV = REPO / "examples" / "envs" / "my_custom_env"
 GUIDE_CONFS = sorted((REPO / "examples" / "confs" / "user-guide").glob("*.json"))
 TASK = "MyCustom-Robot-v0"

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import pytest
 from mwaa_venvs import venv_for
-from pipeline_env import mwaa_bundle_builder
+from pipeline_env import ISAACLAB_PYTHON, mwaa_bundle_builder
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mwaa"
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 STEPS = {"validate_config", "resolve_inputs", "submit_job", "wait_for_job", "convert_tensorboard_logs",
          "publish_outputs", "compare_trials"}
 # What each image pins for us (the constraints files' own lines; checked below against the files).

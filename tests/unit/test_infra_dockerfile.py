@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = [REPO / "task_image" / "Dockerfile", REPO / "task_image" / "Dockerfile.isaaclab2"]
 ENTRYPOINT = REPO / "task_image" / "docker" / "entrypoint.sh"
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 
 
 def _hadolint() -> str | None:

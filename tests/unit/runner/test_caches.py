@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from isaaclab_runner import caches
 from isaaclab_runner.caches import KernelCache, warp_cache_dir
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 
 
 def _compile(local: Path, *modules: str) -> None:

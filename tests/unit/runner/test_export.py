@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 DATA = HERE / "data"
 RUNS = {
     "rsl_rl": DATA / "runs" / "rsl_rl" / "model_2.pt",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from isaaclab_runner import cloudwatch, gpu_monitor
+from pipeline_env import ISAACLAB_PYTHON
 
 GIB = 1024**3
 
@@ -113,7 +114,6 @@ def test_no_gpu_no_file_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not (tmp_path / "gpu.csv").exists()
 
 
-ISAACLAB_PYTHON = Path(__file__).resolve().parents[3] / ".venvs" / "isaaclab" / "bin" / "python"
 NO_GPU_PROBE = """
 import logging, sys
 from pathlib import Path

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pipeline_env import ISAACLAB_PYTHON
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-ISAACLAB_PYTHON = REPO / ".venvs" / "isaaclab" / "bin" / "python"
 CHECKPOINTS = {"rsl_rl": HERE / "data" / "runs" / "rsl_rl" / "model_2.pt",
                "rl_games": HERE / "data" / "runs" / "rl_games" / "nn" / "last_custom_cartpole_ep_3_rew__-4.591545_.pth"}
 
