@@ -62,9 +62,13 @@ HINTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "policyS3Uri": (SECTION_CHECKPOINTS, "Checkpoint URI", {}),
     "policyPath": (SECTION_CHECKPOINTS, "Policy to play", {}),
     "resumeCheckpoint": (SECTION_CHECKPOINTS, "Resume from checkpoint", {}),
+    "init": (SECTION_CHECKPOINTS, "Start training", {"values_display": {
+        "from-scratch": "from scratch: new weights", "warm-start": "warm-start: the checkpoint's weights only",
+        "resume": "resume: weights, optimizer and iteration count"}}),
     "numEpisodes": (SECTION_CHECKPOINTS, "Episodes to evaluate", {}),
     "overrides": (SECTION_EXPERIMENTS, "Hydra overrides", {}),
     "sweep": (SECTION_EXPERIMENTS, "Sweep", {}),
+    "registry": (SECTION_EXPERIMENTS, "Policy registry", {}),
     "inputS3AssetFilePath": (SECTION_LOCATIONS, "Asset (env package)", {}),
     "outputS3Path": (SECTION_LOCATIONS, "Output location", {}),
 }
@@ -145,6 +149,8 @@ def dag_params() -> dict[str, Any]:
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         if name not in REQUIRED and "null" not in kinds:
             kinds = [*kinds, "null"]  # an empty field: the conf's default applies
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
         schema["type"] = kinds if len(kinds) > 1 else kinds[0]
         if name == "task":
             schema["examples"] = task_suggestions()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import asset_mirror, storage
+from isaaclab_pipeline import asset_mirror, model_uris, storage
 from isaaclab_pipeline.compat import AirflowFailException
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
@@ -164,6 +164,11 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
     """
     check_uris(conf, output_key or job_id, settings)
     tc = conf["trainingConfig"]
+    if any(model_uris.is_registry_uri(tc.get(f)) for f in model_uris.FIELDS):  # models:/, runs:/ (the registry)
+        tc, registry = model_uris.resolve_fields(tc, settings.mlflow_tracking_uri, settings.staging_uri,
+                                                 settings.aws_conn_id)
+        if facts is not None:
+            facts["registry"] = registry
     asset_uri = conf.get("inputS3AssetFilePath")
     package = checkpoint = root = None
     if asset_uri:
@@ -211,6 +216,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         env_package_uri=package,
         checkpoint_uri=checkpoint,
         resume_checkpoint_uri=resume,
+        init=tc.get("init") if resume and tc.get("init") in ("resume", "warm-start") else None,
         staging_uri=storage.join(settings.staging_uri, job_id),
         device=settings.device,
         num_nodes=conf["computeConfig"]["numNodes"],

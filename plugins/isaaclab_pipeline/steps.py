@@ -106,7 +106,11 @@ def publish_outputs(job_spec: Mapping[str, Any], trial: Mapping[str, Any], sent:
                   out_uri=result["outputUri"], dag_run_id=run_id, trial=trial,
                   parent_run_id=trial.get("mlflowParentRunId"), aws_conn_id=settings.aws_conn_id)
     if run:
-        result["mlflowRunId"] = run
+        from isaaclab_pipeline.tracking.registry import record
+
+        result["mlflowRunId"] = run  # then the policy registry: a training registers, an evaluation scores a version
+        result.update(record(settings.mlflow_tracking_uri, run, conf=conf, job_id=trial["jobId"],
+                             out_uri=result["outputUri"], resolved=resolved, aws_conn_id=settings.aws_conn_id))
     return {**result, "jobId": trial["jobId"], "trialId": trial["trialId"]}
 
 
