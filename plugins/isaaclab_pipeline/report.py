@@ -1,10 +1,12 @@
 """The sweep's comparison report, written under ``{output}/{sweep uuid}/`` once every trial is over.
 
 - ``trials.csv``: one row per trial: id, setting, overrides, seed, status (and the step that failed, why), final and
-  best mean reward, final episode length, training wall time, GPU-seconds and estimated cost, job UUID, output URI;
+  best mean reward, final episode length, training wall time, GPU-seconds and estimated cost, job UUID, output URI,
+  and the job's timings (``timing_<phase>_s``: queue wait, install, Isaac Lab start, training, ... total, attempts);
 - ``summary.json``: per setting, across its seeds: the final mean reward's mean, standard deviation and 95%
   confidence interval (Student's t), the best mean reward and episode length means; the best setting (highest mean
-  final reward); the failed trials; the sweep's cost;
+  final reward); the failed trials; the sweep's cost; ``timings``: each phase summed over the trials (and their
+  attempts), with each trial's own under ``trials``;
 - ``cost.json``: the trials' costs summed (failed trials included: their GPUs ran too), as VAMS and the runs view
   read a single run's;
 - ``comparison.png``: the mean reward curve of each setting (mean across seeds) with a band from the lowest to the
@@ -27,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import cost, staging, storage
+from isaaclab_pipeline import cost, staging, storage, timings
 from isaaclab_pipeline.readers import read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ STEPS = ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outp
 COLUMNS = ("trial_id", "setting", "overrides", "seed", "status", "failed_step", "reason", "final_mean_reward",
            "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "gpu_seconds",
            "estimated_cost_usd", "job_id", "output_uri", "mlflow_run_id")
+# the job's timings (job-result.json's ``timings``, phases summed over attempts): phase -> trials.csv column
+TIMING_COLUMNS = {phase: "timing_" + "".join(f"_{c.lower()}" if c.isupper() else c for c in phase) + "_s"
+                  for phase in (*timings.PHASES, "total")}
+COLUMNS = (*COLUMNS, *TIMING_COLUMNS.values(), "attempts")
 # Student's t, two-sided 95% (0.975 quantile), by degrees of freedom; 1.96 beyond the table
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -114,6 +120,17 @@ def trial_cost(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str, An
     return None
 
 
+def trial_timings(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str, Any] | None:
+    """A trial's job timings: the published ``job-result.json``'s, else the staged ``result.json``'s (a trial that
+    failed after its job ran); None when its job left none."""
+    for uri in (storage.join(item["trial"]["outputUri"], "job-result.json"),
+                storage.join(item["job_spec"]["stagingUri"], staging.RESULT)):
+        doc = read_json(_read_text(uri, aws_conn_id))
+        if doc and isinstance(doc.get("timings"), Mapping):
+            return dict(doc["timings"])
+    return None
+
+
 def read_curves(metrics_csv: str) -> dict[str, Any]:
     """Reward and episode-length series (the library's headline tags), and the training wall time, from a published
     ``metrics.csv``."""
@@ -163,9 +180,24 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
     return row, curves
 
 
+def sweep_timings(rows: Sequence[Mapping[str, Any]],
+                  per_trial: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """``summary.json``'s ``timings``: each phase summed over the trials that left timings (``jobs`` of them, their
+    ``attempts``), and each trial's own phases under ``trials``; None when no trial left any."""
+    summed = timings.run_timings([t for t in per_trial if t is not None])
+    if summed is None:
+        return None
+    summed["trials"] = [{"trialId": row["trial_id"], **{k: t[k] for k in TIMING_COLUMNS if k in t},
+                         "attempts": len(t.get("attempts") or []) or 1}
+                        for row, t in zip(rows, per_trial, strict=True) if t is not None]
+    return summed
+
+
 def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[str, Any],
-              total_cost: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``summary.json`` document: per setting, the across-seed statistics; the best setting; the cost."""
+              total_cost: Mapping[str, Any] | None = None,
+              job_timings: Sequence[Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
+    """The ``summary.json`` document: per setting, the across-seed statistics; the best setting; the cost; the
+    timings (per trial and summed)."""
     by_setting: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_setting.setdefault(row["setting"], []).append(row)
@@ -201,6 +233,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], sweep_id: str, conf: Mapping[st
         "settings": settings,
         "best": None if best is None else {"setting": best["setting"], "finalMeanReward": best["finalMeanReward"]},
         "cost": cost.summary(total_cost),
+        "timings": sweep_timings(rows, job_timings or [None] * len(rows)),
     }
 
 
@@ -255,9 +288,16 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
     :return: the report's URI, its files and the summary document.
     """
     states = trial_states(task_states, len(items)) if task_states is not None else [None] * len(items)
-    rows, curves, costs = [], {}, []
+    rows, curves, costs, per_trial = [], {}, [], []
     for item, st in zip(items, states, strict=True):
         row, curve = trial_row(item, st, aws_conn_id, (mlflow_runs or {}).get(item["trial"]["jobId"], ""))
+        job_timings = trial_timings(item, aws_conn_id)
+        per_trial.append(job_timings)
+        if job_timings is not None:
+            for phase, column in TIMING_COLUMNS.items():
+                if isinstance(job_timings.get(phase), int | float):
+                    row[column] = job_timings[phase]
+            row["attempts"] = len(job_timings.get("attempts") or []) or 1
         doc = trial_cost(item, aws_conn_id)
         if doc is not None:
             costs.append(doc)
@@ -270,7 +310,7 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
     if total_cost is not None:
         total_cost["trials"] = len(costs)  # also when a single trial had one
         total_cost["notes"] = [f"the sum over {len(costs)} of {len(items)} trials' cost.json"]
-    summary = summarize(rows, sweep_id, conf, total_cost)
+    summary = summarize(rows, sweep_id, conf, total_cost, per_trial)
     out_uri = storage.join(conf["outputS3Path"], sweep_id)
     store = storage.for_uri(out_uri, aws_conn_id)
     written = []
@@ -293,4 +333,8 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
     log.info("Sweep %s: %d/%d trials succeeded; best setting %s (final mean reward %s); report under %s", sweep_id,
              summary["succeeded"], len(rows), best and best["setting"], best and best["finalMeanReward"]["mean"],
              out_uri)
+    summed = summary["timings"]
+    if summed:  # format_line counts a list of attempts; the sum holds their number
+        log.info("Sweep %s, %d job(s), %d attempt(s) summed: %s", sweep_id, summed["jobs"], summed["attempts"],
+                 timings.format_line({k: v for k, v in summed.items() if k in TIMING_COLUMNS}))
     return {"reportUri": out_uri, "files": written, "summary": summary}

@@ -136,3 +136,50 @@ def test_a_sweep_with_no_cost_recorded_writes_no_cost_file(tmp_path: Path) -> No
     conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"}}
     result = report.write_report(conf, SWEEP, items, None, None)
     assert "cost.json" not in result["files"] and result["summary"]["cost"] is None
+
+
+def _timings(install: float, training: float, queue: float, attempts: int = 1) -> dict:
+    """A job-result.json ``timings`` block as the runner and the wait step write it (phases summed over attempts)."""
+    phases = {"queueWait": queue, "runnerStart": 0.5, "fetch": 0.25, "install": install, "kernelCacheRestore": 1.0,
+              "isaacLabStart": 12.0, "training": training, "export": 2.0, "upload": 0.75, "other": 0.5}
+    total = sum(v for k, v in phases.items() if k != "queueWait")
+    blocks = [{k: v / attempts for k, v in phases.items()} | {"total": total / attempts, "attempt": i + 1}
+              for i in range(attempts)]
+    return {**phases, "total": total, "attempts": blocks}
+
+
+def test_the_report_shows_each_trials_timings_and_their_sum(tmp_path: Path) -> None:
+    """Published job-result.json timings, and a failed trial's staged result.json (its job ran), per trial in
+    trials.csv and summary.json, summed over trials and attempts; a trial whose job left none is left out."""
+    items = [_trial(tmp_path, "s0-seed1", "(base)", 1, [1.0, 2.0]), _trial(tmp_path, "s0-seed2", "(base)", 2, [1.5]),
+             _trial(tmp_path, "s0-seed3", "(base)", 3, None), _trial(tmp_path, "s0-seed4", "(base)", 4, None)]
+    first, second, failed = _timings(4.0, 100.0, 3.0), _timings(1.0, 50.0, 1.5, attempts=2), _timings(2.0, 8.0, 0.5)
+    for item, doc in zip(items[:2], (first, second), strict=True):
+        (Path(item["trial"]["outputUri"]) / "job-result.json").write_text(json.dumps({"timings": doc}))
+    staged = Path(items[2]["job_spec"]["stagingUri"]) / "result.json"
+    staged.write_text(json.dumps({"status": "failed", "error": "CUDA out of memory", "timings": failed}))
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"}}
+
+    result = report.write_report(conf, SWEEP, items, None, None)
+
+    with (tmp_path / "outputs" / SWEEP / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["timing_install_s"] for r in rows] == ["4.0", "1.0", "2.0", ""]
+    assert [r["timing_queue_wait_s"] for r in rows] == ["3.0", "1.5", "0.5", ""]
+    assert [r["attempts"] for r in rows] == ["1", "2", "1", ""]
+    assert float(rows[0]["timing_total_s"]) == first["total"] and float(rows[0]["timing_training_s"]) == 100.0
+    assert set(report.TIMING_COLUMNS.values()) <= set(rows[0])
+    summed = json.loads((tmp_path / "outputs" / SWEEP / "summary.json").read_text())["timings"]
+    assert summed == result["summary"]["timings"]
+    assert summed["jobs"] == 3 and summed["attempts"] == 4
+    assert summed["training"] == 158.0 and summed["install"] == 7.0 and summed["queueWait"] == 5.0
+    assert summed["total"] == pytest.approx(first["total"] + second["total"] + failed["total"])
+    assert [t["trialId"] for t in summed["trials"]] == ["s0-seed1", "s0-seed2", "s0-seed3"]
+    assert summed["trials"][1] == {"trialId": "s0-seed2", **{k: v for k, v in second.items() if k != "attempts"},
+                                   "attempts": 2}
+
+
+def test_no_timings_anywhere_gives_none(tmp_path: Path) -> None:
+    items = [_trial(tmp_path, "s0-seed1", "(base)", 1, [1.0])]
+    conf = {"outputS3Path": str(tmp_path / "outputs"), "trainingConfig": {"task": "T", "mode": "train"}}
+    assert report.write_report(conf, SWEEP, items, None, None)["summary"]["timings"] is None
