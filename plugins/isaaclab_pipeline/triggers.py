@@ -24,8 +24,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from isaaclab_pipeline.aws_retry import backoff_delay, is_transient
 from isaaclab_pipeline.backends import JobPoller, JobState, get_poller
-from isaaclab_pipeline.backends.base import backoff_delay, is_transient
 
 TRANSIENT_BUDGET_S = 900.0  # consecutive seconds of transient poll errors before the wait gives up
 TERMINATE_ATTEMPTS = 5

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import enum
-import logging
-import random
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from isaaclab_pipeline.aws_retry import is_transient  # noqa: F401 - TEMPORARY: resolve.py still imports it here
 from isaaclab_pipeline.jobspec import JobSpec
-
-log = logging.getLogger(__name__)
 
 
 class JobState(enum.StrEnum):
@@ -125,88 +120,3 @@ class JobPoller(Protocol):
 class JobAbandonedError(Exception):
     """Raised by a wait step's progress callback when whoever the job runs for stopped waiting for it (VAMS's
     execution was aborted or timed out): the wait step terminates the job and fails with this message."""
-
-
-# Transient AWS errors: what a retry with backoff can cure (throttling, 5xx, timeouts, dropped connections).
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "TooManyRequestsException",
-    "ProvisionedThroughputExceededException", "TransactionInProgressException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "EC2ThrottledException",
-})
-TRANSIENT_CODES = THROTTLING_CODES | frozenset({
-    "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure", "ServiceUnavailable",
-    "ServiceUnavailableException", "ServerException", "ClientException.Timeout", "IDPCommunicationError",
-})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for an AWS error a retry can cure: throttling, HTTP 429/5xx, timeouts, connection errors."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in TRANSIENT_CODES or (isinstance(status, int) and (status == 429 or status >= 500)):
-            return True
-        if code:
-            return False  # an answer with an error code: AccessDenied, NoSuchBucket, ValidationError... stays
-    try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-        from botocore.exceptions import HTTPClientError, ReadTimeoutError
-    except ImportError:  # pragma: no cover - botocore is always there with the amazon provider
-        return isinstance(exc, (TimeoutError, ConnectionError))
-    return isinstance(exc, (BotoConnectionError, HTTPClientError, ReadTimeoutError, TimeoutError, ConnectionError))
-
-
-def backoff_delay(attempt: int, base_s: float = 1.0, cap_s: float = 60.0) -> float:
-    """Full-jitter exponential backoff: a random delay in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap_s, base_s * 2 ** attempt))
-
-
-def retry_transient[T](call: Callable[[], T], *, attempts: int = 6, base_s: float = 1.0, cap_s: float = 30.0,
-                    what: str = "AWS call", sleep: Callable[[float], Any] = time.sleep) -> T:
-    """Run ``call``, retrying transient errors (:func:`is_transient`) with jittered exponential backoff.
-
-    :raises Exception: the last transient error after ``attempts`` tries, or the first other error at once.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            if not is_transient(exc) or attempt == attempts - 1:
-                raise
-            delay = backoff_delay(attempt, base_s, cap_s)
-            log.warning("%s failed (%s: %s); retry %d/%d in %.1fs", what, type(exc).__name__, exc, attempt + 1,
-                        attempts - 1, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")
-
-
-SUPERSEDED = "superseded"  # {staging root}/superseded/{job id}/submission-<n>/: what earlier submissions staged
-
-
-def archive_staging(staging_uri: str, aws_conn_id: str | None = "aws_default") -> str | None:
-    """Move what an earlier submission of this job staged out of the way, before a new submission starts.
-
-    Staging is scoped per submission: a resubmitted job (after a failed one, or a cleared DAG run) must neither
-    resume from the old job's checkpoints nor have them converted and published as its own. Nothing is deleted:
-    the old files go to ``{staging root}/superseded/{job id}/submission-<n>/``.
-
-    :return: the archive's URI, or None if the staging folder was empty.
-    """
-    from isaaclab_pipeline import storage
-
-    store = storage.for_uri(staging_uri, aws_conn_id)
-    if not retry_transient(lambda: store.list(staging_uri), what=f"listing {staging_uri}"):
-        return None
-    root, job = staging_uri.rstrip("/").rsplit("/", 1)
-    base = storage.join(root, SUPERSEDED, job)
-    taken = {storage.relative_key(o.uri, base).split("/", 1)[0] for o in store.list(base)}
-    number = 1
-    while f"submission-{number}" in taken:
-        number += 1
-    dest = storage.join(base, f"submission-{number}")
-    moved = retry_transient(lambda: storage.move_tree(staging_uri, dest, aws_conn_id), what=f"archiving {staging_uri}")
-    log.warning("Staging of an earlier submission (%d file(s)) moved to %s: the new job starts from empty staging",
-                moved, dest)
-    return dest

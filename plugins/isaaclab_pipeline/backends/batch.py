@@ -22,17 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline.aws_retry import backoff_delay, is_transient, retry_transient
 from isaaclab_pipeline.backends.base import (
     JobHandle,
     JobState,
     JobStatus,
     Poll,
     PollerSpec,
-    archive_staging,
-    backoff_delay,
-    is_transient,
-    retry_transient,
 )
+from isaaclab_pipeline.backends.staging_archive import archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings
 

@@ -13,7 +13,7 @@ The wait step polls a local job exactly as it polls a Batch one: through the def
 ``LocalJobPoller`` (exit code, log offset) in place of DescribeJobs.
 
 A new submission (after a failed job, or of a job id whose staging folder holds files) starts from an empty staging
-folder: what was there is archived (``backends.base.archive_staging``), so it neither resumes from nor publishes an
+folder: what was there is archived (``backends.staging_archive``), so it neither resumes from nor publishes an
 earlier job's files. Retried attempts of one submission share its staging folder, which is how they resume.
 """
 
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import staging
-from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, Poll, PollerSpec, archive_staging
+from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, Poll, PollerSpec
+from isaaclab_pipeline.backends.staging_archive import archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
 from isaaclab_pipeline.settings import PipelineSettings, pipeline_home
 
