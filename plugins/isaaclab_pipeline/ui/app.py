@@ -41,10 +41,8 @@ def create_app() -> Any:
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from isaaclab_pipeline.config import DAG_ID
-    from isaaclab_pipeline.ui import runs
     from isaaclab_pipeline.ui.artifacts import Artifacts
     from isaaclab_pipeline.ui.queries import RunRecord, fetch_runs
-    from isaaclab_pipeline.ui.run_links import airflow_run_link
 
     readers = [Depends(requires_access_dag("GET", entity, param_dag_id=DAG_ID))
                for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM)]
@@ -85,52 +83,71 @@ def create_app() -> Any:
         found = records(limit, run_id)
         if run_id is not None and not found:
             raise HTTPException(404, f"no run {run_id!r} of DAG {DAG_ID}")
-        cache = artifacts()
-        out = []
-        for record in found:
-            try:
-                out.append(runs.describe(record, cache, now, file_url))
-            except Exception as exc:  # one broken run must not hide the others
-                log.exception("runs view: run %s could not be described", record.run_id)
-                out.append({"runId": record.run_id, "state": record.state, "trials": [], "steps": {},
-                            "links": {"airflow": airflow_run_link(record.run_id)},
-                            "problems": [f"{type(exc).__name__}: {str(exc)[:300]}"]})
+        out = describe_runs(found, artifacts(), now)
         return JSONResponse({"dagId": DAG_ID, "now": now, "runs": out}, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/runs/{run_id}/trials/{index}/files/{name:path}", dependencies=readers)
     def published_file(run_id: str, index: int, name: str) -> Response:
         """A file the run published, if its manifest lists it."""
-        from isaaclab_pipeline import storage
-        from isaaclab_pipeline.readers import manifest_files
-
         [record] = records(1, run_id) or [None]
         if record is None:
             raise HTTPException(404, f"no run {run_id!r} of DAG {DAG_ID}")
-        published = record.xcoms.get(("publish_outputs", index, "return_value"))
-        out_uri = published.get("outputUri") if isinstance(published, dict) else None
-        if not out_uri:
-            raise HTTPException(404, f"run {run_id!r} (trial {index}) has published nothing yet")
-        cache = artifacts()
-        manifest = cache.read_json(storage.join(out_uri, "manifest.json"), True,
-                                   runs.step_version(record, "publish_outputs", index)) or {}
-        listed = manifest_files(manifest)
-        if name not in listed and name != "manifest.json":
-            raise HTTPException(404, f"{name!r} is not among the files run {run_id!r} published (manifest.json)")
-        size = (listed.get(name) or {}).get("size") or 0
-        if size > MAX_FILE_BYTES:
-            raise HTTPException(413, f"{name} is {size} bytes; download it from {storage.join(out_uri, name)}")
-        data = cache.read(storage.join(out_uri, name))
-        if data is None:
-            raise HTTPException(404, f"{name} is listed but not found under {out_uri}")
-        kind = mimetypes.guess_type(name)[0] or ("text/plain" if name.endswith((".txt", ".csv")) else
-                                                 "application/octet-stream")
-        inline = kind.startswith(("image/", "video/", "text/")) or kind == "application/json"
-        disposition = "inline" if inline else f'attachment; filename="{Path(name).name}"'
-        return Response(data, media_type=kind, headers={"Content-Disposition": disposition,
-                                                        "X-Content-Type-Options": "nosniff",
-                                                        "Content-Security-Policy": "sandbox"})
+        return published_file_response(record, index, name, artifacts())
 
     return app
+
+
+def describe_runs(found: list[Any], cache: Any, now: float) -> list[dict[str, Any]]:
+    """Each run as the page shows it; one that cannot be described shows its error (it must not hide the others)."""
+    from isaaclab_pipeline.ui import runs
+    from isaaclab_pipeline.ui.run_links import airflow_run_link
+
+    out = []
+    for record in found:
+        try:
+            out.append(runs.describe(record, cache, now, file_url))
+        except Exception as exc:
+            log.exception("runs view: run %s could not be described", record.run_id)
+            out.append({"runId": record.run_id, "state": record.state, "trials": [], "steps": {},
+                        "links": {"airflow": airflow_run_link(record.run_id)},
+                        "problems": [f"{type(exc).__name__}: {str(exc)[:300]}"]})
+    return out
+
+
+def published_file_response(record: Any, index: int, name: str, cache: Any) -> Any:
+    """The response serving one file a trial published, if its manifest lists it (sandboxed, never executed).
+
+    :raises HTTPException: 404 (not published, not listed, gone), 413 (over ``MAX_FILE_BYTES``).
+    """
+    from fastapi import HTTPException
+    from fastapi.responses import Response
+
+    from isaaclab_pipeline import storage
+    from isaaclab_pipeline.readers import manifest_files
+    from isaaclab_pipeline.ui import runs
+
+    published = record.xcoms.get(("publish_outputs", index, "return_value"))
+    out_uri = published.get("outputUri") if isinstance(published, dict) else None
+    if not out_uri:
+        raise HTTPException(404, f"run {record.run_id!r} (trial {index}) has published nothing yet")
+    manifest = cache.read_json(storage.join(out_uri, "manifest.json"), True,
+                               runs.step_version(record, "publish_outputs", index)) or {}
+    listed = manifest_files(manifest)
+    if name not in listed and name != "manifest.json":
+        raise HTTPException(404, f"{name!r} is not among the files run {record.run_id!r} published (manifest.json)")
+    size = (listed.get(name) or {}).get("size") or 0
+    if size > MAX_FILE_BYTES:
+        raise HTTPException(413, f"{name} is {size} bytes; download it from {storage.join(out_uri, name)}")
+    data = cache.read(storage.join(out_uri, name))
+    if data is None:
+        raise HTTPException(404, f"{name} is listed but not found under {out_uri}")
+    kind = mimetypes.guess_type(name)[0] or ("text/plain" if name.endswith((".txt", ".csv")) else
+                                             "application/octet-stream")
+    inline = kind.startswith(("image/", "video/", "text/")) or kind == "application/json"
+    disposition = "inline" if inline else f'attachment; filename="{Path(name).name}"'
+    return Response(data, media_type=kind, headers={"Content-Disposition": disposition,
+                                                    "X-Content-Type-Options": "nosniff",
+                                                    "Content-Security-Policy": "sandbox"})
 
 
 class LazyApp:

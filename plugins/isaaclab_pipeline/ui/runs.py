@@ -127,41 +127,11 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         "problems": problems,
         "links": {}, "outputUri": out_uri,
     }
-    # live progress (and the final progress of a job that ended without publishing)
-    if staging_uri and not out_uri:
-        from isaaclab_pipeline import storage
-
-        try:
-            progress = artifacts.read_json(storage.join(staging_uri, staging.PROGRESS), final=job_over or run_over,
-                                           version=job_version)
-        except Exception as exc:
-            problems.append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")
-            progress = None
-        trial["progress"] = progress
-        trial["curve"] = artifacts.sample(trial["jobId"] or staging_uri, progress)
-        if waited == "failed":  # the job's own cause (result.json's error), not only the step's state
-            try:
-                result = artifacts.read_json(storage.join(staging_uri, staging.RESULT), final=True, version=job_version)
-                trial["error"] = (result or {}).get("error") if isinstance(result, Mapping) else None
-            except Exception as exc:
-                problems.append(f"result.json not read: {type(exc).__name__}: {str(exc)[:200]}")
-    # published outputs: result, curve, cost, files
+    if staging_uri and not out_uri:  # live progress (and the final progress of a job that ended unpublished)
+        _add_staged(trial, artifacts, staging_uri, final=job_over or run_over, failed=waited == "failed",
+                    version=job_version)
     if out_uri:
-        from isaaclab_pipeline import storage
-
-        try:
-            summary = artifacts.read_json(storage.join(out_uri, "summary.json"), True, out_version)
-            trial["result"] = result_of(summary)
-            if isinstance(summary, Mapping):  # the job's timings and GPU figures (the convert step's)
-                trial["timings"], trial["gpu"] = summary.get("timings"), summary.get("gpu")
-            trial["curve"] = artifacts.curve_of_metrics(storage.join(out_uri, "metrics.csv"), out_version)
-            cost_doc = artifacts.read_json(storage.join(out_uri, "cost.json"), True, out_version)
-            trial["cost"] = _cost_summary(cost_doc)
-            manifest = artifacts.read_json(storage.join(out_uri, "manifest.json"), True, out_version)
-            names = list(manifest_files(manifest))
-            trial["files"] = _files(record.run_id, index, names, file_url)
-        except Exception as exc:
-            problems.append(f"outputs not read: {type(exc).__name__}: {str(exc)[:200]}")
+        _add_published(trial, artifacts, record, index, file_url, out_version)
         trial["links"]["outputs"] = s3_console_link(out_uri, ((handle or {}).get("details") or {}).get("regionName"))
     if trial["cost"] is None and handle:
         trial["cost"] = _cost_summary(artifacts.cost(handle, final=job_over or run_over, version=job_version))
@@ -171,6 +141,45 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
         if link:
             trial["links"][name] = link
     return trial
+
+
+def _add_staged(trial: dict[str, Any], artifacts: Artifacts, staging_uri: str, final: bool, failed: bool,
+                version: str) -> None:
+    """A trial's progress and curve from its staging folder; a failed job's own cause (result.json's error)."""
+    from isaaclab_pipeline import storage
+
+    try:
+        progress = artifacts.read_json(storage.join(staging_uri, staging.PROGRESS), final=final, version=version)
+    except Exception as exc:
+        trial["problems"].append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")
+        progress = None
+    trial["progress"] = progress
+    trial["curve"] = artifacts.sample(trial["jobId"] or staging_uri, progress)
+    if failed:  # not only the step's state
+        try:
+            result = artifacts.read_json(storage.join(staging_uri, staging.RESULT), final=True, version=version)
+            trial["error"] = (result or {}).get("error") if isinstance(result, Mapping) else None
+        except Exception as exc:
+            trial["problems"].append(f"result.json not read: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _add_published(trial: dict[str, Any], artifacts: Artifacts, record: RunRecord, index: int,
+                   file_url: Callable[[str, int, str], str] | None, version: str) -> None:
+    """A published trial's result, timings, GPU figures, curve, cost and files."""
+    from isaaclab_pipeline import storage
+
+    out_uri = trial["outputUri"]
+    try:
+        summary = artifacts.read_json(storage.join(out_uri, "summary.json"), True, version)
+        trial["result"] = result_of(summary)
+        if isinstance(summary, Mapping):  # the job's timings and GPU figures (the convert step's)
+            trial["timings"], trial["gpu"] = summary.get("timings"), summary.get("gpu")
+        trial["curve"] = artifacts.curve_of_metrics(storage.join(out_uri, "metrics.csv"), version)
+        trial["cost"] = _cost_summary(artifacts.read_json(storage.join(out_uri, "cost.json"), True, version))
+        manifest = artifacts.read_json(storage.join(out_uri, "manifest.json"), True, version)
+        trial["files"] = _files(record.run_id, index, list(manifest_files(manifest)), file_url)
+    except Exception as exc:
+        trial["problems"].append(f"outputs not read: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def step_version(record: RunRecord, task_id: str, index: int) -> str:
