@@ -233,7 +233,6 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
     out_uri = out_uri or storage.join(output_root, job_id)
     dst = storage.for_uri(out_uri, aws_conn_id)
     manifest_uri = storage.join(out_uri, "manifest.json")
-    entries = []
     with tempfile.TemporaryDirectory(prefix="isaaclab-publish-") as tmp:
         scratch = Path(tmp)
         staged, refused = storage.list_staged(src, staging_uri)
@@ -247,44 +246,60 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
         files: dict[str, Path] = {}
         for name, rel in layout.files.items():
             files[name] = src.download(staged[rel].uri, storage.safe_target(files_dir, name))
-        facts = _resolved_facts(src, staged, resolved)
-        extra = {"resolved": facts} if facts else {}
-        if sent is not None:
-            extra["confAsSent"] = redact(dict(sent))
-        config = files_dir / "training-config.json"
-        config.write_text(json.dumps({"jobId": job_id, **({"trial": dict(trial)} if trial else {}), **redact(conf),
-                                      **extra}, indent=2, sort_keys=True) + "\n")
-        files["training-config.json"] = config
-        if "evaluation-config.json" in files:  # the runner's (container paths) inside the conf and what was resolved
-            runner_doc = json.loads(files["evaluation-config.json"].read_text() or "{}")
-            checkpoint = facts.get("checkpointUri") or runner_doc.get("checkpoint")
-            files["evaluation-config.json"].write_text(json.dumps(
-                {"jobId": job_id, **redact(conf), **extra, "checkpoint": checkpoint,
-                 "checkpointChoice": facts.get("checkpointChoice") or "named in the conf",
-                 "evaluation": runner_doc}, indent=2, sort_keys=True) + "\n")
+        _write_configs(files, files_dir, job_id, conf, trial, _resolved_facts(src, staged, resolved), sent)
         if dst.read_bytes(manifest_uri) is not None:
             dst.delete(manifest_uri)  # the old manifest must not vouch for files being replaced
-        uploaded: list[str] = []
-        try:
-            for name, path in sorted(files.items()):
-                uri = storage.join(out_uri, name)
-                dst.upload(path, uri)
-                uploaded.append(uri)
-                entries.append({"path": name, "size": path.stat().st_size, "sha256": _sha256(path)})
-            manifest = scratch / "manifest.json"
-            doc: dict[str, Any] = {"jobId": job_id, "files": entries, "attempts": layout.attempts}
-            if refused:
-                doc["refusedKeys"] = refused
-            if layout.superseded:
-                doc["superseded"] = layout.superseded
-            manifest.write_text(json.dumps(doc, indent=2) + "\n")
-            dst.upload(manifest, manifest_uri)
-        except Exception:
-            _remove(dst, uploaded)
-            raise
+        extra: dict[str, Any] = {"refusedKeys": refused} if refused else {}
+        if layout.superseded:
+            extra["superseded"] = layout.superseded
+        entries = _upload_with_manifest(dst, files, out_uri, scratch,
+                                        {"jobId": job_id, "attempts": layout.attempts, **extra})
     if refused:
         log.warning("%d staged key(s) were refused (listed in manifest.json under refusedKeys)", len(refused))
     return {"outputUri": out_uri, "files": len(entries), "refusedKeys": len(refused)}
+
+
+def _write_configs(files: dict[str, Path], files_dir: Path, job_id: str, conf: Mapping[str, Any],
+                   trial: Mapping[str, Any] | None, facts: Mapping[str, Any], sent: Mapping[str, Any] | None) -> None:
+    """training-config.json (the conf, the trial, what was resolved, the conf as sent), and an evaluation's
+    evaluation-config.json (the runner's record, with container paths, inside the conf and what was resolved)."""
+    extra: dict[str, Any] = {"resolved": dict(facts)} if facts else {}
+    if sent is not None:
+        extra["confAsSent"] = redact(dict(sent))
+    config = files_dir / "training-config.json"
+    config.write_text(json.dumps({"jobId": job_id, **({"trial": dict(trial)} if trial else {}), **redact(conf),
+                                  **extra}, indent=2, sort_keys=True) + "\n")
+    files["training-config.json"] = config
+    if "evaluation-config.json" in files:
+        runner_doc = json.loads(files["evaluation-config.json"].read_text() or "{}")
+        checkpoint = facts.get("checkpointUri") or runner_doc.get("checkpoint")
+        files["evaluation-config.json"].write_text(json.dumps(
+            {"jobId": job_id, **redact(conf), **extra, "checkpoint": checkpoint,
+             "checkpointChoice": facts.get("checkpointChoice") or "named in the conf",
+             "evaluation": runner_doc}, indent=2, sort_keys=True) + "\n")
+
+
+def _upload_with_manifest(dst: storage.Storage, files: Mapping[str, Path], out_uri: str, scratch: Path,
+                          head: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Upload every file, then manifest.json listing them (size, sha256) after ``head``'s fields; on a failure
+    remove what was uploaded, so no file stands without a manifest."""
+    entries: list[dict[str, Any]] = []
+    uploaded: list[str] = []
+    try:
+        for name, path in sorted(files.items()):
+            uri = storage.join(out_uri, name)
+            dst.upload(path, uri)
+            uploaded.append(uri)
+            entries.append({"path": name, "size": path.stat().st_size, "sha256": _sha256(path)})
+        head = dict(head)
+        doc: dict[str, Any] = {"jobId": head.pop("jobId"), "files": entries, **head}
+        manifest = scratch / "manifest.json"
+        manifest.write_text(json.dumps(doc, indent=2) + "\n")
+        dst.upload(manifest, storage.join(out_uri, "manifest.json"))
+    except Exception:
+        _remove(dst, uploaded)
+        raise
+    return entries
 
 
 def _resolved_facts(store: storage.Storage, staged: Mapping[str, storage.StoredObject],
