@@ -25,7 +25,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from isaaclab_pipeline.aws_retry import backoff_delay, is_transient
-from isaaclab_pipeline.backends import JobPoller, JobState, get_poller
+from isaaclab_pipeline.backends import JobPoller, JobState, Poll, get_poller
 
 TRANSIENT_BUDGET_S = 900.0  # consecutive seconds of transient poll errors before the wait gives up
 TERMINATE_ATTEMPTS = 5
@@ -119,20 +119,9 @@ class IsaacLabJobTrigger(BaseTrigger):
                                     "attempts": poll.attempts})
                 self.log.info("Job %s: %s -> %s %s", name, last, poll.status, poll.reason)
                 last = poll.status
-            try:
-                latest = await asyncio.to_thread(read_progress, self.staging_uri, self.aws_conn_id)
-                if latest and (progress is None or _step(latest) != _step(progress)):
-                    self.log.info("Progress: %s", format_progress(latest))
-                progress = latest or progress
-            except Exception as exc:  # progress is for the log and VAMS; the job's state does not depend on it
-                self.log.warning("Reading progress of job %s failed (%s: %s); skipped this poll", name,
-                                 type(exc).__name__, exc)
-            if progress is None and poll.state == JobState.PENDING:  # nothing staged yet: still report (VAMS)
-                progress_out: dict[str, Any] | None = {"state": "queued", "backendStatus": poll.status}
-            else:
-                progress_out = progress
+            progress = await self._read_progress(name, progress)
             base = {"job": name, "backend_status": poll.status, "transitions": transitions,
-                    "progress": progress_out, "deadline": self.deadline}
+                    "progress": _reported(progress, poll), "deadline": self.deadline}
             if poll.state.done:
                 offset = await self._copy_log(poller, offset, drain=True)
                 yield TriggerEvent({**base, "log_offset": offset,
@@ -153,6 +142,18 @@ class IsaacLabJobTrigger(BaseTrigger):
         """The user killed the deferred task (mark failed/success, clear): terminate the job."""
         self.log.warning("Task killed while deferred: terminating job %s", self.poller_kwargs)
         await self._terminate(self.job_poller(), "the Airflow task was killed")
+
+    async def _read_progress(self, name: str, progress: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The job's latest progress.json (logged when its step moved), else the last one read."""
+        try:
+            latest = await asyncio.to_thread(read_progress, self.staging_uri, self.aws_conn_id)
+        except Exception as exc:  # progress is for the log and VAMS; the job's state does not depend on it
+            self.log.warning("Reading progress of job %s failed (%s: %s); skipped this poll", name,
+                             type(exc).__name__, exc)
+            return progress
+        if latest and (progress is None or _step(latest) != _step(progress)):
+            self.log.info("Progress: %s", format_progress(latest))
+        return latest or progress
 
     def _past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
@@ -199,6 +200,13 @@ def format_progress(progress: dict[str, Any]) -> str:
 
 def _step(progress: dict[str, Any]) -> tuple[Any, ...]:
     return progress.get("state"), progress.get("iteration"), progress.get("episodes")
+
+
+def _reported(progress: dict[str, Any] | None, poll: Poll) -> dict[str, Any] | None:
+    """The progress an event carries: nothing staged yet while the job is pending still reports (VAMS)."""
+    if progress is None and poll.state == JobState.PENDING:
+        return {"state": "queued", "backendStatus": poll.status}
+    return progress
 
 
 def _retryable(exc: BaseException) -> bool:
