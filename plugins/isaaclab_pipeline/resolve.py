@@ -39,7 +39,7 @@ def check_uris(conf: Mapping[str, Any], job_id: str, settings: PipelineSettings)
     :raises ResolveError: listing every URI the policy refuses, or naming the unwritable output.
     :raises Exception: a transient store error (throttling, 5xx, timeout) as it is: the step retries.
     """
-    from isaaclab_pipeline.backends.base import is_transient
+    from isaaclab_pipeline.aws_retry import is_transient
     from isaaclab_pipeline.config import uri_policy_problems
 
     problems = uri_policy_problems(conf, settings.compute_backend, settings.allowed_uri_prefixes)

@@ -6,7 +6,6 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from isaaclab_pipeline.aws_retry import is_transient  # noqa: F401 - TEMPORARY: resolve.py still imports it here
 from isaaclab_pipeline.jobspec import JobSpec
 
 
