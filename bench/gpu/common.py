@@ -16,17 +16,31 @@ FPS_TAG = "Perf/total_fps"
 
 
 def run_logged(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None,
-               timeout: float = 900) -> tuple[int, float]:
-    """Run ``cmd`` with its output in ``log``; return (exit code, wall seconds)."""
+               timeout: float = 900, stamp: bool = False) -> tuple[int, float]:
+    """Run ``cmd`` with its output in ``log``; return (exit code, wall seconds).
+
+    With ``stamp``, each line starts with the seconds since the command started (``[  12.34] ...``), so the phases
+    of a start-up that prints no times of its own can be read from the log.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with log.open("w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=f, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-    return proc.returncode, time.monotonic() - start
+        if not stamp:
+            proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=f,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+            return proc.returncode, time.monotonic() - start
+        child = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        assert child.stdout is not None
+        for line in child.stdout:
+            f.write(f"[{time.monotonic() - start:8.2f}] {line}")
+            if time.monotonic() - start > timeout:
+                child.kill()
+        code = child.wait()
+    return code, time.monotonic() - start
 
 
 def scalars(root: Path, tag: str) -> dict[int, float]:

@@ -10,6 +10,10 @@ checkpoint sync on. Runs alternate (bare, runner, bare, runner...) after a warm-
 kernels, so drift hits both sides. Prints env-steps/s (mean Perf/total_fps over iterations 10-99) and job wall
 time, both as runner/bare ratios, with the runner's timings breakdown (job-result.json's ``timings``).
 
+The runner's jobs run as a deployed stack's do: with a cache location (``cacheUri``; the stack's
+``isaaclab_cache_uri``), which the warm-up job, the first job with the package, filled (its editable build, its
+task list, Warp's kernels). Every command's log lines carry the seconds since it started (``[  12.34] ...``).
+
 ``--fresh-host`` adds the fresh-host comparison: a job on a host with an empty Warp cache and an empty cache
 location (it compiles every kernel and saves them), then a job on a second fresh host (empty Warp cache again)
 that restores them from the cache location; each one's job start -> first iteration.
@@ -43,11 +47,13 @@ def main() -> int:
                  "--max_iterations", str(args.iterations), "--seed", "42", "--device", args.device, *agent_device]
 
     # Warm-up: installs the package (as the bare side needs it) and compiles Warp's CUDA kernels once
+    cache = scratch / "cache-location"  # the deployment's cache location (S3 on Batch)
     warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3,
-                    device=args.device)
+                    device=args.device, cacheUri=str(cache))
     code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                              str(write_json(scratch / "warm" / "spec.json", warm)), "--workdir",
-                             str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm")
+                             str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm",
+                            stamp=True)
     print(f"warm-up: exit {code} in {secs:.0f} s", flush=True)
     if code != 0:
         return code
@@ -55,17 +61,17 @@ def main() -> int:
     results: dict[str, list[dict]] = {"bare": [], "runner": []}
     for rep in range(0 if args.skip_overhead else args.reps):
         cwd = scratch / f"bare{rep}"
-        code, secs = run_logged([isaaclab, *bare_args], out / "logs" / f"bare{rep}.log", cwd)
+        code, secs = run_logged([isaaclab, *bare_args], out / "logs" / f"bare{rep}.log", cwd, stamp=True)
         fps = mean_fps(cwd / "logs") if code == 0 else float("nan")
         results["bare"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps})
         print(f"bare   #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s", flush=True)
 
         job = scratch / f"job{rep}"
         spec = job_spec(f"00000000-0000-4000-8000-00000000000{rep + 1}", job / "staging", package, args.num_envs,
-                        args.iterations, device=args.device)
+                        args.iterations, device=args.device, cacheUri=str(cache))
         code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                                  str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
-                                out / "logs" / f"runner{rep}.log", job)
+                                out / "logs" / f"runner{rep}.log", job, stamp=True)
         fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
         staged = sorted(p.name for p in (job / "staging").rglob("model_*.pt"))
         timings = _timings(job / "staging")
@@ -73,6 +79,7 @@ def main() -> int:
                                   "timings": timings})
         print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
         print(f"runner #{rep} timings: {_line(timings)}", flush=True)
+        write_json(out / "overhead.json", {"partial": True, "runs": results})  # a call cut short keeps these
 
     summary: dict = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
                      "iterations": args.iterations, "runs": results}
@@ -81,8 +88,10 @@ def main() -> int:
         ours = statistics.mean(r["fps"] for r in results["runner"])
         bare_wall = statistics.mean(r["wall_s"] for r in results["bare"])
         ours_wall = statistics.mean(r["wall_s"] for r in results["runner"])
+        phases = {k: round(statistics.mean(float(r["timings"].get(k, 0.0)) for r in results["runner"]), 3)
+                  for k in results["runner"][0]["timings"] if k != "attempts"}
         summary.update(bare_fps=bare, runner_fps=ours, ratio=ours / bare, bare_wall_s=bare_wall,
-                       runner_wall_s=ours_wall, wall_ratio=ours_wall / bare_wall)
+                       runner_wall_s=ours_wall, wall_ratio=ours_wall / bare_wall, runner_timings_mean=phases)
     if args.fresh_host:
         summary["freshHost"] = fresh_host(args, package, scratch, out)
     write_json(out / "overhead.json", summary)
@@ -117,7 +126,7 @@ def fresh_host(args, package: Path, scratch: Path, out: Path) -> dict:
         env = {"WARP_CACHE_PATH": str(job / "warp-cache")}  # this "host"'s own, empty Warp kernel cache
         code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                                  str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
-                                out / "logs" / f"fresh-{name}.log", job, env=env)
+                                out / "logs" / f"fresh-{name}.log", job, env=env, stamp=True)
         timings = _timings(job / "staging")
         start = sum(float(timings.get(k, 0.0)) for k in START_PHASES)
         rows[name] = {"exit": code, "wall_s": round(secs, 1), "start_to_first_iteration_s": round(start, 1),
