@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import staging_layout, storage
 from isaaclab_pipeline.compat import AirflowFailException
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,9 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
     from isaaclab_pipeline.metrics import convert_run
 
     store = storage.for_uri(staging_uri, aws_conn_id)
-    run_uri = storage.join(staging_uri, staging.RUN_DIR)
+    run_uri = storage.join(staging_uri, staging_layout.RUN_DIR)
     staged, refused = storage.list_staged(store, run_uri)
-    events = {rel: obj for rel, obj in staged.items() if staging.EVENT_FILE_MARKER in rel.rsplit("/", 1)[-1]}
+    events = {rel: obj for rel, obj in staged.items() if staging_layout.EVENT_FILE_MARKER in rel.rsplit("/", 1)[-1]}
     if not events:
         raise NoEventFilesError(f"no TensorBoard event files under {run_uri}; did the job write any logs? "
                                 "(see runner-log.txt in the staging folder)")
@@ -43,13 +43,13 @@ def convert_staged_run(staging_uri: str, aws_conn_id: str = "aws_default") -> di
         events_dir = root / staging_uri.rstrip("/").rsplit("/", 1)[-1]  # the job id: it titles the plot
         for rel, obj in sorted(events.items()):  # keep relative paths: rank_* folders and restarts stay apart
             store.download(obj.uri, storage.safe_target(events_dir, rel))
-        result = convert_run(events_dir, root / staging.METRICS_DIR, tolerate_corrupt=True)
+        result = convert_run(events_dir, root / staging_layout.METRICS_DIR, tolerate_corrupt=True)
         for warning in result.warnings:
             log.warning("%s", warning)
-        _add_job_report(store, staging_uri, root / staging.METRICS_DIR)
+        _add_job_report(store, staging_uri, root / staging_layout.METRICS_DIR)
         written = []
-        for path in sorted((root / staging.METRICS_DIR).iterdir()):
-            uri = storage.join(staging_uri, staging.METRICS_DIR, path.name)
+        for path in sorted((root / staging_layout.METRICS_DIR).iterdir()):
+            uri = storage.join(staging_uri, staging_layout.METRICS_DIR, path.name)
             store.upload(path, uri)
             written.append(uri)
     problems = result.problems
@@ -72,19 +72,20 @@ def _add_job_report(store: storage.Storage, staging_uri: str, out_dir: Path) -> 
     summary_path = out_dir / "summary.json"
     try:
         doc = json.loads(summary_path.read_text())
-        raw = store.read_bytes(storage.join(staging_uri, staging.RESULT))
+        raw = store.read_bytes(storage.join(staging_uri, staging_layout.RESULT))
         result = json.loads(raw) if raw else {}
         job_timings = timings.run_timings([result.get("timings")]) if isinstance(result, dict) else None
         if job_timings:
             doc["timings"] = job_timings
-        staged, _ = storage.list_staged(store, storage.join(staging_uri, staging.GPU_DIR))
+        staged, _ = storage.list_staged(store, storage.join(staging_uri, staging_layout.GPU_DIR))
         node_files = []
         for rel, obj in sorted(staged.items()):
             if rel.endswith(".csv"):
-                node_files.append(store.download(obj.uri, storage.safe_target(out_dir.parent / staging.GPU_DIR, rel)))
+                target = storage.safe_target(out_dir.parent / staging_layout.GPU_DIR, rel)
+                node_files.append(store.download(obj.uri, target))
         if node_files:
             figures = gpu.merge_gpu_csv(node_files, out_dir / gpu.GPU_CSV)
-            spec_raw = store.read_bytes(storage.join(staging_uri, staging.SPEC))
+            spec_raw = store.read_bytes(storage.join(staging_uri, staging_layout.SPEC))
             num_envs = (json.loads(spec_raw) if spec_raw else {}).get("numEnvs")
             error = result.get("error") if isinstance(result, dict) else None
             doc["gpu"] = gpu.with_hint(figures, num_envs, error)

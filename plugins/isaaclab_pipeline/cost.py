@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging, timings
+from isaaclab_pipeline import staging_layout, timings
 from isaaclab_pipeline.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
     """The wall time of a local job from its folder (``pid`` written at start, ``exit_code`` at the end)."""
     jdir = Path(job_dir)
     now = time.time() if now is None else now
-    start = _mtime(jdir / "pid") or _mtime(jdir / staging.SPEC)
+    start = _mtime(jdir / "pid") or _mtime(jdir / staging_layout.SPEC)
     end = _mtime(jdir / "exit_code")
     attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
     wall = None if start is None else round(max(0.0, (end or now) - start), 3)
@@ -373,7 +373,7 @@ def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id:
         with tempfile.TemporaryDirectory(prefix="isaaclab-cost-") as tmp:
             path = Path(tmp) / COST_NAME
             path.write_text(json.dumps(doc, indent=2, sort_keys=True))
-            uri = storage.join(staging_uri, staging.METRICS_DIR, COST_NAME)
+            uri = storage.join(staging_uri, staging_layout.METRICS_DIR, COST_NAME)
             storage.for_uri(uri, aws_conn_id).upload(path, uri)
     except Exception as exc:  # the cost is a report: it never fails a run that trained
         log.warning("Cost of job %s not recorded: %s: %s", handle.get("job_id"), type(exc).__name__, exc)
@@ -386,7 +386,7 @@ def _training_seconds(staging_uri: str, aws_conn_id: str | None) -> float | None
     """The runner's training time summed over attempts (``result.json``'s ``timings.training``), or None."""
     from isaaclab_pipeline import storage
 
-    uri = storage.join(staging_uri, staging.RESULT)
+    uri = storage.join(staging_uri, staging_layout.RESULT)
     try:
         raw = storage.for_uri(uri, aws_conn_id).read_bytes(uri)
         value = ((json.loads(raw) if raw else {}).get("timings") or {}).get("training")

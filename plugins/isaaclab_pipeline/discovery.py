@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import staging_layout, storage
 
 CHECKPOINT_NAMES = {
     "rsl_rl": re.compile(r"^model_(\d+)\.pt$"),
@@ -63,7 +63,7 @@ def discover(objects: Sequence[storage.StoredObject], rl_library: str) -> Discov
     runs: dict[str, dict[str, list[str]]] = {}
     for obj in objects:
         name = obj.uri.rsplit("/", 1)[-1]
-        if not name.lower().endswith(staging.CHECKPOINT_SUFFIXES):
+        if not name.lower().endswith(staging_layout.CHECKPOINT_SUFFIXES):
             continue
         found.append(obj.uri)
         if "exported" in PurePosixPath(obj.uri.split("://", 1)[-1]).parts:

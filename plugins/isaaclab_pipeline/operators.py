@@ -186,11 +186,11 @@ def job_error(staging_uri: str | None, aws_conn_id: str | None) -> str | None:
     diagnosis), or None when the job left none (killed before it could write one)."""
     import json
 
-    from isaaclab_pipeline import staging, storage
+    from isaaclab_pipeline import staging_layout, storage
 
     if not staging_uri:
         return None
-    uri = storage.join(staging_uri, staging.RESULT)
+    uri = storage.join(staging_uri, staging_layout.RESULT)
     try:
         doc = json.loads(storage.for_uri(uri, aws_conn_id).read_bytes(uri) or b"{}")
     except Exception as exc:  # the failure is reported either way; this only adds its cause

@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import staging_layout, storage
 
 log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"token|secret|password|credential", re.IGNORECASE)
 RUN_FOLDER_DEPTH = 3  # <library>/<experiment>/<timestamp>[...]: where every library's run folder sits under logs/
-FINAL = staging.RUN_DIR  # the group of the final run folder's upload
+FINAL = staging_layout.RUN_DIR  # the group of the final run folder's upload
 
 EVALUATION_SUMMARY = "run/evaluation/summary.json"  # written by the runner's evaluate.py
 
@@ -62,17 +62,17 @@ def output_name(rel: str, evaluation: bool = False) -> str:
     """
     path = PurePosixPath(rel)
     parts = path.parts
-    if parts[0] == staging.METRICS_DIR:
+    if parts[0] == staging_layout.METRICS_DIR:
         return f"metrics-{path.name}" if evaluation and path.name == "summary.json" else path.name
-    if rel == staging.RUNNER_LOG:
+    if rel == staging_layout.RUNNER_LOG:
         return "runner-log.txt"
-    if rel == staging.RESULT:
+    if rel == staging_layout.RESULT:
         return "job-result.json"
-    if parts[0] == staging.CHECKPOINTS_DIR and path.suffix in staging.CHECKPOINT_SUFFIXES:
+    if parts[0] == staging_layout.CHECKPOINTS_DIR and path.suffix in staging_layout.CHECKPOINT_SUFFIXES:
         return f"checkpoints/{path.name}"  # synced while training, kept across interrupted attempts
-    if parts[0] == staging.NODES_DIR and path.name == staging.RUNNER_LOG and len(parts) == 3:
+    if parts[0] == staging_layout.NODES_DIR and path.name == staging_layout.RUNNER_LOG and len(parts) == 3:
         return f"runner-log-node{parts[1]}.txt"  # workers of a multi-node job
-    if parts[0] != staging.RUN_DIR or len(parts) < 2:
+    if parts[0] != staging_layout.RUN_DIR or len(parts) < 2:
         return f"staging/{rel}"
     inner = PurePosixPath(*parts[1:])
     if inner.parts[0] == "exported":
@@ -82,10 +82,10 @@ def output_name(rel: str, evaluation: bool = False) -> str:
         return "videos/" + "-".join(inner.parts[1:]) if len(inner.parts) > 1 else f"run/{inner}"
     if inner.parts[0] == "evaluation" and len(inner.parts) == 2:
         return inner.name
-    if inner.suffix in staging.CHECKPOINT_SUFFIXES:
+    if inner.suffix in staging_layout.CHECKPOINT_SUFFIXES:
         # one library per job, so checkpoint names are unique (model_<it>.pt, agent_<step>.pt, nn/<name>.pth)
         return f"checkpoints/{inner.name}"
-    if staging.EVENT_FILE_MARKER in inner.name:
+    if staging_layout.EVENT_FILE_MARKER in inner.name:
         return str(PurePosixPath("tensorboard", inner))
     if inner.parts[0] == "params" and inner.suffix in (".yaml", ".yml"):
         return f"{inner.stem}-params.txt"
@@ -97,17 +97,17 @@ def output_name(rel: str, evaluation: bool = False) -> str:
 def is_checkpoint(rel: str) -> bool:
     """True for a staged checkpoint: synced (``checkpoints/...``) or in the final run folder (``run/...``)."""
     parts = PurePosixPath(rel).parts
-    if len(parts) >= 3 and parts[0] == staging.RUN_DIR and parts[1] == "exported":
+    if len(parts) >= 3 and parts[0] == staging_layout.RUN_DIR and parts[1] == "exported":
         return False  # the exported policy (policy.pt) is published under exported/, not as a checkpoint
-    return len(parts) >= 2 and parts[0] in (staging.CHECKPOINTS_DIR, staging.RUN_DIR) and rel.endswith(
-        staging.CHECKPOINT_SUFFIXES)
+    return len(parts) >= 2 and parts[0] in (staging_layout.CHECKPOINTS_DIR, staging_layout.RUN_DIR) and rel.endswith(
+        staging_layout.CHECKPOINT_SUFFIXES)
 
 
 def run_folder(rel: str) -> str:
     """The run folder a staged checkpoint came from: ``run`` for the final upload, else the synced key's
     ``<library>/<experiment>/<timestamp>`` (fewer parts when the key is shorter)."""
     parts = PurePosixPath(rel).parts
-    if parts[0] == staging.RUN_DIR:
+    if parts[0] == staging_layout.RUN_DIR:
         return FINAL
     return "/".join(parts[1:min(1 + RUN_FOLDER_DEPTH, len(parts) - 1)])
 
@@ -115,7 +115,7 @@ def run_folder(rel: str) -> str:
 def inside_run_folder(rel: str) -> str:
     """A staged checkpoint's path inside its run folder (``model_50.pt``, ``checkpoints/agent_100.pt``)."""
     parts = PurePosixPath(rel).parts
-    if parts[0] == staging.RUN_DIR:
+    if parts[0] == staging_layout.RUN_DIR:
         return "/".join(parts[1:])
     return "/".join(parts[1 + len(PurePosixPath(run_folder(rel)).parts):])
 
@@ -201,10 +201,10 @@ def _sha256(path: Path) -> str:
 
 def _run_dir(store: storage.Storage, staging_uri: str, staged: Mapping[str, storage.StoredObject]) -> str | None:
     """``runDir`` of the staged result.json (the final run folder's name), if readable."""
-    if staging.RESULT not in staged:
+    if staging_layout.RESULT not in staged:
         return None
     try:
-        value = json.loads(store.read_bytes(staged[staging.RESULT].uri) or b"{}").get("runDir")
+        value = json.loads(store.read_bytes(staged[staging_layout.RESULT].uri) or b"{}").get("runDir")
     except (ValueError, AttributeError) as exc:
         log.warning("result.json under %s is not a JSON object (%s); ordering attempts by folder name", staging_uri,
                     exc)
@@ -236,7 +236,7 @@ def publish_outputs(staging_uri: str, output_root: str, conf: Mapping[str, Any],
     with tempfile.TemporaryDirectory(prefix="isaaclab-publish-") as tmp:
         scratch = Path(tmp)
         staged, refused = storage.list_staged(src, staging_uri)
-        staged.pop(staging.PROGRESS, None)  # a live view for the wait step, not an output
+        staged.pop(staging_layout.PROGRESS, None)  # a live view for the wait step, not an output
         run_dir = _run_dir(src, staging_uri, staged)
         layout = plan_layout({rel: o.mtime for rel, o in staged.items()}, run_dir, EVALUATION_SUMMARY in staged)
         for attempt in layout.attempts:
@@ -306,9 +306,9 @@ def _resolved_facts(store: storage.Storage, staged: Mapping[str, storage.StoredO
                     resolved: Mapping[str, Any] | None) -> dict[str, Any]:
     """What was resolved, with the image's Isaac Lab version the job reported (result.json), secrets removed."""
     facts = dict(redact(dict(resolved or {})))
-    if staging.RESULT in staged:
+    if staging_layout.RESULT in staged:
         try:
-            doc = json.loads(store.read_bytes(staged[staging.RESULT].uri) or b"{}")
+            doc = json.loads(store.read_bytes(staged[staging_layout.RESULT].uri) or b"{}")
             if isinstance(doc, dict) and doc.get("isaacLabVersion"):
                 facts["isaacLabVersion"] = doc["isaacLabVersion"]
         except ValueError:

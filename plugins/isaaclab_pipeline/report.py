@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import cost, staging, storage, timings
+from isaaclab_pipeline import cost, staging_layout, storage, timings
 from isaaclab_pipeline.readers import read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _read_text(uri: str, aws_conn_id: str | None) -> str | None:
 def trial_cost(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str, Any] | None:
     """A trial's cost.json: the published one, else the one in staging (a trial that failed after its job ran)."""
     for uri in (storage.join(item["trial"]["outputUri"], cost.COST_NAME),
-                storage.join(item["job_spec"]["stagingUri"], staging.METRICS_DIR, cost.COST_NAME)):
+                storage.join(item["job_spec"]["stagingUri"], staging_layout.METRICS_DIR, cost.COST_NAME)):
         text = _read_text(uri, aws_conn_id)
         if text:
             try:
@@ -124,7 +124,7 @@ def trial_timings(item: Mapping[str, Any], aws_conn_id: str | None) -> dict[str,
     """A trial's job timings: the published ``job-result.json``'s, else the staged ``result.json``'s (a trial that
     failed after its job ran); None when its job left none."""
     for uri in (storage.join(item["trial"]["outputUri"], "job-result.json"),
-                storage.join(item["job_spec"]["stagingUri"], staging.RESULT)):
+                storage.join(item["job_spec"]["stagingUri"], staging_layout.RESULT)):
         doc = read_json(_read_text(uri, aws_conn_id))
         if doc and isinstance(doc.get("timings"), Mapping):
             return dict(doc["timings"])
@@ -152,7 +152,7 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
                mlflow_run_id=mlflow_run_id)
     curves: dict[str, Any] = {"reward": [], "length": []}
     if status != "succeeded":
-        result = _read_text(storage.join(spec["stagingUri"], staging.RESULT), aws_conn_id)
+        result = _read_text(storage.join(spec["stagingUri"], staging_layout.RESULT), aws_conn_id)
         try:
             row["reason"] = (json.loads(result) or {}).get("error", "") if result else ""
         except ValueError:

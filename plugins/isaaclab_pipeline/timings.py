@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging
+from isaaclab_pipeline import staging_layout
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def queue_waits(handle: Mapping[str, Any], attempts: list[Mapping[str, Any]],
     :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
     """
     if handle.get("backend") == "local":
-        spec = Path(handle["external_id"]) / staging.SPEC
+        spec = Path(handle["external_id"]) / staging_layout.SPEC
         previous: float | None = spec.stat().st_mtime if spec.exists() else None
         out: list[float | None] = []
         for a in attempts:
@@ -101,7 +101,7 @@ def record_timings(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_
 
     if not handle:
         return None
-    uri = storage.join(staging_uri, staging.RESULT)
+    uri = storage.join(staging_uri, staging_layout.RESULT)
     try:
         store = storage.for_uri(uri, aws_conn_id)
         raw = store.read_bytes(uri)
@@ -117,7 +117,7 @@ def record_timings(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_
             waits = []
         result["timings"] = with_queue_waits(result["timings"], waits)
         with tempfile.TemporaryDirectory(prefix="isaaclab-timings-") as tmp:
-            path = Path(tmp) / staging.RESULT
+            path = Path(tmp) / staging_layout.RESULT
             path.write_text(json.dumps(result, indent=2))
             store.upload(path, uri)
     except Exception as exc:  # a report: it never fails the run

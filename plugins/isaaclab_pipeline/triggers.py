@@ -216,8 +216,9 @@ def _retryable(exc: BaseException) -> bool:
 
 def read_progress(staging_uri: str, aws_conn_id: str | None) -> dict[str, Any] | None:
     """Return the runner's progress.json under ``staging_uri``, or None if there is none (yet)."""
-    from isaaclab_pipeline import staging, storage
+    from isaaclab_pipeline import staging_layout, storage
     from isaaclab_pipeline.readers import read_json
 
     # None also when caught mid-write: the next poll reads it whole
-    return read_json(storage.for_uri(staging_uri, aws_conn_id).read_bytes(storage.join(staging_uri, staging.PROGRESS)))
+    uri = storage.join(staging_uri, staging_layout.PROGRESS)
+    return read_json(storage.for_uri(staging_uri, aws_conn_id).read_bytes(uri))

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from isaaclab_runner import EXIT_USAGE, layout, packages, storage
+from isaaclab_runner import EXIT_USAGE, packages, staging_layout, storage
 from isaaclab_runner.jobspec import load_spec
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return _list_tasks(args.package, args.json)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="isaaclab-job-"))
     try:
-        spec = load_spec(storage.download(args.spec, workdir / layout.SPEC).read_text())
+        spec = load_spec(storage.download(args.spec, workdir / staging_layout.SPEC).read_text())
     except Exception as exc:  # a spec we cannot read is bad input, not a crash
         print(f"[runner] ERROR: invalid job spec {args.spec}: {exc}", file=sys.stderr)
         return EXIT_USAGE

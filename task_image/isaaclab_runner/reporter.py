@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from isaaclab_runner import layout, storage
+from isaaclab_runner import staging_layout, storage
 from isaaclab_runner.sync import CheckpointSync
 
 PROGRESS_INTERVAL_S = 2.0  # progress.json is rewritten at most this often (an S3 PUT each time in production)
-LOG_NAME = layout.RUNNER_LOG
-PROGRESS_NAME = layout.PROGRESS
-RESULT_NAME = layout.RESULT
+LOG_NAME = staging_layout.RUNNER_LOG
+PROGRESS_NAME = staging_layout.PROGRESS
+RESULT_NAME = staging_layout.RESULT
 HISTORY_POINTS = 400  # of the reward curve kept in progress.json (a few kB)
 
 
@@ -106,7 +106,7 @@ class StagingReporter:
         self.tee.file.close()
         log = self.workdir / LOG_NAME
         if not self.uploads:
-            storage.upload(log, storage.join(self.staging, layout.NODES_DIR, str(self.node_rank), LOG_NAME))
+            storage.upload(log, storage.join(self.staging, staging_layout.NODES_DIR, str(self.node_rank), LOG_NAME))
             return
         self.write_progress(force=True)
         storage.upload(log, storage.join(self.staging, LOG_NAME))

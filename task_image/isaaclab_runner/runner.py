@@ -31,9 +31,9 @@ from isaaclab_runner import (
     gpu_monitor,
     isaaclab_cli,
     launch,
-    layout,
     packages,
     provenance,
+    staging_layout,
     storage,
     sync,
     timings,
@@ -458,7 +458,8 @@ class JobRunner:
             return
         try:
             stats = monitor.stop()
-            storage.upload(monitor.path, storage.join(self.staging, layout.GPU_DIR, f"node-{self.node.node_rank}.csv"))
+            uri = storage.join(self.staging, staging_layout.GPU_DIR, f"node-{self.node.node_rank}.csv")
+            storage.upload(monitor.path, uri)
             if stats:
                 result["gpu"] = stats
                 self.say(f"GPU: peak {stats['peakMemoryMiB'] / 1024:.1f} of {stats['memoryTotalMiB'] / 1024:.0f} GiB, "
@@ -479,7 +480,8 @@ class JobRunner:
         if self.timings.attempt < 2 or not self.node.uploads:
             return []
         try:
-            path = storage.download(storage.join(self.staging, layout.RESULT), self.workdir / "earlier-result.json")
+            uri = storage.join(self.staging, staging_layout.RESULT)
+            path = storage.download(uri, self.workdir / "earlier-result.json")
             earlier = json.loads(path.read_text()).get("timings", {}).get("attempts", [])
         except Exception as exc:  # a missing or unreadable result: this attempt's timings still stand
             log.warning("timings of earlier attempts not read: %s", exc)

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isaaclab_runner import layout, storage
+from isaaclab_runner import staging_layout, storage
 
 log = logging.getLogger("isaaclab_runner.sync")
 
-CHECKPOINTS_DIR = layout.CHECKPOINTS_DIR  # under the staging URI
-RUN_DIR = layout.RUN_DIR  # the final upload of Isaac Lab's run folder (runner.py)
+CHECKPOINTS_DIR = staging_layout.CHECKPOINTS_DIR  # under the staging URI
+RUN_DIR = staging_layout.RUN_DIR  # the final upload of Isaac Lab's run folder (runner.py)
 
 Uploader = Callable[[Path, str], None]
-EVENTS_MARKER = layout.EVENT_FILE_MARKER
+EVENTS_MARKER = staging_layout.EVENT_FILE_MARKER
 EVENTS_INTERVAL_ENV = "ISAACLAB_RUNNER_EVENTS_SYNC_S"
 EVENTS_INTERVAL_S = 30.0  # a growing event file is sent whole, so not on every pass
 
@@ -180,8 +180,8 @@ class CheckpointSync:
         if progress is not None:
             text = json.dumps(progress)
             if text != self._progress_sent:
-                scratch = self.scratch / layout.PROGRESS
-                if self._try(storage.write_text, storage.join(self.staging, layout.PROGRESS), text, scratch):
+                scratch = self.scratch / staging_layout.PROGRESS
+                if self._try(storage.write_text, storage.join(self.staging, staging_layout.PROGRESS), text, scratch):
                     self._progress_sent = text
 
     def _pass_events(self, final: bool) -> None:

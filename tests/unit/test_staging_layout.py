@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from isaaclab_pipeline import staging
+from isaaclab_pipeline import staging_layout as airflow_side_layout
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ("SPEC", "PROGRESS", "RESULT", "RUNNER_LOG", "RUN_DIR", "CHECKPOINTS_DIR", "METRICS_DIR", "NODES_DIR",
@@ -19,24 +19,25 @@ def _grep(pattern: str, *exclude: str) -> list[str]:
     """``file:line: text`` of every match in the sides' Python modules, the two layout modules left out."""
     args = ["grep", "-rnE", pattern, "--include=*.py", *SIDES]
     lines = subprocess.run(args, cwd=REPO, capture_output=True, text=True).stdout.splitlines()
-    skip = ("plugins/isaaclab_pipeline/staging.py", "task_image/isaaclab_runner/layout.py", *exclude)
+    skip = ("plugins/isaaclab_pipeline/staging_layout.py", "task_image/isaaclab_runner/staging_layout.py", *exclude)
     return [line for line in lines if not line.startswith(skip)]
 
 
 def test_both_sides_read_the_same_names_from_the_shared_schema() -> None:
-    from isaaclab_runner import layout, reporter, sync
+    from isaaclab_runner import reporter, sync
+    from isaaclab_runner import staging_layout as runner_side_layout
 
-    airflow_side = {n: getattr(staging, n) for n in NAMES}
-    runner_side = {n: getattr(layout, n) for n in NAMES}
+    airflow_side = {n: getattr(airflow_side_layout, n) for n in NAMES}
+    runner_side = {n: getattr(runner_side_layout, n) for n in NAMES}
     assert airflow_side == runner_side
     schema = json.loads((REPO / "include" / "schemas" / "staging-layout.schema.json").read_text())
     consts = [tuple(c) if isinstance(c, list) else c for c in (v["const"] for v in schema["properties"].values())]
     assert sorted(consts, key=str) == sorted(airflow_side.values(), key=str)
     # the runner's writers use them
     assert (reporter.PROGRESS_NAME, reporter.RESULT_NAME, reporter.LOG_NAME) == (
-        layout.PROGRESS, layout.RESULT, layout.RUNNER_LOG)
+        airflow_side_layout.PROGRESS, airflow_side_layout.RESULT, airflow_side_layout.RUNNER_LOG)
     assert (sync.CHECKPOINTS_DIR, sync.RUN_DIR, sync.EVENTS_MARKER) == (
-        layout.CHECKPOINTS_DIR, layout.RUN_DIR, layout.EVENT_FILE_MARKER)
+        airflow_side_layout.CHECKPOINTS_DIR, airflow_side_layout.RUN_DIR, airflow_side_layout.EVENT_FILE_MARKER)
 
 
 def test_no_module_spells_a_staging_file_name_itself() -> None:
@@ -55,8 +56,8 @@ def test_the_copies_kept_on_purpose_agree() -> None:
 
     from vams_bridge import manifest
 
-    assert events.EVENT_FILE_MARKER == staging.EVENT_FILE_MARKER
-    assert manifest.CHECKPOINT_SUFFIXES == staging.CHECKPOINT_SUFFIXES
+    assert events.EVENT_FILE_MARKER == airflow_side_layout.EVENT_FILE_MARKER
+    assert manifest.CHECKPOINT_SUFFIXES == airflow_side_layout.CHECKPOINT_SUFFIXES
     assert manifest.PACKAGE_SUFFIXES == PACKAGE_SUFFIXES
 
 

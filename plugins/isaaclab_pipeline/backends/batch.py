@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import staging_layout, storage
 from isaaclab_pipeline.aws_retry import backoff_delay, is_transient, retry_transient
 from isaaclab_pipeline.backends.base import (
     JobHandle,
@@ -263,9 +263,9 @@ class BatchBackend:
         return self.settings.batch_job_queue
 
     def _stage_spec(self, spec: JobSpec) -> str:
-        uri = storage.join(spec.staging_uri, staging.SPEC)
+        uri = storage.join(spec.staging_uri, staging_layout.SPEC)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / staging.SPEC
+            path = Path(tmp) / staging_layout.SPEC
             path.write_text(spec.to_json())
             storage.for_uri(uri, self.settings.aws_conn_id).upload(path, uri)
         return uri

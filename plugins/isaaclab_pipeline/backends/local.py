@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import staging
+from isaaclab_pipeline import staging_layout
 from isaaclab_pipeline.backends.base import JobHandle, JobState, JobStatus, Poll, PollerSpec
 from isaaclab_pipeline.backends.staging_archive import archive_staging
 from isaaclab_pipeline.jobspec import JobSpec
@@ -90,12 +90,12 @@ class LocalBackend:
                                     "the Variable isaaclab_isaaclab_python to the Isaac Lab venv's python")
         archive_staging(spec.staging_uri, None)
         jdir.mkdir(parents=True, exist_ok=True)
-        (jdir / staging.SPEC).write_text(spec.to_json())
+        (jdir / staging_layout.SPEC).write_text(spec.to_json())
         self._start(jdir, spec.job_id)
         return handle
 
     def _start(self, jdir: Path, job_id: str) -> None:
-        cmd = [self.python, "-m", "isaaclab_runner", "run", "--spec", str(jdir / staging.SPEC),
+        cmd = [self.python, "-m", "isaaclab_runner", "run", "--spec", str(jdir / staging_layout.SPEC),
                "--workdir", str(jdir / "work")]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         (jdir / "attempt").write_text("1")
@@ -138,7 +138,7 @@ class LocalBackend:
         n = 1 + sum(1 for _ in jdir.glob("attempt-*"))
         dest = jdir / f"attempt-{n}"
         dest.mkdir()
-        for name in ("pid", "stdout.log", "exit_code", staging.SPEC, "attempt", "cancelled"):
+        for name in ("pid", "stdout.log", "exit_code", staging_layout.SPEC, "attempt", "cancelled"):
             if (jdir / name).exists():
                 shutil.move(jdir / name, dest / name)
         log.info("Previous attempt failed; its files are in %s", dest)

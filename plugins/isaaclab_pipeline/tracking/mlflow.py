@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from isaaclab_pipeline import staging, storage
+from isaaclab_pipeline import staging_layout, storage
 from isaaclab_pipeline.readers import manifest_files, read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def _log_batches(mlflow_client: Any, run_id: str, metrics: Sequence[Any] = (), p
 def _newest_checkpoint(names: Sequence[str]) -> str | None:
     """The published checkpoint with the highest trailing number (``checkpoints/model_4.pt`` over ``model_2.pt``)."""
     ckpts = [n for n in names if n.startswith("checkpoints/") and n.count("/") == 1
-             and n.endswith(staging.CHECKPOINT_SUFFIXES)]
+             and n.endswith(staging_layout.CHECKPOINT_SUFFIXES)]
 
     def number(name: str) -> int:
         match = re.search(r"(\d+)(?=\.[^.]+$)", PurePosixPath(name).name)

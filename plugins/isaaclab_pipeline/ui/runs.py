@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from isaaclab_pipeline import staging
+from isaaclab_pipeline import staging_layout
 from isaaclab_pipeline.readers import manifest_files
 from isaaclab_pipeline.ui.artifacts import Artifacts, result_of
 from isaaclab_pipeline.ui.queries import LINK_KEYS, REPORT_STEP, STEPS, TRIAL_STEPS, RunRecord
@@ -149,7 +149,7 @@ def _add_staged(trial: dict[str, Any], artifacts: Artifacts, staging_uri: str, f
     from isaaclab_pipeline import storage
 
     try:
-        progress = artifacts.read_json(storage.join(staging_uri, staging.PROGRESS), final=final, version=version)
+        progress = artifacts.read_json(storage.join(staging_uri, staging_layout.PROGRESS), final=final, version=version)
     except Exception as exc:
         trial["problems"].append(f"progress.json not read: {type(exc).__name__}: {str(exc)[:200]}")
         progress = None
@@ -157,7 +157,7 @@ def _add_staged(trial: dict[str, Any], artifacts: Artifacts, staging_uri: str, f
     trial["curve"] = artifacts.sample(trial["jobId"] or staging_uri, progress)
     if failed:  # not only the step's state
         try:
-            result = artifacts.read_json(storage.join(staging_uri, staging.RESULT), final=True, version=version)
+            result = artifacts.read_json(storage.join(staging_uri, staging_layout.RESULT), final=True, version=version)
             trial["error"] = (result or {}).get("error") if isinstance(result, Mapping) else None
         except Exception as exc:
             trial["problems"].append(f"result.json not read: {type(exc).__name__}: {str(exc)[:200]}")
