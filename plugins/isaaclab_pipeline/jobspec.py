@@ -36,7 +36,7 @@ class JobSpec:
     install_timeout_s: float | None = None  # the env package's install is stopped after this; None: the runner's
     asset_mirror_uri: str | None = None  # the deployment's asset mirror (NVIDIA's Isaac assets); None: NVIDIA's server
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Return the spec as the schema's JSON object (camelCase keys), validated."""
         out = {_camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
         validate_job_spec(out)
@@ -44,10 +44,10 @@ class JobSpec:
 
     def to_json(self) -> str:
         """Return the spec as JSON text."""
-        return json.dumps(self.to_json_dict(), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> JobSpec:
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         """Build a spec from its JSON object, validating it first."""
         validate_job_spec(data)
         return cls(**{_snake(k): v for k, v in data.items()})

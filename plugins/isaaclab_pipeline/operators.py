@@ -58,7 +58,7 @@ class SubmitIsaacLabJobOperator(BaseOperator):
     def execute(self, context: Any, event: Any = None) -> dict[str, Any]:
         """Submit, or reattach to the job already submitted for this job id; a mapped trial first waits for a slot."""
         settings = PipelineSettings.load()
-        spec = JobSpec.from_json_dict(self.job_spec)
+        spec = JobSpec.from_dict(self.job_spec)
         backend = get_backend(settings, context.get("run_id"))
         running = running_siblings(context, backend)
         if len(running) >= settings.max_concurrent_jobs:

@@ -259,7 +259,7 @@ def build_trial_specs(conf: Mapping[str, Any], job_id: str, settings: PipelineSe
                                        overrides=job_overrides(tc, settings),
                                        staging_uri=storage.join(settings.staging_uri, trial["jobId"]))
         trial = {**trial, "outputUri": storage.join(conf["outputS3Path"], key), "resolved": facts}
-        out.append({"job_spec": spec.to_json_dict(), "trial": trial})
+        out.append({"job_spec": spec.to_dict(), "trial": trial})
     if len(out) > 1:
         log.info("Sweep %s: %d trials, %d job(s) at once at most", job_id, len(out), settings.max_concurrent_jobs)
     return out

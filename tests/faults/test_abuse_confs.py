@@ -144,7 +144,7 @@ def _check(raw: Any, specs: list[dict[str, Any]], outcomes: dict[str, int]) -> N
                              allowed_uri_prefixes=("s3://allowed-only/",))  # never reach AWS: no s3 URI passes
     try:
         conf = apply_deployment(conf, default_output_uri=str(OUT), max_nodes=local.max_nodes)
-        spec = build_job_spec(conf, JOB, local).to_json_dict()
+        spec = build_job_spec(conf, JOB, local).to_dict()
     except ConfigValidationError as exc:
         assert all(FIELD.match(p) for p in exc.problems), exc.problems
         outcomes["refused"] += 1

@@ -131,7 +131,7 @@ def _spec(conf: dict, tmp_path: Path) -> dict:
                                 cache_uri="")
     normalized = apply_deployment(form.validate_submission(conf), default_output_uri=settings.default_output_uri,
                                   max_nodes=settings.max_nodes)
-    return build_job_spec(normalized, JOB, settings).to_json_dict()
+    return build_job_spec(normalized, JOB, settings).to_dict()
 
 
 CASES = {

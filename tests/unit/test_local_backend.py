@@ -51,7 +51,7 @@ def test_success_streams_the_log(tmp_path: Path) -> None:
     assert lines[1:] == ["line one", "line two"]
     assert LocalJobPoller(handle.external_id).read_log(offset) == ([], offset)
     spec_file = tmp_path / "jobs" / JOB / "spec.json"
-    assert JobSpec.from_json_dict(__import__("json").loads(spec_file.read_text())) == _spec()
+    assert JobSpec.from_dict(__import__("json").loads(spec_file.read_text())) == _spec()
 
 
 def test_failure_reports_the_exit_code(tmp_path: Path) -> None:

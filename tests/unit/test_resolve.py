@@ -83,9 +83,9 @@ def test_job_spec_round_trips_through_its_schema(tmp_path: Path) -> None:
 
     pkg = _touch(tmp_path / "env.tar.gz")
     spec = build_job_spec(_conf(str(pkg)), JOB, SETTINGS)
-    data = spec.to_json_dict()
+    data = spec.to_dict()
     assert data["envPackageUri"] == str(pkg) and data["numEnvs"] == 4096
-    assert JobSpec.from_json_dict(data) == spec
+    assert JobSpec.from_dict(data) == spec
 
 
 def _known(tmp_path: Path) -> Path:
@@ -217,7 +217,7 @@ def test_the_install_timeout_is_the_deployments_and_travels_in_the_spec(tmp_path
     assert settings.install_timeout_s == 45
     spec = build_job_spec(_conf(str(pkg)), JOB, settings)
     assert spec.install_timeout_s == 45
-    assert JobSpec.from_json_dict(spec.to_json_dict()).install_timeout_s == 45  # valid against the schema
+    assert JobSpec.from_dict(spec.to_dict()).install_timeout_s == 45  # valid against the schema
     assert build_job_spec(_conf(str(pkg)), JOB, SETTINGS).install_timeout_s is None  # unset: the runner's default
     monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_INSTALL_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match=r"isaaclab_install_timeout_s is '0'; set a whole number >= 1"):
