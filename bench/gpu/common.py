@@ -37,6 +37,7 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None 
         assert child.stdout is not None
         for line in child.stdout:
             f.write(f"[{time.monotonic() - start:8.2f}] {line}")
+            f.flush()  # a call cut short keeps the log up to here
             if time.monotonic() - start > timeout:
                 child.kill()
         code = child.wait()

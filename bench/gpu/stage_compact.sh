@@ -32,7 +32,7 @@ if [ ! -f "$xz_file" ]; then  # ~5 min on one core; kept for the next staging
   rm -rf "$tmp"
 fi
 cp "$xz_file" .stage/compact/
-git archive --format=tar HEAD bench/gpu task_image examples/envs/custom_cartpole > .stage/compact/snapshot.tar
+git archive --format=tar HEAD bench/gpu task_image include/schemas examples/envs/custom_cartpole > .stage/compact/snapshot.tar
 cp bench/gpu/install_compact.sh .stage/compact/
 tar -C .stage/compact -cf .stage/all.tar .
 size=$(stat -c %s .stage/all.tar)
