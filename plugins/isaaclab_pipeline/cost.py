@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import staging_layout, timings
+from isaaclab_pipeline.backends.base import JobHandle
 from isaaclab_pipeline.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,7 @@ def batch_cost(job: Mapping[str, Any], prices: Mapping[str, Mapping[str, float]]
         spot_costs.append(None if sp is None else hours * sp)
         if price is None:
             reasons.append(source)
-    waits = timings.queue_waits({"backend": "batch", "external_id": job.get("jobId")}, rows, describe=lambda _: job)
+    waits = timings.queue_waits({"backend": "batch", "externalId": job.get("jobId")}, rows, describe=lambda _: job)
     for row, wait in zip(rows, waits, strict=True):
         row["queueWaitSeconds"] = wait
     seconds = sum(a["seconds"] for a in rows)
@@ -314,7 +315,8 @@ def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
     end = _mtime(jdir / "exit_code")
     attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
     wall = None if start is None else round(max(0.0, (end or now) - start), 3)
-    waits = timings.queue_waits({"backend": "local", "external_id": str(jdir)}, [{"startedAt": _mtime(jdir / "pid")}])
+    waits = timings.queue_waits({"backend": "local", "externalId": str(jdir)},
+                                [{"startedAt": _mtime(jdir / "pid")}])
     return {"backend": "local", "live": end is None and start is not None, "wallSeconds": wall,
             "queueWaitSeconds": waits[0],
             "attempts": int(attempt) if attempt.isdigit() else 1, "gpuSeconds": None, "estimatedCostUsd": None,
@@ -339,9 +341,10 @@ def cost_of(handle: Mapping[str, Any], aws_conn_id: str | None = "aws_default",
     :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
     :param facts: instance lookups (default: ECS and Batch clients on ``aws_conn_id``).
     """
-    if handle.get("backend") == "local":
-        return local_cost(handle["external_id"], now)
-    region = (handle.get("details") or {}).get("regionName")
+    job_handle = JobHandle.from_dict(handle)
+    if job_handle.backend == "local":
+        return local_cost(job_handle.external_id, now)
+    region = job_handle.details.get("regionName")
     if describe is None or facts is None:
         from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
         from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -349,7 +352,7 @@ def cost_of(handle: Mapping[str, Any], aws_conn_id: str | None = "aws_default",
         hook = BatchClientHook(aws_conn_id=aws_conn_id, region_name=region)
         describe = describe or hook.get_job_description
         facts = facts or InstanceFacts(EcsHook(aws_conn_id=aws_conn_id, region_name=region).conn, hook.client)
-    job = describe(handle["external_id"])
+    job = describe(job_handle.external_id)
     return batch_cost(job, load_price_table(), facts=facts,
                       fallback_instance_type=get_setting("cost_instance_type") or None, now=now)
 
@@ -376,9 +379,9 @@ def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id:
             uri = storage.join(staging_uri, staging_layout.METRICS_DIR, COST_NAME)
             storage.for_uri(uri, aws_conn_id).upload(path, uri)
     except Exception as exc:  # the cost is a report: it never fails a run that trained
-        log.warning("Cost of job %s not recorded: %s: %s", handle.get("job_id"), type(exc).__name__, exc)
+        log.warning("Cost of job %s not recorded: %s: %s", JobHandle.from_dict(handle).job_id, type(exc).__name__, exc)
         return None
-    log.info("Cost of job %s: %s", handle.get("job_id"), format_cost(doc))
+    log.info("Cost of job %s: %s", JobHandle.from_dict(handle).job_id, format_cost(doc))
     return doc
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_pipeline import staging_layout
+from isaaclab_pipeline.backends.base import JobHandle
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,17 @@ LABELS = {"queueWait": "queue", "runnerStart": "runner start", "fetch": "fetch",
 
 
 def queue_waits(handle: Mapping[str, Any], attempts: list[Mapping[str, Any]],
-                describe: Callable[[str], Mapping[str, Any]] | None = None) -> list[float | None]:
+                describe: Callable[[str], Mapping[str, Any]] | None = None,
+                aws_conn_id: str | None = "aws_default") -> list[float | None]:
     """Seconds each attempt waited to run, from the backend (None where it does not say).
 
-    :param handle: the JobHandle as its dict (``backend``, ``external_id``, ``details``).
+    :param handle: the JobHandle as its dict (``JobHandle.to_dict``).
     :param attempts: the runner's per-attempt blocks (``startedAt``/``finishedAt``, epoch seconds).
     :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
     """
-    if handle.get("backend") == "local":
-        spec = Path(handle["external_id"]) / staging_layout.SPEC
+    job_handle = JobHandle.from_dict(handle)
+    if job_handle.backend == "local":
+        spec = Path(job_handle.external_id) / staging_layout.SPEC
         previous: float | None = spec.stat().st_mtime if spec.exists() else None
         out: list[float | None] = []
         for a in attempts:
@@ -53,10 +56,10 @@ def queue_waits(handle: Mapping[str, Any], attempts: list[Mapping[str, Any]],
     if describe is None:
         from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 
-        region = (handle.get("details") or {}).get("regionName")
-        describe = BatchClientHook(aws_conn_id=handle.get("aws_conn_id") or "aws_default",
+        region = job_handle.details.get("regionName")
+        describe = BatchClientHook(aws_conn_id=aws_conn_id or "aws_default",
                                    region_name=region).get_job_description
-    job = describe(handle["external_id"])
+    job = describe(job_handle.external_id)
     starts = [(x.get("startedAt"), x.get("stoppedAt")) for x in job.get("attempts") or []]
     if job.get("startedAt") and len(starts) < len(attempts):  # the running (last) attempt is not listed yet
         starts.append((job.get("startedAt"), job.get("stoppedAt")))
@@ -101,19 +104,19 @@ def record_timings(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_
 
     if not handle:
         return None
+    job_id = JobHandle.from_dict(handle).job_id
     uri = storage.join(staging_uri, staging_layout.RESULT)
     try:
         store = storage.for_uri(uri, aws_conn_id)
         raw = store.read_bytes(uri)
         result = json.loads(raw) if raw else None
         if not isinstance(result, dict) or not isinstance(result.get("timings"), dict):
-            log.warning("Job %s left no timings in %s", handle.get("job_id"), uri)
+            log.warning("Job %s left no timings in %s", job_id, uri)
             return None
         try:
-            waits = queue_waits({**handle, "aws_conn_id": aws_conn_id}, result["timings"].get("attempts") or [],
-                                describe)
+            waits = queue_waits(handle, result["timings"].get("attempts") or [], describe, aws_conn_id)
         except Exception as exc:  # the runner's phases still stand without the queue wait
-            log.warning("Queue wait of job %s not known: %s: %s", handle.get("job_id"), type(exc).__name__, exc)
+            log.warning("Queue wait of job %s not known: %s: %s", job_id, type(exc).__name__, exc)
             waits = []
         result["timings"] = with_queue_waits(result["timings"], waits)
         with tempfile.TemporaryDirectory(prefix="isaaclab-timings-") as tmp:
@@ -121,7 +124,7 @@ def record_timings(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_
             path.write_text(json.dumps(result, indent=2))
             store.upload(path, uri)
     except Exception as exc:  # a report: it never fails the run
-        log.warning("Timings of job %s not recorded: %s: %s", handle.get("job_id"), type(exc).__name__, exc)
+        log.warning("Timings of job %s not recorded: %s: %s", job_id, type(exc).__name__, exc)
         return None
     return result["timings"]
 

@@ -188,8 +188,8 @@ def test_a_batch_job_is_registered_on_vamss_orchestration_bus(moto_url: str) -> 
                        Targets=[{"Id": "q", "Arn": queue_arn}])
     conf = {**VAMS_CONF, "vams": {**VAMS_CONF["vams"], "pipelineExecutionId": vc.PIPELINE_EXECUTION_ID,
                                   "orchestration": {"busArn": bus, "eventPrefix": vc.EVENT_PREFIX}}}
-    handle = {"backend": "batch", "job_id": "j1", "external_id": "0f1e2d3c-batch-job", "details": {},
-              "staging_uri": "s3://staging/j1"}
+    handle = {"backend": "batch", "jobId": "j1", "externalId": "0f1e2d3c-batch-job", "details": {},
+              "stagingUri": "s3://staging/j1"}
 
     assert callbacks.on_job_submitted(context("vams__reg", conf, "submit_job"), handle) is True
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]

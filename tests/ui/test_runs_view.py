@@ -49,8 +49,8 @@ def staged(root: Path, job: str, **progress) -> str:
 
 
 def handle(job: str, staging: str, backend: str = "local") -> dict:
-    return {"backend": backend, "job_id": job, "external_id": f"/jobs/{job}", "details": {"regionName": "eu-west-1"},
-            "staging_uri": staging}
+    return {"backend": backend, "jobId": job, "externalId": f"/jobs/{job}", "details": {"regionName": "eu-west-1"},
+            "stagingUri": staging}
 
 
 def costs(h: dict) -> dict:

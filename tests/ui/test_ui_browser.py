@@ -156,8 +156,8 @@ def test_runs_view_shows_progress_result_cost_and_links(page, server: Server, tm
     root = server.home / "pipeline"
     done, live = "1f0e0d0c-0b0a-5908-8706-050403020100", "2f0e0d0c-0b0a-5908-8706-050403020100"
     out = write_finished_outputs(root, done)
-    handle = {"backend": "local", "job_id": done, "external_id": str(root / "jobs" / done), "details": {},
-              "staging_uri": str(root / "staging" / done)}
+    handle = {"backend": "local", "jobId": done, "externalId": str(root / "jobs" / done), "details": {},
+              "stagingUri": str(root / "staging" / done)}
     server.seed_run("ui-finished", {"trainingConfig": {"task": TASK, "numEnvs": 64, "maxIterations": 150,
                                                        "seed": 42}}, "success", dict.fromkeys(STEPS, "success"), [
         {"task": "validate_config", "key": "return_value", "value": {"jobId": done,

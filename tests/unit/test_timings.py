@@ -18,7 +18,7 @@ def test_batch_queue_wait_per_attempt() -> None:
     # createdAt → attempt 1 started (30 s); attempt 1 stopped → attempt 2 started (45 s: a spot reclaim's requeue)
     job = {"createdAt": 970_000, "attempts": [{"startedAt": 1_000_000, "stoppedAt": 1_100_000}],
            "startedAt": 1_145_000, "stoppedAt": None}
-    handle = {"backend": "batch", "external_id": "abc", "details": {}}
+    handle = {"backend": "batch", "externalId": "abc", "details": {}}
     waits = timings.queue_waits(handle, _runner_timings()["attempts"], describe=lambda _: job)
     assert waits == [30.0, 45.0]
     done = timings.with_queue_waits(_runner_timings(), waits)
@@ -34,7 +34,7 @@ def test_local_queue_wait_from_the_job_folder(tmp_path: Path) -> None:
 
     (tmp_path / "spec.json").write_text("{}")
     os.utime(tmp_path / "spec.json", (990.0, 990.0))
-    waits = timings.queue_waits({"backend": "local", "external_id": str(tmp_path)}, _runner_timings()["attempts"])
+    waits = timings.queue_waits({"backend": "local", "externalId": str(tmp_path)}, _runner_timings()["attempts"])
     assert waits == [10.0, 60.0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -41,13 +42,23 @@ class JobHandle:
     staging_uri: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the handle as a JSON-able dict."""
-        return asdict(self)
+        """Return the handle as a JSON-able dict, camelCase keys like the JobSpec's (``jobId``, ``stagingUri``)."""
+        return {_camel(k): v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobHandle:
-        """Rebuild a handle from ``to_dict`` output."""
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> JobHandle:
+        """Rebuild a handle from ``to_dict`` output; the snake_case keys of runs started before the handle's keys
+        were camelCase are read too (their XComs outlive the change)."""
+        def get(name: str, default: Any = None) -> Any:
+            return data.get(_camel(name), data.get(name, default))
+
+        return cls(backend=get("backend"), job_id=get("job_id", ""), external_id=get("external_id"),
+                   details=dict(get("details") or {}), staging_uri=get("staging_uri", ""))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 @dataclass(frozen=True)

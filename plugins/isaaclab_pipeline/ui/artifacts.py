@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from isaaclab_pipeline.backends.base import JobHandle
 from isaaclab_pipeline.readers import headline_metrics, progress_points, read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ class Artifacts:
 
     def cost(self, handle: Mapping[str, Any], final: bool, version: str = "") -> dict[str, Any] | None:
         """The job's cost worked out from its backend (a live estimate while it runs)."""
-        key = f"{handle.get('backend')}:{handle.get('external_id')}@{version}"
+        job = JobHandle.from_dict(handle)
+        key = f"{job.backend}:{job.external_id}@{version}"
         now = time.monotonic()
         cached = self._costs.get(key)
         if cached and (cached[0] == float("inf") or now - cached[0] < self.cost_ttl_s):

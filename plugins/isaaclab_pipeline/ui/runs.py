@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from isaaclab_pipeline import staging_layout
+from isaaclab_pipeline.backends.base import JobHandle
 from isaaclab_pipeline.readers import manifest_files
 from isaaclab_pipeline.ui.artifacts import Artifacts, result_of
 from isaaclab_pipeline.ui.queries import LINK_KEYS, REPORT_STEP, STEPS, TRIAL_STEPS, RunRecord
@@ -108,7 +109,8 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
     published = record.xcoms.get(("publish_outputs", index, "return_value"))
     spec, facts = _spec_of(record, index)
     handle = handle if isinstance(handle, Mapping) else None
-    staging_uri = (handle or {}).get("staging_uri") or (spec or {}).get("stagingUri")
+    job = JobHandle.from_dict(handle) if handle else None
+    staging_uri = (job.staging_uri if job else "") or (spec or {}).get("stagingUri")
     out_uri = published.get("outputUri") if isinstance(published, Mapping) else None
     waited = _state(record, "wait_for_job", index)
     # a cleared run's steps run again and rewrite the same files: their end and try number version the caches
@@ -119,10 +121,10 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
     problems: list[str] = []
     trial: dict[str, Any] = {
         "index": index, "trialId": (facts or {}).get("trialId"), "setting": (facts or {}).get("settingLabel"),
-        "jobId": (handle or {}).get("job_id") or (spec or {}).get("jobId"),
+        "jobId": (job.job_id if job else "") or (spec or {}).get("jobId"),
         "seed": (spec or {}).get("seed"),
         "steps": {step: _state(record, step, index) for step in TRIAL_STEPS},
-        "backend": (handle or {}).get("backend"), "externalId": (handle or {}).get("external_id"),
+        "backend": job.backend if job else None, "externalId": job.external_id if job else None,
         "progress": None, "curve": [], "result": None, "cost": None, "timings": None, "gpu": None,
         "problems": problems,
         "links": {}, "outputUri": out_uri,
@@ -132,7 +134,7 @@ def _trial(record: RunRecord, index: int, artifacts: Artifacts,
                     version=job_version)
     if out_uri:
         _add_published(trial, artifacts, record, index, file_url, out_version)
-        trial["links"]["outputs"] = s3_console_link(out_uri, ((handle or {}).get("details") or {}).get("regionName"))
+        trial["links"]["outputs"] = s3_console_link(out_uri, job.details.get("regionName") if job else None)
     if trial["cost"] is None and handle:
         trial["cost"] = _cost_summary(artifacts.cost(handle, final=job_over or run_over, version=job_version))
     for key, name in zip(LINK_KEYS, ("batchJob", "cloudWatch"), strict=True):

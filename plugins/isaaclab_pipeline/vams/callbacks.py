@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from isaaclab_pipeline.backends.base import JobAbandonedError
+from isaaclab_pipeline.backends.base import JobAbandonedError, JobHandle
 from isaaclab_pipeline.readers import headline_metrics, read_json
 from isaaclab_pipeline.settings import get_setting
 from isaaclab_pipeline.vams.token_store import DEFAULT_PREFIX, TokenStore
@@ -332,21 +332,22 @@ def on_job_submitted(context: Mapping[str, Any], handle: Mapping[str, Any]) -> b
         orchestration = vams.get("orchestration") or {}
         if not is_vams_run(conf) or not orchestration.get("busArn") or not orchestration.get("eventPrefix"):
             return False
-        if handle.get("backend") != "batch" or not vams.get("pipelineExecutionId"):
+        job = JobHandle.from_dict(handle)
+        if job.backend != "batch" or not vams.get("pipelineExecutionId"):
             return False  # a local job has no AWS resource VAMS could stop
         from airflow.providers.amazon.aws.hooks.eventbridge import EventBridgeHook
 
         detail = {"pipelineExecutionId": vams["pipelineExecutionId"],
-                  "subExecution": {"resourceType": "batchJob", "jobId": handle["external_id"]}}
+                  "subExecution": {"resourceType": "batchJob", "jobId": job.external_id}}
         events = EventBridgeHook(aws_conn_id=get_setting("aws_conn_id", "aws_default") or None).conn
         answer = events.put_events(Entries=[{
             "EventBusName": orchestration["busArn"], "Source": orchestration["eventPrefix"],
             "DetailType": REGISTER_DETAIL_TYPE, "Detail": json.dumps(detail)}])
         if answer.get("FailedEntryCount"):
-            log.warning("VAMS: registering job %s of run %s was refused: %s", handle["external_id"], run_id,
+            log.warning("VAMS: registering job %s of run %s was refused: %s", job.external_id, run_id,
                         answer.get("Entries"))
             return False
-        log.info("VAMS: Batch job %s registered with execution %s", handle["external_id"],
+        log.info("VAMS: Batch job %s registered with execution %s", job.external_id,
                  vams.get("workflowExecutionId") or "?")
         return True
     except Exception as exc:
