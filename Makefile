@@ -140,7 +140,7 @@ test:
 	@$(MAKE) --no-print-directory -j3 install browser
 	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
-	$(AF)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(AF)/bin/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lint: $(AF)/.installed dev-tools

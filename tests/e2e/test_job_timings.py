@@ -18,6 +18,8 @@ EXAMPLE_ENV = REPO / "examples" / "envs" / "custom_cartpole"
 pytestmark = pytest.mark.e2e
 PHASES = ("queueWait", "runnerStart", "fetch", "install", "kernelCacheRestore", "isaacLabStart", "training",
           "export", "upload", "other", "total")
+# enough iterations for several syncs (1 s apart) while training, short ones (16 steps each) to keep it cheap
+ITERATIONS = 20
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +89,8 @@ def test_staging_holds_the_event_file_growing_while_the_job_trains(tmp_path: Pat
     package = package_env(EXAMPLE_ENV, tmp_path / "assets" / "custom_cartpole.tar.gz")
     staging = tmp_path / "staging" / job
     spec = JobSpec(job_id=job, mode="train", task="Isaac-Custom-Cartpole-Direct", rl_library="rsl_rl", seed=1,
-                   num_envs=16, max_iterations=40, staging_uri=str(staging), device="cpu",
-                   env_package_uri=str(package), overrides=["agent.num_steps_per_env=64"])
+                   num_envs=16, max_iterations=ITERATIONS, staging_uri=str(staging), device="cpu",
+                   env_package_uri=str(package), overrides=["agent.num_steps_per_env=16"])
     backend = LocalBackend(PipelineSettings(isaaclab_python=str(ISAACLAB_PYTHON)), root=tmp_path / "jobs")
     handle = backend.submit(spec)
     sizes: list[int] = []
@@ -106,10 +108,10 @@ def test_staging_holds_the_event_file_growing_while_the_job_trains(tmp_path: Pat
         time.sleep(0.5)
     assert len(sizes) >= 3 and sizes == sorted(sizes), sizes  # staged while training, growing
     # read while training: some iterations, not yet all (the sync's final flush then stages the whole file)
-    assert any(0 < n < 40 for n in mid_run_iterations), mid_run_iterations
+    assert any(0 < n < ITERATIONS for n in mid_run_iterations), mid_run_iterations
     assert mid_run_iterations == sorted(mid_run_iterations), mid_run_iterations
     # the final copy is complete: every iteration, read once by the convert step
     final = read_run(staging / "run")
     assert len(final.files) == 1
-    assert final.series["Perf/total_fps"].steps.tolist() == list(range(40))
+    assert final.series["Perf/total_fps"].steps.tolist() == list(range(ITERATIONS))
     assert (staging / "run" / final.files[0].name).stat().st_size >= sizes[-1]
