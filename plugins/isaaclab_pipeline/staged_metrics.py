@@ -1,4 +1,5 @@
-"""Convert step: the staged run's TensorBoard event files → metrics.csv, summary.json, reward_curve.png.
+"""The convert step on a staged run: its event files → metrics.csv, summary.json, reward_curve.png (through
+``metrics/``, which converts any run folder), the job's timings and GPU figures added to summary.json.
 
 Staged keys come from the job: each one is checked (``storage.check_key``) and downloaded only inside this
 step's scratch folder. A corrupt event file does not fail the run: what precedes its bad record is kept, and

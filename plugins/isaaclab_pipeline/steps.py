@@ -80,7 +80,7 @@ def convert_tensorboard_logs(job_spec: Mapping[str, Any], job_handle: Mapping[st
                              settings: PipelineSettings | None = None) -> dict[str, Any]:
     """Record the job's cost, then convert the run's TensorBoard events to metrics.csv, summary.json and
     reward_curve.png in staging; return the metrics summary."""
-    from isaaclab_pipeline.convert import convert_staged_run
+    from isaaclab_pipeline.staged_metrics import convert_staged_run
 
     aws_conn_id = (settings or PipelineSettings.load()).aws_conn_id
     _record_cost(job_handle, job_spec["stagingUri"], aws_conn_id)

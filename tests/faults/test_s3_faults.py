@@ -14,8 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 from fault_injection import Faults, injected, moto_server, reset_moto
-from isaaclab_pipeline.convert import convert_staged_run
 from isaaclab_pipeline.publish import publish_outputs
+from isaaclab_pipeline.staged_metrics import convert_staged_run
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"

@@ -495,8 +495,8 @@ def _run_batch_path(tmp: Path) -> dict[str, Any]:
 
 
 def _run_storage_paths(d: Deployed, tmp: Path) -> dict[str, Any]:
-    from isaaclab_pipeline.convert import convert_staged_run
     from isaaclab_pipeline.publish import publish_outputs
+    from isaaclab_pipeline.staged_metrics import convert_staged_run
     from isaaclab_runner import storage as runner_storage
 
     staging = f"{d.variables['isaaclab_staging_uri']}/{JOB}"

@@ -195,7 +195,7 @@ def test_the_convert_step_publishes_gpu_csv_and_the_summary_fields(tmp_path: Pat
     """A staged job with two nodes' samples: metrics/gpu.csv beside metrics.csv, summary.json's timings and gpu."""
     import shutil
 
-    from isaaclab_pipeline.convert import convert_staged_run
+    from isaaclab_pipeline.staged_metrics import convert_staged_run
 
     staging = tmp_path / "staging" / "job-1"
     events = next((Path(__file__).resolve().parents[2] / "fixtures" / "isaaclab_events").rglob("events.out.*"))
