@@ -6,7 +6,7 @@ the ``--constraint`` line it carries). This script writes exactly those, from th
 
 - ``dags/``: the DAG files of ``dags/`` (and ``.airflowignore`` if there is one);
 - ``plugins.zip``: the ``isaaclab_pipeline`` package, plus a copy of ``include/schemas`` at
-  ``isaaclab_pipeline/schemas/`` (``config.schemas_dir()`` looks there first, since ``include/`` is not
+  ``isaaclab_pipeline/schemas/`` (``schemas.schemas_dir()`` looks there first, since ``include/`` is not
   deployed), the top-level ``plugins/*.py`` files (the ``AirflowPlugin`` declarations, which import from the
   package), and an ``.airflowignore`` at its root (``plugins/.airflowignore``, else one line) that hides the
   package from Airflow's plugin loader: the loader imports every ``.py`` of the plugins folder as a top-level

@@ -1,4 +1,5 @@
-"""The conf contract: schema loading, mode-dependent defaults, all-errors validation, the deployment defaults.
+"""The conf contract: mode-dependent defaults, all-errors validation, the deployment defaults (the schemas are read
+through ``schemas``).
 
 The JSON Schema in ``include/schemas/training-config.schema.json`` is the single source of truth: the trigger
 form (Params), this validator and the docs are all derived from it.
@@ -8,22 +9,18 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
-import json
 import logging
-import os
 import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from isaaclab_pipeline.schemas import load_schema
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "isaac-lab-training"
-CONF_SCHEMA = "training-config.schema.json"
-JOB_SPEC_SCHEMA = "job-spec.schema.json"
 # Namespace of job UUIDs: uuid5(namespace, "<dag_id>/<run_id>") is stable across task retries and re-runs.
 JOB_UUID_NAMESPACE = uuid.UUID("6f1f3f5e-2a57-4a4e-9d0e-7c1b8a0e5a11")
 
@@ -35,34 +32,6 @@ class ConfigValidationError(ValueError):
         self.problems = problems
         super().__init__("Invalid conf ({} problem{}):\n  - {}".format(
             len(problems), "" if len(problems) == 1 else "s", "\n  - ".join(problems)))
-
-
-def schemas_dir() -> Path:
-    """Return the folder holding the JSON Schemas.
-
-    ``ISAACLAB_PIPELINE_SCHEMAS_DIR`` wins; else ``include/schemas`` found above this file (repo checkout,
-    Astro-style project) or a ``schemas/`` copy inside the package (the MWAA plugins.zip carries one).
-    """
-    env = os.environ.get("ISAACLAB_PIPELINE_SCHEMAS_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    packaged = here / "schemas"
-    if (packaged / CONF_SCHEMA).is_file():
-        return packaged
-    for parent in here.parents:
-        candidate = parent / "include" / "schemas"
-        if (candidate / CONF_SCHEMA).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{CONF_SCHEMA} not found: set ISAACLAB_PIPELINE_SCHEMAS_DIR to the folder holding include/schemas"
-    )
-
-
-@functools.cache
-def load_schema(name: str = CONF_SCHEMA) -> dict[str, Any]:
-    """Load one of the project's JSON Schemas by file name."""
-    return json.loads((schemas_dir() / name).read_text())
 
 
 def unwrap(conf: Mapping[str, Any]) -> dict[str, Any]:

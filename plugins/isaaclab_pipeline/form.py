@@ -25,7 +25,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from isaaclab_pipeline.config import DAG_ID, ConfigValidationError, load_schema
+from isaaclab_pipeline.config import DAG_ID, ConfigValidationError
+from isaaclab_pipeline.schemas import load_schema
 
 # Nested objects whose leaves become flat form fields, and top-level fields only the VAMS bridge sets.
 GROUPS = ("trainingConfig", "computeConfig")

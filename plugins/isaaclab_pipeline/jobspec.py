@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from isaaclab_pipeline.config import JOB_SPEC_SCHEMA, load_schema
+from isaaclab_pipeline.schemas import JOB_SPEC_SCHEMA, load_schema
 
 
 @dataclass(frozen=True)

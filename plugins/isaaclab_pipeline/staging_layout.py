@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from isaaclab_pipeline.config import load_schema
+from isaaclab_pipeline.schemas import STAGING_LAYOUT_SCHEMA, load_schema
 
-_NAMES = {k: v["const"] for k, v in load_schema("staging-layout.schema.json")["properties"].items()}
+_NAMES = {k: v["const"] for k, v in load_schema(STAGING_LAYOUT_SCHEMA)["properties"].items()}
 
 SPEC = _NAMES["spec"]
 PROGRESS = _NAMES["progress"]

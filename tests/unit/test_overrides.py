@@ -8,7 +8,8 @@ import re
 import pytest
 from isaaclab_pipeline import overrides as ov
 from isaaclab_pipeline import sweep
-from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, load_schema, validate_conf
+from isaaclab_pipeline.config import ConfigValidationError, apply_deployment, validate_conf
+from isaaclab_pipeline.schemas import load_schema
 
 BASE = {"trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct"}, "outputS3Path": "s3://bucket/out"}
 JOB = "3f0c1a52-0d5e-5d1f-8a8e-1b2c3d4e5f60"

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline.config import load_schema
+from isaaclab_pipeline.schemas import load_schema
 
 BEGIN = "<!-- BEGIN GENERATED FIELDS (python -m isaaclab_tools.schema_docs) -->"
 END = "<!-- END GENERATED FIELDS -->"
