@@ -305,56 +305,22 @@ def _total(costs: list[float | None]) -> float | None:
     return None if not costs or any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 4)
 
 
-# The local backend
-
-def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
-    """The wall time of a local job from its folder (``pid`` written at start, ``exit_code`` at the end)."""
-    jdir = Path(job_dir)
-    now = time.time() if now is None else now
-    start = _mtime(jdir / "pid") or _mtime(jdir / staging_layout.SPEC)
-    end = _mtime(jdir / "exit_code")
-    attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
-    wall = None if start is None else round(max(0.0, (end or now) - start), 3)
-    waits = timings.queue_waits({"backend": "local", "externalId": str(jdir)},
-                                [{"startedAt": _mtime(jdir / "pid")}])
-    return {"backend": "local", "live": end is None and start is not None, "wallSeconds": wall,
-            "queueWaitSeconds": waits[0],
-            "attempts": int(attempt) if attempt.isdigit() else 1, "gpuSeconds": None, "estimatedCostUsd": None,
-            "notes": ["local backend: wall time only"]}
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
-
-
 # Entry points
 
 def cost_of(handle: Mapping[str, Any], aws_conn_id: str | None = "aws_default",
             describe: Callable[[str], Mapping[str, Any]] | None = None, facts: InstanceFacts | None = None,
             now: float | None = None) -> dict[str, Any]:
-    """The cost of a submitted job from its handle (the submit step's XCom), on either backend.
+    """The cost of a submitted job from its handle (the submit step's XCom), worked out by its backend's
+    accounting (``backends.accounting``: the local job folder's times, Batch's attempts priced here).
 
-    :param handle: the JobHandle as its dict (``backend``, ``external_id``, ``details``).
+    :param handle: the JobHandle as its dict.
     :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
     :param facts: instance lookups (default: ECS and Batch clients on ``aws_conn_id``).
     """
-    job_handle = JobHandle.from_dict(handle)
-    if job_handle.backend == "local":
-        return local_cost(job_handle.external_id, now)
-    region = job_handle.details.get("regionName")
-    if describe is None or facts is None:
-        from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
-        from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+    from isaaclab_pipeline.backends import accounting
 
-        hook = BatchClientHook(aws_conn_id=aws_conn_id, region_name=region)
-        describe = describe or hook.get_job_description
-        facts = facts or InstanceFacts(EcsHook(aws_conn_id=aws_conn_id, region_name=region).conn, hook.client)
-    job = describe(job_handle.external_id)
-    return batch_cost(job, load_price_table(), facts=facts,
-                      fallback_instance_type=get_setting("cost_instance_type") or None, now=now)
+    job = JobHandle.from_dict(handle)
+    return accounting(job.backend).job_cost(job, aws_conn_id, describe=describe, facts=facts, now=now)
 
 
 def record_cost(handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id: str | None = "aws_default",

@@ -37,39 +37,17 @@ LABELS = {"queueWait": "queue", "runnerStart": "runner start", "fetch": "fetch",
 def queue_waits(handle: Mapping[str, Any], attempts: list[Mapping[str, Any]],
                 describe: Callable[[str], Mapping[str, Any]] | None = None,
                 aws_conn_id: str | None = "aws_default") -> list[float | None]:
-    """Seconds each attempt waited to run, from the backend (None where it does not say).
+    """Seconds each attempt waited to run, from the job's backend (``backends.accounting``; None where it does not
+    say).
 
     :param handle: the JobHandle as its dict (``JobHandle.to_dict``).
     :param attempts: the runner's per-attempt blocks (``startedAt``/``finishedAt``, epoch seconds).
     :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
     """
-    job_handle = JobHandle.from_dict(handle)
-    if job_handle.backend == "local":
-        spec = Path(job_handle.external_id) / staging_layout.SPEC
-        previous: float | None = spec.stat().st_mtime if spec.exists() else None
-        out: list[float | None] = []
-        for a in attempts:
-            start = a.get("startedAt")
-            out.append(None if previous is None or start is None else round(max(0.0, start - previous), 3))
-            previous = a.get("finishedAt")
-        return out
-    if describe is None:
-        from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+    from isaaclab_pipeline.backends import accounting
 
-        region = job_handle.details.get("regionName")
-        describe = BatchClientHook(aws_conn_id=aws_conn_id or "aws_default",
-                                   region_name=region).get_job_description
-    job = describe(job_handle.external_id)
-    starts = [(x.get("startedAt"), x.get("stoppedAt")) for x in job.get("attempts") or []]
-    if job.get("startedAt") and len(starts) < len(attempts):  # the running (last) attempt is not listed yet
-        starts.append((job.get("startedAt"), job.get("stoppedAt")))
-    waits: list[float | None] = []
-    previous_ms = job.get("createdAt")
-    for i in range(len(attempts)):
-        start_ms = starts[i][0] if i < len(starts) else None
-        waits.append(None if not previous_ms or not start_ms else round(max(0.0, (start_ms - previous_ms) / 1000), 3))
-        previous_ms = starts[i][1] if i < len(starts) else None
-    return waits
+    job = JobHandle.from_dict(handle)
+    return accounting(job.backend).queue_waits(job, attempts, describe=describe, aws_conn_id=aws_conn_id)
 
 
 def with_queue_waits(timings: Mapping[str, Any], waits: list[float | None]) -> dict[str, Any]:

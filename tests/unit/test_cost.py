@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from isaaclab_pipeline import cost, timings
+from isaaclab_pipeline.backends.local import local_cost
 from isaaclab_pipeline.publish import output_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "batch"
@@ -178,7 +179,7 @@ def test_local_job_has_its_wall_time_only(tmp_path: Path) -> None:
     assert doc["queueWaitSeconds"] == 1.0  # spec.json (submitted) -> pid (running)
     assert doc["gpuSeconds"] is None and doc["estimatedCostUsd"] is None
     (jdir / "exit_code").unlink()
-    assert cost.local_cost(jdir, now=1101.0) | {} == {**doc, "wallSeconds": 100.0, "live": True}
+    assert local_cost(jdir, now=1101.0) | {} == {**doc, "wallSeconds": 100.0, "live": True}
 
 
 def test_record_cost_is_published_as_cost_json(tmp_path: Path) -> None:

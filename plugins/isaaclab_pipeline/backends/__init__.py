@@ -7,14 +7,28 @@ from typing import Any
 from isaaclab_pipeline.backends.base import ComputeBackend, JobHandle, JobPoller, JobState, JobStatus, Poll, PollerSpec
 from isaaclab_pipeline.settings import PipelineSettings
 
-__all__ = ["ComputeBackend", "JobHandle", "JobPoller", "JobState", "JobStatus", "Poll", "PollerSpec", "get_backend",
-           "get_poller"]
+__all__ = ["ComputeBackend", "JobHandle", "JobPoller", "JobState", "JobStatus", "Poll", "PollerSpec", "accounting",
+           "get_backend", "get_poller"]
 
 # the trigger's pollers, by PollerSpec.name: module and class, imported in the triggerer when needed
 POLLERS = {
     "local": ("isaaclab_pipeline.backends.local", "LocalJobPoller"),
     "batch": ("isaaclab_pipeline.backends.batch", "BatchJobPoller"),
 }
+
+
+# each backend's accounting (its job's queue waits and cost, from a handle): a module with ``queue_waits`` and
+# ``job_cost``, imported when needed (the runs view and the steps call them through timings and cost)
+ACCOUNTING = {"local": "isaaclab_pipeline.backends.local", "batch": "isaaclab_pipeline.backends.batch"}
+
+
+def accounting(name: str) -> Any:
+    """The accounting module of the backend ``name`` (``queue_waits``, ``job_cost``)."""
+    import importlib
+
+    if name not in ACCOUNTING:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(ACCOUNTING)}")
+    return importlib.import_module(ACCOUNTING[name])
 
 
 def get_poller(name: str, kwargs: dict[str, Any]) -> JobPoller:

@@ -16,7 +16,7 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -351,3 +351,51 @@ def failure_reason(job: dict[str, Any]) -> str:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+# Accounting (``backends.accounting``): the job's attempts as DescribeJobs has them; ``cost`` prices them
+
+def _describer(handle: JobHandle, aws_conn_id: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
+
+    return BatchClientHook(aws_conn_id=aws_conn_id, region_name=handle.details.get("regionName"))
+
+
+def queue_waits(handle: JobHandle, attempts: list[Mapping[str, Any]], describe: Any = None,
+                aws_conn_id: str | None = "aws_default") -> list[float | None]:
+    """Each attempt's wait: createdAt (or the previous attempt's stop) → the attempt's start.
+
+    :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
+    """
+    job = (describe or _describer(handle, aws_conn_id or "aws_default").get_job_description)(handle.external_id)
+    starts = [(x.get("startedAt"), x.get("stoppedAt")) for x in job.get("attempts") or []]
+    if job.get("startedAt") and len(starts) < len(attempts):  # the running (last) attempt is not listed yet
+        starts.append((job.get("startedAt"), job.get("stoppedAt")))
+    waits: list[float | None] = []
+    previous_ms = job.get("createdAt")
+    for i in range(len(attempts)):
+        start_ms = starts[i][0] if i < len(starts) else None
+        waits.append(None if not previous_ms or not start_ms else round(max(0.0, (start_ms - previous_ms) / 1000), 3))
+        previous_ms = starts[i][1] if i < len(starts) else None
+    return waits
+
+
+def job_cost(handle: JobHandle, aws_conn_id: str | None = "aws_default", describe: Any = None, facts: Any = None,
+             now: float | None = None) -> dict[str, Any]:
+    """GPU-seconds and the estimated price of the job's attempts (``cost.batch_cost``).
+
+    :param describe: Batch job id → DescribeJobs entry (default: the provider's BatchClientHook).
+    :param facts: ``cost.InstanceFacts`` (default: ECS and Batch clients on ``aws_conn_id``).
+    """
+    from isaaclab_pipeline import cost
+    from isaaclab_pipeline.settings import get_setting
+
+    if describe is None or facts is None:
+        from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+
+        hook = _describer(handle, aws_conn_id)
+        describe = describe or hook.get_job_description
+        region = handle.details.get("regionName")
+        facts = facts or cost.InstanceFacts(EcsHook(aws_conn_id=aws_conn_id, region_name=region).conn, hook.client)
+    return cost.batch_cost(describe(handle.external_id), cost.load_price_table(), facts=facts,
+                           fallback_instance_type=get_setting("cost_instance_type") or None, now=now)

@@ -25,6 +25,8 @@ import os
 import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +221,44 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+# Accounting (``backends.accounting``): what the job folder says of the job's times; a local job has no bill
+
+def queue_waits(handle: JobHandle, attempts: list[Mapping[str, Any]], **_: Any) -> list[float | None]:
+    """Each attempt's wait: from the spec's staging (submitted), then from the previous attempt's end."""
+    spec = Path(handle.external_id) / staging_layout.SPEC
+    previous: float | None = spec.stat().st_mtime if spec.exists() else None
+    out: list[float | None] = []
+    for a in attempts:
+        start = a.get("startedAt")
+        out.append(None if previous is None or start is None else round(max(0.0, start - previous), 3))
+        previous = a.get("finishedAt")
+    return out
+
+
+def job_cost(handle: JobHandle, aws_conn_id: str | None = None, now: float | None = None, **_: Any) -> dict[str, Any]:
+    """The wall time of a local job from its folder (``pid`` written at start, ``exit_code`` at the end)."""
+    return local_cost(handle.external_id, now)
+
+
+def local_cost(job_dir: str | Path, now: float | None = None) -> dict[str, Any]:
+    """The wall time of the local job in ``job_dir`` (its queue wait apart); no GPU-seconds, no price."""
+    jdir = Path(job_dir)
+    now = time.time() if now is None else now
+    start = _mtime(jdir / "pid") or _mtime(jdir / staging_layout.SPEC)
+    end = _mtime(jdir / "exit_code")
+    attempt = (jdir / "attempt").read_text().strip() if (jdir / "attempt").is_file() else "1"
+    wall = None if start is None else round(max(0.0, (end or now) - start), 3)
+    waits = queue_waits(JobHandle("local", "", str(jdir)), [{"startedAt": _mtime(jdir / "pid")}])
+    return {"backend": "local", "live": end is None and start is not None, "wallSeconds": wall,
+            "queueWaitSeconds": waits[0],
+            "attempts": int(attempt) if attempt.isdigit() else 1, "gpuSeconds": None, "estimatedCostUsd": None,
+            "notes": ["local backend: wall time only"]}
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
