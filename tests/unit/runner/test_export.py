@@ -91,7 +91,7 @@ def test_the_runner_exports_in_its_own_process_beside_the_upload(tmp_path: Path)
     assert outcome == {"code": 0, "processes": 1}  # training only: no second Isaac Lab process for the export
     staging = tmp_path / "staging"
     exported = sorted(p.name for p in (staging / "run" / "exported").iterdir())
-    assert exported == ["policy.onnx", "policy.pt"]
+    assert exported == ["policy.json", "policy.onnx", "policy.pt"]  # policy.json: its sizes (the registry)
     log = (staging / "runner.log").read_text()
     assert "Exported policy.pt, policy.onnx from model_2.pt in" in log and "(no simulator; beside the upload)" in log
 
