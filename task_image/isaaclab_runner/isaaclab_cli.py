@@ -132,8 +132,8 @@ def train_command(spec: Mapping[str, Any], library: RLLibrary, device: str, chec
     ]
     if checkpoint is not None:
         cmd += ["--checkpoint", str(checkpoint)]
-        if library.NAME == "rsl_rl" and spec.get("init") != "warm-start":
-            cmd += ["--resume_optimizer_state"]  # resume: the optimizer too (by default Isaac Lab restores weights)
+        if library.NAME == "rsl_rl" and spec.get("init") == "warm-start":
+            cmd += ["--no-resume_optimizer_state"]  # a fresh optimizer (Isaac Lab restores the checkpoint's by default)
     if spec.get("recordVideo"):  # a clip every video_interval steps (Isaac Lab's default 2000), kit-less
         cmd += ["--video", "--video_length", "200", "--viz", "newton_gl"]
     return cmd + library.device_overrides(device) + library.train_overrides(spec) + list(spec.get("overrides", []))

@@ -6,8 +6,8 @@
   (rsl_rl continues from the checkpoint's ``iter``: ``model_<iter + n>.pt``).
 - ``warm-start``: the same weights in a copy of the checkpoint without its optimizer state and with its counters
   (rsl_rl ``iter``, rl_games ``epoch``/``frame``) at 0, so the libraries' own loaders start a new training from them.
-  Isaac Lab's rsl_rl loader restores the optimizer only with ``--resume_optimizer_state``; it always restores the
-  iteration, hence the copy.
+  Isaac Lab's rsl_rl train is also given ``--no-resume_optimizer_state`` (it restores the optimizer by default); it
+  always restores the iteration, hence the copy.
 """
 
 from __future__ import annotations

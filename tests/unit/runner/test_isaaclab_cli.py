@@ -26,14 +26,15 @@ def test_3x_train_with_resume_video_and_library_overrides() -> None:
     assert cmd[cmd.index("--checkpoint") + 1] == "/w/agent_96.pt"
     assert cmd[cmd.index("--viz") + 1] == "newton_gl" and "--video" in cmd
     assert cmd[-2:] == ["agent.agent.experiment.write_interval=1", "agent.save_interval=25"]
-    assert "--resume_optimizer_state" not in cmd  # rsl_rl only
+    assert "--no-resume_optimizer_state" not in cmd  # rsl_rl only
 
 
 def test_rsl_rl_resume_restores_the_optimizer_a_warm_start_does_not() -> None:
+    """Isaac Lab's rsl_rl train restores the checkpoint's optimizer unless told not to (its default)."""
     resume = isaaclab_cli.train_command({**SPEC, "init": "resume"}, rsl_rl, "cpu", Path("/w/model_2.pt"))
-    assert resume[resume.index("--checkpoint") + 1] == "/w/model_2.pt" and "--resume_optimizer_state" in resume
+    assert resume[resume.index("--checkpoint") + 1] == "/w/model_2.pt" and "--no-resume_optimizer_state" not in resume
     warm = isaaclab_cli.train_command({**SPEC, "init": "warm-start"}, rsl_rl, "cpu", Path("/w/warm-start.pt"))
-    assert "--resume_optimizer_state" not in warm and warm[warm.index("--checkpoint") + 1] == "/w/warm-start.pt"
+    assert "--no-resume_optimizer_state" in warm and warm[warm.index("--checkpoint") + 1] == "/w/warm-start.pt"
 
 
 def test_3x_rl_games_resume_passes_the_absolute_epoch_limit() -> None:
