@@ -22,6 +22,7 @@ that restores them from the cache location; each one's job start -> first iterat
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -37,7 +38,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--device", default="cuda:0", help="cpu only to smoke-test this script")
     parser.add_argument("--fresh-host", action="store_true", help="also the cold vs cache-restored start")
-    parser.add_argument("--skip-overhead", action="store_true", help="only the fresh-host comparison")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the fresh-host comparison (no warm-up)")
+    parser.add_argument("--fresh-iterations", type=int, default=None,
+                        help="iterations of the fresh-host jobs (measured up to the first; default: --iterations)")
     args = parser.parse_args()
     agent_device = [f"agent.device={args.device}"]
     out, scratch = args.out.resolve(), args.scratch
@@ -47,7 +50,13 @@ def main() -> int:
                  "--max_iterations", str(args.iterations), "--seed", "42", "--device", args.device, *agent_device]
 
     # Warm-up: installs the package (as the bare side needs it) and compiles Warp's CUDA kernels once
-    cache = scratch / "cache-location"  # the deployment's cache location (S3 on Batch)
+    cache = scratch / "cache-location"
+    if args.skip_overhead:  # the fresh-host jobs bring their own caches
+        summary = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
+                   "iterations": args.fresh_iterations or args.iterations, "freshHost": {}}
+        summary["freshHost"] = fresh_host(args, package, scratch, out)
+        write_json(out / "overhead.json", summary)
+        return 0  # the deployment's cache location (S3 on Batch)
     warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3,
                     device=args.device, cacheUri=str(cache))
     code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
@@ -117,12 +126,13 @@ def _line(timings: dict) -> str:
 
 def fresh_host(args, package: Path, scratch: Path, out: Path) -> dict:
     """A cold host (empty Warp cache, empty cache location), then a second fresh host restoring from it."""
+    shutil.rmtree(scratch / "fresh", ignore_errors=True)  # a rerun starts cold again
     cache = scratch / "fresh" / "cache-location"
     rows = {}
     for name in ("cold", "restored"):
         job = scratch / "fresh" / name
         spec = job_spec(f"00000000-0000-4000-8000-0000000001{len(rows)}0", job / "staging", package, args.num_envs,
-                        args.iterations, device=args.device, cacheUri=str(cache))
+                        args.fresh_iterations or args.iterations, device=args.device, cacheUri=str(cache))
         env = {"WARP_CACHE_PATH": str(job / "warp-cache")}  # this "host"'s own, empty Warp kernel cache
         code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
                                  str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
