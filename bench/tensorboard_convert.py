@@ -17,8 +17,10 @@ imports or garbage:
 Page cache is warmed first. Every (tag, step, value) of each reader is compared with ours (and wall_time
 with EventAccumulator's), and every cell of the written metrics.csv, read back with ``float()``, with
 EventAccumulator's values. The last lines are ``values_equal: true|false``,
-``speedup_vs_event_accumulator: <float>`` (reading) and ``convert_speedup_vs_event_accumulator <float>``
-(EventAccumulator's reading / our whole conversion).
+``speedup_vs_event_accumulator: <float>`` (reading), ``convert_speedup_vs_event_accumulator <float>``
+(EventAccumulator's reading / our whole conversion, wall clock) and ``convert_speedup_vs_event_accumulator_cpu
+<float>`` (the same from each worker's CPU time: every reader here is single-threaded, so on an idle machine the two
+agree, and on a shared one the CPU time is not stretched by other jobs as wall time is).
 
 Run: ``.venvs/airflow/bin/python bench/tensorboard_convert.py`` (quick check: ``--steps 2000 --tags 10``).
 """
@@ -101,7 +103,7 @@ def _peak_rss_mb() -> float:
 
 
 def _save(out: Path, table: dict[str, tuple[list | object, list | object, list | object]], seconds: float,
-          import_seconds: float, peak_mb: float | None = None) -> None:
+          import_seconds: float, peak_mb: float | None = None, cpu_seconds: float | None = None) -> None:
     import numpy as np
 
     tags = sorted(table)
@@ -113,7 +115,8 @@ def _save(out: Path, table: dict[str, tuple[list | object, list | object, list |
         arrays[f"v{i}"] = np.asarray(values, dtype=np.float64)
     np.savez(out.with_suffix(".npz"), **arrays)
     peak_mb = _peak_rss_mb() if peak_mb is None else peak_mb
-    out.with_suffix(".json").write_text(json.dumps({"tags": tags, "seconds": seconds, "import_seconds": import_seconds,
+    out.with_suffix(".json").write_text(json.dumps({"tags": tags, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                                                    "import_seconds": import_seconds,
                                                     "peak_rss_mb": peak_mb}))
 
 
@@ -131,14 +134,14 @@ def worker(kind: str, logdir: Path, out: Path, tensor_tags: int) -> None:
 
     table: dict = {}
     peak_mb = None
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     if kind == "ours":
         run = read_run(logdir)
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         table = {tag: (s.steps, s.wall_times, s.values) for tag, s in run.series.items()}
     elif kind == "ours-full":
         result = convert_run(logdir, out.parent / f"{out.name}-out")
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         peak_mb = _peak_rss_mb()  # before the CSV is read back for the comparison
         sys.stderr.write(json.dumps(result.to_dict() | {"tags": len(result.tags)}) + "\n")
         table = csv_table(result.csv_path)
@@ -154,18 +157,18 @@ def worker(kind: str, logdir: Path, out: Path, tensor_tags: int) -> None:
             events = acc.Tensors(tag)
             table[tag] = ([e.step for e in events], [e.wall_time for e in events],
                           [float(tensor_util.make_ndarray(e.tensor_proto).item()) for e in events])
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
     else:
         reader = SummaryReader(str(logdir), pivot=False, extra_columns={"wall_time"})
         frames = [reader.scalars] + ([reader.tensors] if tensor_tags else [])
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         for df in frames:
             if df.empty:  # no column at all when a log has no value of that kind
                 continue
             for tag, group in df.groupby("tag", sort=False):
                 table[tag] = (group["step"].to_numpy(), group["wall_time"].to_numpy(),
                               group["value"].to_numpy(dtype="float64"))
-    _save(out, table, seconds, import_seconds, peak_mb)
+    _save(out, table, seconds, import_seconds, peak_mb, cpu)
 
 
 def csv_table(path: Path) -> dict:
@@ -254,9 +257,11 @@ def main() -> None:
 
         ours_runs = [run_worker("ours", logdir, work, args.tensor_tags) for _ in range(max(args.repeat, 1))]
         ours_s = statistics.median(r["seconds"] for r in ours_runs)
+        ours_cpu = statistics.median(r["cpu_seconds"] for r in ours_runs)
         full_runs = [run_worker("ours-full", logdir, work, args.tensor_tags, f"ours-full-{i}")
                      for i in range(max(args.repeat, 1))]
         full_s = statistics.median(r["seconds"] for r in full_runs)
+        full_cpu = statistics.median(r["cpu_seconds"] for r in full_runs)
         ea = run_worker("ea", logdir, work, args.tensor_tags)
         tbp = None if args.skip_tbparse else run_worker("tbparse", logdir, work, args.tensor_tags)
 
@@ -268,21 +273,24 @@ def main() -> None:
 
         def line(name: str, info: dict, seconds: float | None = None) -> None:
             s = info["seconds"] if seconds is None else seconds
-            print(f"{name:<34} {s:8.3f} s  {n / s / 1e6:6.2f} M scalars/s  import {info['import_seconds']:.2f} s  "
+            print(f"{name:<34} {s:8.3f} s  (CPU {info['cpu_seconds']:.3f} s)  {n / s / 1e6:6.2f} M scalars/s  "
+                  f"import {info['import_seconds']:.2f} s  "
                   f"peak RSS {info['peak_rss_mb']:.0f} MB")
 
         print(f"ours read_run (median of {len(ours_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in ours_runs)
-              + ")")
-        line("ours read_run", ours_runs[0], ours_s)
+              + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in ours_runs) + ")")
+        line("ours read_run", ours_runs[0] | {"cpu_seconds": ours_cpu}, ours_s)
         print(f"ours convert_run (median of {len(full_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in full_runs)
-              + ")")
-        line("ours convert_run (+csv/json/png)", full_runs[0], full_s)
+              + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in full_runs) + ")")
+        line("ours convert_run (+csv/json/png)", full_runs[0] | {"cpu_seconds": full_cpu}, full_s)
         line("EventAccumulator (keep all)", ea)
         if tbp is not None:
             line("tbparse SummaryReader", tbp)
         print(f"scalars read by ours: {n_ours} (expected {n})")
         print(f"ratio EventAccumulator / ours read_run: {ea['seconds'] / ours_s:.1f}x")
         print(f"ratio EventAccumulator / ours convert_run: {ea['seconds'] / full_s:.1f}x")
+        print(f"CPU-time ratios (each worker's process_time; on a shared machine they vary less than wall time): "
+              f"read_run {ea['cpu_seconds'] / ours_cpu:.1f}x, convert_run {ea['cpu_seconds'] / full_cpu:.1f}x")
         if tbp is not None:
             print(f"ratio tbparse / ours read_run: {tbp['seconds'] / ours_s:.1f}x")
         print(f"ours == EventAccumulator (tag, step, wall_time, value): {why_ea}")
@@ -293,6 +301,7 @@ def main() -> None:
         print(f"values_equal: {'true' if equal else 'false'}")
         print(f"speedup_vs_event_accumulator: {ea['seconds'] / ours_s:.2f}")
         print(f"convert_speedup_vs_event_accumulator {ea['seconds'] / full_s:.2f}")
+        print(f"convert_speedup_vs_event_accumulator_cpu {ea['cpu_seconds'] / full_cpu:.2f}")
 
 
 if __name__ == "__main__":
