@@ -41,7 +41,7 @@ $(IL)/.installed: task_image/requirements.txt task_image/requirements.lock task_
 
 # Regenerate the locks on purpose (after changing a requirements file, or to take new releases): each side is
 # resolved afresh in a scratch venv from its requirements alone and frozen; then `make install` and `make test`
-# (tests/unit/test_infra_lock.py checks both locks are closed, minimal and the venvs' own). LOCK=airflow or
+# (tests/infra/test_infra_lock.py checks both locks are closed, minimal and the venvs' own). LOCK=airflow or
 # LOCK=isaaclab regenerates one side only.
 LOCK ?= airflow isaaclab
 LOCK_VENVS := $(ROOT)/.venvs/lock

@@ -28,7 +28,6 @@ import pytest
 from fault_injection import Faults, injected
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
 from vams_aws import PipelineExecution, moto_server, recorded_calls, start_recording  # noqa: E402
 
 EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"

@@ -40,7 +40,7 @@ ERROR_LIMIT = 256
 # Every AWS call gives up in bounded time, so that when one hangs the Lambda is still running to fail the task
 # token (a Lambda that times out reports nothing; VAMS would wait for its heartbeat timeout). botocore's defaults
 # (60 s to connect, 60 s to read, up to 5 attempts) outlast any sensible Lambda timeout. The function's timeout
-# (infra/vams-bridge.yaml) stays above worst_case_seconds(); tests/unit/test_infra_bridge.py checks it.
+# (infra/vams-bridge.yaml) stays above worst_case_seconds(); tests/infra/test_infra_bridge.py checks it.
 AWS_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 3, "read_timeout": 5,
                                      "retries": {"mode": "standard", "total_max_attempts": 3}}
 # InvokeRestApi waits up to 10 s for Airflow's answer; botocore does not retry it: airflow_api.with_retries does,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MOTO_SERVER = Path(__file__).resolve().parents[2] / ".venvs" / "airflow" / "bin" / "moto_server"
+MOTO_SERVER = Path(__file__).resolve().parents[1] / ".venvs" / "airflow" / "bin" / "moto_server"
 
 
 @contextmanager

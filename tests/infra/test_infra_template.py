@@ -1,7 +1,7 @@
 """infra/isaaclab-training.yaml: cfn-lint clean, in step with the Batch backend, the settings and the DAG.
 
 Checked as data here (parsed with cfn-lint's own decoder, contracts compared with the code that depends on
-them); tests/integration/test_template_iam.py deploys it into a moto server and checks every AWS call the code
+them); tests/infra/test_template_iam.py deploys it into a moto server and checks every AWS call the code
 makes against the roles it creates.
 """
 
