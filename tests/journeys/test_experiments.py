@@ -11,20 +11,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_env import ISAACLAB_PYTHON, free_port
+from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
-MLFLOW = Path(sys.executable).parent / "mlflow"
 TASK = "Isaac-Custom-Cartpole-Direct"
 LEARNING_RATES = [0.001, 0.0003]
 
@@ -44,31 +40,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real MLflow tracking server on loopback: SQLite backend store, artifacts served from a local folder."""
-    assert MLFLOW.exists(), "mlflow is missing from the Airflow venv: run `make install` (requirements-dev.txt)"
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        # no job runner: its six huey consumers serve MLflow's GenAI jobs, which the pipeline never submits
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    from mlflow_env import running_mlflow_server
+
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 
 def _run(conf: dict) -> tuple[Any, dict[tuple[str, int], str]]:
