@@ -143,7 +143,9 @@ def test_train_then_evaluate_exactly_n_episodes(tmp: Path, trained: dict, librar
     progress = json.loads((staging / "progress.json").read_text())
     assert progress["iteration"] == 3 and progress["state"] == "succeeded"
     # the exported policy robotics teams deploy: rebuilt in the runner's process, no second Isaac Lab process
-    assert sorted(p.name for p in (staging / "run" / "exported").iterdir()) == ["policy.onnx", "policy.pt"]
+    # policy.json: the policy's input and output sizes (the registry's signature)
+    assert sorted(p.name for p in (staging / "run" / "exported").iterdir()) == ["policy.json", "policy.onnx",
+                                                                                "policy.pt"]
     assert "(no simulator; beside the upload)" in out and "isaaclab_runner.evaluate" not in out, out[-3000:]
     trained[library] = staging
 
