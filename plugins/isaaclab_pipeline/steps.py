@@ -4,11 +4,13 @@
 what its task receives (XCom values, the run's context) and returns the task's XCom value, so a step can be read,
 and called, without a DAG. The two side effects that are not a step's own work each have one home here:
 ``_record_cost`` (the job's cost.json, written by ``convert_tensorboard_logs``) and ``_mlflow`` (the only call into
-``tracking.mlflow``; a deployment without the Variable ``isaaclab_mlflow_tracking_uri`` never imports it).
+``tracking`` — runs and the policy registry; a deployment without the Variable ``isaaclab_mlflow_tracking_uri`` never
+imports it).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,12 +26,15 @@ _TRIAL_FACTS = ("sweepId", "trialId", "setting", "settingLabel", "seed")
 
 
 def _mlflow(settings: PipelineSettings, call: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``tracking.mlflow.<call>(tracking_uri, ...)`` when the deployment tracks; None otherwise."""
+    """Call ``tracking.<module>.<function>(tracking_uri, ...)`` when the deployment tracks; None otherwise.
+
+    :param call: ``"log_trial"`` (``tracking.mlflow``) or ``"registry.record"`` (``tracking.registry``).
+    """
     if not settings.mlflow_tracking_uri:
         return None
-    from isaaclab_pipeline.tracking import mlflow
-
-    return getattr(mlflow, call)(settings.mlflow_tracking_uri, *args, **kwargs)
+    module, _, function = call.rpartition(".")
+    tracking = importlib.import_module(f"isaaclab_pipeline.tracking.{module or 'mlflow'}")
+    return getattr(tracking, function)(settings.mlflow_tracking_uri, *args, **kwargs)
 
 
 def _record_cost(job_handle: Mapping[str, Any] | None, staging_uri: str, aws_conn_id: str | None) -> None:
@@ -106,11 +111,9 @@ def publish_outputs(job_spec: Mapping[str, Any], trial: Mapping[str, Any], sent:
                   out_uri=result["outputUri"], dag_run_id=run_id, trial=trial,
                   parent_run_id=trial.get("mlflowParentRunId"), aws_conn_id=settings.aws_conn_id)
     if run:
-        from isaaclab_pipeline.tracking.registry import record
-
         result["mlflowRunId"] = run  # then the policy registry: a training registers, an evaluation scores a version
-        result.update(record(settings.mlflow_tracking_uri, run, conf=conf, job_id=trial["jobId"],
-                             out_uri=result["outputUri"], resolved=resolved, aws_conn_id=settings.aws_conn_id))
+        result.update(_mlflow(settings, "registry.record", run, conf=conf, job_id=trial["jobId"],
+                              out_uri=result["outputUri"], resolved=resolved, aws_conn_id=settings.aws_conn_id))
     return {**result, "jobId": trial["jobId"], "trialId": trial["trialId"]}
 
 
