@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from isaaclab_runner.libraries import SUPPORTED, get_library
-from isaaclab_runner.libraries.base import Policy
+from isaaclab_runner.libraries.base import Policy, RLLibrary
 
 _PROGRESS = re.compile(r"\[evaluate\] episodes (\d+)/(\d+|-)")
 
@@ -213,6 +213,30 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return setup_preset_cli(parser, argv)
 
 
+def _episode_budget(args: argparse.Namespace, mode: str, unwrapped: Any, env_cfg: Any) -> tuple[EpisodeRecorder, int]:
+    """The recorder and the step limit: every env's quota of episodes (evaluate) or ``--num_steps`` (play)."""
+    from isaaclab_rl.entrypoints.common import video_playback_steps
+
+    num_envs = int(unwrapped.num_envs)
+    if mode == "evaluate":
+        recorder = EpisodeRecorder(num_envs, episode_quotas(args.num_episodes, num_envs))
+        # every env's quota of full-length episodes, plus one episode of slack for the one under way
+        return recorder, int(unwrapped.max_episode_length) * (max(recorder.quotas) + 1) + 1
+    max_steps = max(args.num_steps, video_playback_steps(args, env_cfg) or 0) if args.num_steps else 0
+    return EpisodeRecorder(num_envs), max_steps
+
+
+def _export_policy(args: argparse.Namespace, library: RLLibrary, policy: Policy, agent_cfg: Any,
+                   out_dir: Path) -> list[str]:
+    """Export the policy to ``<out_dir>/exported/``; return the files written."""
+    # the library's runner exports (rsl_rl), else its exporter rebuilds the actor (export.py)
+    export = policy.export or (lambda folder: library.export_policy(
+        Path(args.checkpoint).resolve(), _as_dict(agent_cfg), folder))
+    exported = [str(p) for p in export(out_dir / "exported")]
+    print(f"[evaluate] exported {', '.join(exported)}", flush=True)
+    return exported
+
+
 def main(argv: list[str] | None = None) -> int:
     """Evaluate or play one checkpoint; return 0 on success."""
     argv = sys.argv[1:] if argv is None else argv
@@ -228,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
         create_isaaclab_env,
         enable_cameras_for_video,
         pre_launch_video_config,
-        video_playback_steps,
     )
     from isaaclab_tasks.utils import resolve_task_config
 
@@ -255,21 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         unwrapped = env.unwrapped
         policy = library.load_policy(env, agent_cfg, str(Path(args.checkpoint).resolve()))
         num_envs = int(unwrapped.num_envs)
-        if mode == "evaluate":
-            recorder = EpisodeRecorder(num_envs, episode_quotas(args.num_episodes, num_envs))
-            # every env's quota of full-length episodes, plus one episode of slack for the one under way
-            max_steps = int(unwrapped.max_episode_length) * (max(recorder.quotas) + 1) + 1
-        else:
-            recorder = EpisodeRecorder(num_envs)
-            max_steps = max(args.num_steps, video_playback_steps(args, env_cfg) or 0) if args.num_steps else 0
+        recorder, max_steps = _episode_budget(args, mode, unwrapped, env_cfg)
         steps = run_loop(policy, unwrapped, recorder, max_steps)
-        exported: list[str] = []
-        if args.export:  # the library's runner exports (rsl_rl), else its exporter rebuilds the actor (export.py);
-            # after the episodes: skrl's runner, rebuilt for the export, reseeds torch
-            export = policy.export or (lambda folder: library.export_policy(
-                Path(args.checkpoint).resolve(), _as_dict(agent_cfg), folder))
-            exported = [str(p) for p in export(out_dir / "exported")]
-            print(f"[evaluate] exported {', '.join(exported)}", flush=True)
+        # after the episodes: skrl's runner, rebuilt for the export, reseeds torch
+        exported = _export_policy(args, library, policy, agent_cfg, out_dir) if args.export else []
         if mode == "play" and not args.num_steps:
             return 0  # export only
         config = {"mode": mode, "task": args.task, "rlLibrary": library.NAME, "checkpoint": args.checkpoint,

@@ -202,41 +202,19 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
     archive = storage.download(uri, workdir / "inputs" / name)
     log.info("Fetched env package %s (%d bytes)", uri, archive.stat().st_size)
     timeout_s = timeout_s or float(os.environ.get(INSTALL_TIMEOUT_ENV) or INSTALL_TIMEOUT_S)
-    deadline = time.monotonic() + timeout_s
-    report = workdir / "pip-report.json"
+    pip = _PipRun(env, workdir / "pip-report.json", time.monotonic() + timeout_s, timeout_s)
     if archive.name.endswith(".whl"):
-        _pip(env, ["--no-deps", "--force-reinstall", "--report", str(report), str(archive)], deadline, timeout_s)
-        dist = _installed_distribution(report, env)
+        dist = pip.install(["--no-deps", "--force-reinstall", str(archive)])
         project = None
     else:
         project = find_project_root(safe_extract(archive, workdir / "env_package"))
-        if _isaaclab_major() >= 3:  # before any install: a 2.x name would only fail deep inside the job
-            legacy = legacy_names.scan(project)
-            if legacy:
-                raise PackageError(legacy[0].message() + "".join(f"\n  also {h.file}:{h.line}: {h.old} -> {h.new}"
-                                                                  for h in legacy[1:]))
-        cached = None if cache is None else cache.get(archive, editable=True)
-        if cached is not None:
-            wheel = relocate_editable(cached, project, workdir / "editable-wheel")
-            log.info("Using the cached editable build %s of %s (no build)", cached.name, archive.name)
-            dist = unpack_editable(wheel, env, project)
-            if dist is None:  # scripts or .data: pip's job (--force-reinstall: the image may hold the package)
-                _pip(env, ["--no-deps", "--force-reinstall", "--report", str(report), str(wheel)], deadline,
-                     timeout_s)
-                dist = _installed_distribution(report, env)
-        else:
-            _pip(env, ["--no-deps", "--report", str(report), "--editable", str(project)], deadline, timeout_s)
-            dist = _installed_distribution(report, env)
-            if cache is not None:
-                built = editable_wheel(dist, env, project, workdir / "editable-wheel")
-                stored = cache.put(archive, built, editable=True) if built is not None else None
-                log.info("Editable build of %s%s", archive.name, f" cached at {stored}" if stored else " not cached")
+        dist = _install_project(archive, project, workdir, pip, cache)
     # every distribution's metadata is read only for a package with requirements (0.3-0.7 s in a full image)
     missing = check_requirements(dist, installed_versions(env)) if dist.requires else []
     if missing:  # what the image lacks, with the image's stack pinned so nothing replaces it
         constraints = workdir / "image-constraints.txt"
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in protected_versions(env).items()))
-        _pip(env, ["-c", str(constraints), *missing], deadline, timeout_s)
+        _pip(env, ["-c", str(constraints), *missing], pip.deadline, timeout_s)
     modules = provided_modules(dist, project)
     has_entry_point = bool(dist.entry_points.select(group=TASKS_GROUP))
     if not has_entry_point:
@@ -250,6 +228,49 @@ def fetch_and_install(uri: str, workdir: Path, env: JobEnvironment, cache: Wheel
              f" editable from {project}" if project is not None else "", ", ".join(modules),
              "its own isaaclab.tasks entry point" if has_entry_point else "imported by the runner")
     return installed
+
+
+@dataclass(frozen=True)
+class _PipRun:
+    """One install's pip calls: the job environment, pip's report file and the install's deadline."""
+
+    env: JobEnvironment
+    report: Path
+    deadline: float
+    timeout_s: float
+
+    def install(self, args: list[str]) -> importlib.metadata.Distribution:
+        """``pip install --report <report> <args>``; the distribution it installed."""
+        _pip(self.env, ["--report", str(self.report), *args], self.deadline, self.timeout_s)
+        return _installed_distribution(self.report, self.env)
+
+
+def _install_project(archive: Path, project: Path, workdir: Path, pip: _PipRun,
+                     cache: WheelCache | None) -> importlib.metadata.Distribution:
+    """Install the extracted ``project`` editable: from the cached editable build of ``archive`` when there is one
+    (no build), else with pip, keeping the build in ``cache`` for the next job.
+
+    :raises PackageError: if the project still uses Isaac Lab 2.x names (on 3.x), or pip fails.
+    """
+    if _isaaclab_major() >= 3:  # before any install: a 2.x name would only fail deep inside the job
+        legacy = legacy_names.scan(project)
+        if legacy:
+            raise PackageError(legacy[0].message() + "".join(f"\n  also {h.file}:{h.line}: {h.old} -> {h.new}"
+                                                              for h in legacy[1:]))
+    cached = None if cache is None else cache.get(archive, editable=True)
+    if cached is not None:
+        wheel = relocate_editable(cached, project, workdir / "editable-wheel")
+        log.info("Using the cached editable build %s of %s (no build)", cached.name, archive.name)
+        dist = unpack_editable(wheel, pip.env, project)
+        if dist is None:  # scripts or .data: pip's job (--force-reinstall: the image may hold the package)
+            dist = pip.install(["--no-deps", "--force-reinstall", str(wheel)])
+        return dist
+    dist = pip.install(["--no-deps", "--editable", str(project)])
+    if cache is not None:
+        built = editable_wheel(dist, pip.env, project, workdir / "editable-wheel")
+        stored = cache.put(archive, built, editable=True) if built is not None else None
+        log.info("Editable build of %s%s", archive.name, f" cached at {stored}" if stored else " not cached")
+    return dist
 
 
 # the image's stack: a job never replaces these (its own copy would shadow what Isaac Lab was built against)

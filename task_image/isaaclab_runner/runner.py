@@ -116,39 +116,17 @@ class JobRunner:
         return code
 
     def _run_stages(self, result: dict[str, Any]) -> int:
+        """Install, verify the task, run the mode's stage, collect and upload; return the exit code."""
         spec = self.spec
         library = get_library(spec.rl_library)
         with self.timings.phase("install"):
             install = isaaclab_cli.detect_isaaclab()
-        # Restore Warp's kernel cache while the package installs (a fresh host compiles every kernel otherwise)
-        cache_uri = spec.effective_cache_uri
-        kernels = caches.KernelCache.for_job(cache_uri, self.workdir / "cache")
-        if kernels is not None:
-            kernels.start_restore()
-        # and the task's assets from the deployment's mirror (every node syncs its own host cache)
-        mirror = asset_mirror.mirror_uri(spec.asset_mirror_uri)
-        assets = asset_mirror.AssetSync(mirror, spec.task, self.workdir / "asset-mirror").start() if mirror else None
-        # Fetch and install, into an environment of this job's own (3.x)
+        kernels, assets = self._start_prefetch()
         self.report.set_state("installing")
-        with self.timings.phase("install"):
+        with self.timings.phase("install"):  # into an environment of this job's own (3.x)
             if install.major >= 3:
                 self.env = packages.JobEnvironment.create(self.workdir / "venv")
-        wheels: caches.WheelCache | None = None
-        package: Path | None = None
-        if spec.env_package_uri:
-            wheels = caches.WheelCache(cache_uri, self.workdir / "cache") if cache_uri else None
-            with self.timings.phase("fetch"):  # fetched apart from the install, so each has its own time
-                name = spec.env_package_uri.rstrip("/").rsplit("/", 1)[-1]
-                package = storage.download(spec.env_package_uri, self.workdir / "fetched" / name)
-            with self.timings.phase("install"):
-                installed = packages.fetch_and_install(str(package), self.workdir, self.env, wheels,
-                                                       timeout_s=spec.install_timeout_s)
-            self.task_modules = installed.modules
-            how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
-            self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
-                     f"({how})")
-            result["envPackage"] = {"name": installed.dist_name, "version": installed.version,
-                                    "modules": installed.modules}
+        wheels, package = self._install_env_package(result)
         result["seed"] = spec.seed
         result["isaacLabVersion"] = packages.isaaclab_version()
         result["libraryVersions"] = provenance.library_versions(spec.rl_library)
@@ -162,6 +140,57 @@ class JobRunner:
         cwd = self.workdir / "isaaclab"
         cwd.mkdir(parents=True, exist_ok=True)
         stage = {"train": self._train, "evaluate": self._evaluate, "play": self._play}[spec.mode]
+        self._wait_prefetch(kernels, assets, result)
+        exit_code, run_dir = stage(library, install, device, cwd)
+        # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
+        if run_dir is not None and run_dir.is_dir() and self.node.uploads:
+            self._collect(library, run_dir, result)
+        if kernels is not None and self.node.uploads and not self._terminated:  # what this job compiled, for the next
+            with self.timings.phase("upload"):
+                self.say(kernels.save())
+            result["kernelCache"] = {"restored": kernels.restored, "saved": kernels.saved}
+        result["iterations"] = self.progress.get("iteration", 0)
+        if "episodes" in self.progress:
+            result["episodes"] = self.progress["episodes"]
+        return self._outcome(exit_code, result)
+
+    def _start_prefetch(self) -> tuple[caches.KernelCache | None, asset_mirror.AssetSync | None]:
+        """Start restoring Warp's kernel cache and syncing the task's assets while the package installs."""
+        # a fresh host compiles every kernel otherwise
+        kernels = caches.KernelCache.for_job(self.spec.effective_cache_uri, self.workdir / "cache")
+        if kernels is not None:
+            kernels.start_restore()
+        # the task's assets from the deployment's mirror (every node syncs its own host cache)
+        mirror = asset_mirror.mirror_uri(self.spec.asset_mirror_uri)
+        assets = (asset_mirror.AssetSync(mirror, self.spec.task, self.workdir / "asset-mirror").start()
+                  if mirror else None)
+        return kernels, assets
+
+    def _install_env_package(self, result: dict[str, Any]) -> tuple[caches.WheelCache | None, Path | None]:
+        """Fetch and install the spec's env package (if any) into the job's environment; return the wheel cache
+        and the fetched package for the task check."""
+        spec = self.spec
+        if not spec.env_package_uri:
+            return None, None
+        cache_uri = spec.effective_cache_uri
+        wheels = caches.WheelCache(cache_uri, self.workdir / "cache") if cache_uri else None
+        with self.timings.phase("fetch"):  # fetched apart from the install, so each has its own time
+            name = spec.env_package_uri.rstrip("/").rsplit("/", 1)[-1]
+            package = storage.download(spec.env_package_uri, self.workdir / "fetched" / name)
+        with self.timings.phase("install"):
+            installed = packages.fetch_and_install(str(package), self.workdir, self.env, wheels,
+                                                   timeout_s=spec.install_timeout_s)
+        self.task_modules = installed.modules
+        how = "its isaaclab.tasks entry point" if installed.entry_point else "imported by the runner"
+        self.say(f"Installed {installed.dist_name} {installed.version}: modules {', '.join(installed.modules)} "
+                 f"({how})")
+        result["envPackage"] = {"name": installed.dist_name, "version": installed.version,
+                                "modules": installed.modules}
+        return wheels, package
+
+    def _wait_prefetch(self, kernels: caches.KernelCache | None, assets: asset_mirror.AssetSync | None,
+                       result: dict[str, Any]) -> None:
+        """Wait for the kernel cache restore and the asset sync ``_start_prefetch`` started."""
         if kernels is not None:
             with self.timings.phase("kernelCacheRestore"):
                 self.say(kernels.wait_restored())
@@ -170,34 +199,30 @@ class JobRunner:
                 synced = assets.wait()
             self.asset_root = synced.root
             self.say(synced.summary(self.task))
-            result["assetMirror"] = {"uri": mirror, "fetched": synced.fetched, "cached": synced.cached,
+            result["assetMirror"] = {"uri": assets.uri, "fetched": synced.fetched, "cached": synced.cached,
                                      "seconds": round(synced.seconds, 3)}
-        exit_code, run_dir = stage(library, install, device, cwd)
-        # Collect and upload (rank 0 only: the other nodes' checkpoints would be duplicates)
-        if run_dir is not None and run_dir.is_dir() and self.node.uploads:
-            # checkpoints the sync thread staged are not sent twice; after SIGTERM none are (the flush staged
-            # them all): send the rest, quickly
-            skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
-            if self._export is not None:  # being written meanwhile; uploaded once complete
-                skip += (f"{export.EXPORT_DIR}/*",)
-            run_uri = storage.join(self.staging, sync.RUN_DIR)
-            with self.timings.phase("upload"):
-                n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude={*self._synced, *self._synced_events})
-            synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
-            self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
-            with self.timings.phase("export"):
-                self._finish_export(library, run_dir, run_uri)
-            result["runDir"] = run_dir.name
-            checkpoints = base.checkpoints(library, run_dir)
-            result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
-            result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
-        if kernels is not None and self.node.uploads and not self._terminated:  # what this job compiled, for the next
-            with self.timings.phase("upload"):
-                self.say(kernels.save())
-            result["kernelCache"] = {"restored": kernels.restored, "saved": kernels.saved}
-        result["iterations"] = self.progress.get("iteration", 0)
-        if "episodes" in self.progress:
-            result["episodes"] = self.progress["episodes"]
+
+    def _collect(self, library: RLLibrary, run_dir: Path, result: dict[str, Any]) -> None:
+        """Upload the run folder to staging (what the sync staged already is not sent twice), finish the export
+        and record the run's checkpoints."""
+        # after SIGTERM no checkpoints are sent (the flush staged them all): send the rest, quickly
+        skip = library.CHECKPOINT_PATTERNS if self._terminated else ()
+        if self._export is not None:  # being written meanwhile; uploaded once complete
+            skip += (f"{export.EXPORT_DIR}/*",)
+        run_uri = storage.join(self.staging, sync.RUN_DIR)
+        with self.timings.phase("upload"):
+            n = storage.upload_tree(run_dir, run_uri, skip=skip, exclude={*self._synced, *self._synced_events})
+        synced = f" ({len(self._synced)} checkpoints were staged while training)" if self._synced else ""
+        self.say(f"Uploaded {n} files of {run_dir} to {run_uri}{synced}")
+        with self.timings.phase("export"):
+            self._finish_export(library, run_dir, run_uri)
+        result["runDir"] = run_dir.name
+        checkpoints = base.checkpoints(library, run_dir)
+        result["checkpoints"] = [p.relative_to(run_dir).as_posix() for p in checkpoints]
+        result["stagedCheckpoints"] = self._staged_checkpoints(checkpoints, run_dir, run_uri)
+
+    def _outcome(self, exit_code: int, result: dict[str, Any]) -> int:
+        """The job's exit code from the stage's, with the error (SIGTERM, out of memory, a traceback) in ``result``."""
         if self._terminated:
             result["error"] = "interrupted by SIGTERM; checkpoints are staged for the next attempt to resume from"
             return EXIT_TERMINATED
@@ -206,12 +231,13 @@ class JobRunner:
             peak = (f"; peak {stats['peakMemoryMiB'] / 1024:.1f} of {stats['memoryTotalMiB'] / 1024:.0f} GiB used "
                     "before it") if stats else ""
             result["error"] = (f"the GPU ran out of memory ({self._out_of_memory}{peak}): lower numEnvs "
-                               f"({spec.num_envs} now) or use a larger GPU")
+                               f"({self.spec.num_envs} now) or use a larger GPU")
             self.say(f"ERROR: {result['error']}")  # the last lines of the log are what the wait step shows
             return EXIT_FAILED
         if exit_code != 0:
             cause = f"{self._last_exception} (" if self._last_exception else "("
-            result["error"] = f"isaaclab {spec.mode} failed: {cause}exit {exit_code}; the traceback is in runner.log)"
+            result["error"] = (f"isaaclab {self.spec.mode} failed: {cause}exit {exit_code}; the traceback is in "
+                               "runner.log)")
             self.say(f"ERROR: {result['error']}")
             return EXIT_FAILED
         result["status"] = "succeeded"
@@ -264,10 +290,7 @@ class JobRunner:
             cmd = isaaclab_cli.train_command_v2(spec, library, device, install.root, resume)
         self.progress.update(state="running", iteration=0, maxIterations=max_iterations)
         if self.node.uploads:  # checkpoints reach staging while training runs, so an interruption loses little
-            self.report.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
-                                                   self.workdir / "sync",
-                                                   events_key=lambda path: self._event_key(library, cwd, path)
-                                                   ).start()
+            self._start_checkpoint_sync(library, cwd)
         wanted = os.environ.get(EXPORT_ENV, "1") != "0" and library.exports_policy
         early = None
         if install.major >= 3 and wanted and self.node.uploads and self._export_early(device):
@@ -276,27 +299,45 @@ class JobRunner:
         try:
             exit_code = self._stream(cmd, cwd, self._child_env(device), library.parse_progress)
         finally:
-            checkpoint_sync, self.report.sync = self.report.sync, None
-            if checkpoint_sync is not None:
-                with self.timings.phase("upload"):
-                    checkpoint_sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
-                self.say(f"Checkpoint sync staged {len(checkpoint_sync.uploaded)} file(s), "
-                         f"{checkpoint_sync.errors} error(s)")
-                self._synced = checkpoint_sync.staged()
-                self._synced_events = checkpoint_sync.staged_events()
+            self._stop_checkpoint_sync()
         run_dir = library.find_run_dir(cwd)
         if (exit_code == 0 and not self._terminated and run_dir is not None and install.major >= 3 and wanted
                 and self.node.uploads):
-            last = base.latest_checkpoint(library, run_dir)
-            if last is None:
-                self.say("No checkpoint to export")
-            elif early is not None:  # warmed up while training: the final export starts now, beside the upload
-                self._export, early = early.finish(run_dir, last), None
-            else:  # in this process, no simulator: it runs while the run folder uploads
-                self._export = export.BackgroundExport(library, run_dir, last).start()
+            early = self._start_final_export(library, run_dir, early)
         if early is not None:
             early.cancel()
         return exit_code, run_dir
+
+    def _start_checkpoint_sync(self, library: RLLibrary, cwd: Path) -> None:
+        """Start staging checkpoints and event files while training runs."""
+        self.report.sync = sync.CheckpointSync(cwd / "logs", self.staging, library.CHECKPOINT_PATTERNS,
+                                               self.workdir / "sync",
+                                               events_key=lambda path: self._event_key(library, cwd, path)).start()
+
+    def _stop_checkpoint_sync(self) -> None:
+        """Flush and stop the checkpoint sync (if running); remember what it staged, so the upload skips it."""
+        checkpoint_sync, self.report.sync = self.report.sync, None
+        if checkpoint_sync is None:
+            return
+        with self.timings.phase("upload"):
+            checkpoint_sync.stop(timeout=SYNC_FLUSH_TIMEOUT_S)
+        self.say(f"Checkpoint sync staged {len(checkpoint_sync.uploaded)} file(s), {checkpoint_sync.errors} error(s)")
+        self._synced = checkpoint_sync.staged()
+        self._synced_events = checkpoint_sync.staged_events()
+
+    def _start_final_export(self, library: RLLibrary, run_dir: Path,
+                            early: export.EarlyExport | None) -> export.EarlyExport | None:
+        """Start exporting the run's last checkpoint beside the upload; return ``early`` if it is still to cancel."""
+        last = base.latest_checkpoint(library, run_dir)
+        if last is None:
+            self.say("No checkpoint to export")
+            return early
+        if early is not None:  # warmed up while training: the final export starts now, beside the upload
+            self._export = early.finish(run_dir, last)
+            return None
+        # in this process, no simulator: it runs while the run folder uploads
+        self._export = export.BackgroundExport(library, run_dir, last).start()
+        return None
 
     def _resolve_device(self) -> str:
         """The spec's device, ``auto`` resolved: ``cuda:0`` when the GPU monitor's NVML sees this job's GPUs (no
