@@ -69,27 +69,16 @@ def export_run(library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Pat
     return exporter(checkpoint, agent_cfg, out_dir or run_dir / EXPORT_DIR)
 
 
-class BackgroundExport:
-    """``export_run`` on a thread of the runner, so the run folder's upload goes on meanwhile.
+class _ExportThread:
+    """What both exports share: the export on a thread of its own, timed, its error kept for ``wait``."""
 
-    :param library: the run's RL library.
-    :param run_dir: the run folder (``params/agent.yaml``).
-    :param checkpoint: the checkpoint to export.
-    :param out_dir: where the files go (default ``run_dir/exported``).
-    """
+    seconds: float  # the (final) export's
+    _thread: threading.Thread
 
-    def __init__(self, library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> None:
-        self.library, self.run_dir, self.checkpoint = library, run_dir, checkpoint
-        self.out_dir = out_dir or run_dir / EXPORT_DIR
+    def _init_result(self) -> None:
         self.seconds = 0.0
         self._paths: list[Path] = []
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="policy-export", daemon=True)
-
-    def start(self) -> BackgroundExport:
-        """Start exporting; returns self."""
-        self._thread.start()
-        return self
 
     def wait(self, timeout: float | None = None) -> list[Path]:
         """Wait for the export; return the files written.
@@ -105,17 +94,42 @@ class BackgroundExport:
             raise ExportError(f"{type(self._error).__name__}: {self._error}") from self._error
         return self._paths
 
-    def _run(self) -> None:
+    def _export(self, library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None) -> None:
+        """``export_run``, timed; an error is handed to ``wait`` (an export never ends the job)."""
         started = time.monotonic()
         try:
-            self._paths = export_run(self.library, self.run_dir, self.checkpoint, self.out_dir)
-        except BaseException as exc:  # handed to wait(): an export never ends the job
+            self._paths = export_run(library, run_dir, checkpoint, out_dir)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in wait(), on the runner's thread
             self._error = exc
         finally:
             self.seconds = time.monotonic() - started
 
 
-class EarlyExport:
+class BackgroundExport(_ExportThread):
+    """``export_run`` on a thread of the runner, so the run folder's upload goes on meanwhile.
+
+    :param library: the run's RL library.
+    :param run_dir: the run folder (``params/agent.yaml``).
+    :param checkpoint: the checkpoint to export.
+    :param out_dir: where the files go (default ``run_dir/exported``).
+    """
+
+    def __init__(self, library: RLLibrary, run_dir: Path, checkpoint: Path, out_dir: Path | None = None) -> None:
+        self.library, self.run_dir, self.checkpoint = library, run_dir, checkpoint
+        self.out_dir = out_dir or run_dir / EXPORT_DIR
+        self._init_result()
+        self._thread = threading.Thread(target=self._run, name="policy-export", daemon=True)
+
+    def start(self) -> BackgroundExport:
+        """Start exporting; returns self."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        self._export(self.library, self.run_dir, self.checkpoint, self.out_dir)
+
+
+class EarlyExport(_ExportThread):
     """The policy export, started when training starts so that the final export takes a second, not ten or more.
 
     Most of an export's time on its first call in a process is not the export: importing torch and the library's
@@ -140,12 +154,10 @@ class EarlyExport:
         self.run_dir: Path | None = None
         self.checkpoint: Path | None = None
         self.out_dir: Path | None = None
-        self.seconds = 0.0  # the final export's, from the hand-over
+        self._init_result()  # its seconds: the final export's, from the hand-over
         self.warmed = 0  # warm-up exports done
         self._final = threading.Event()
         self._cancelled = False
-        self._paths: list[Path] = []
-        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="policy-export-early", daemon=True)
 
     def start(self) -> EarlyExport:
@@ -165,17 +177,6 @@ class EarlyExport:
         self._cancelled = True
         self._final.set()
 
-    def wait(self, timeout: float | None = None) -> list[Path]:
-        """As :meth:`BackgroundExport.wait`."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise ExportError(f"the export did not finish within {timeout:.0f}s")
-        if isinstance(self._error, ExportError):
-            raise self._error
-        if self._error is not None:
-            raise ExportError(f"{type(self._error).__name__}: {self._error}") from self._error
-        return self._paths
-
     def _run(self) -> None:
         try:
             import torch  # noqa: F401 - what every exporter needs, imported while Isaac Lab trains
@@ -186,13 +187,7 @@ class EarlyExport:
         self._final.wait()
         if self._cancelled or self.checkpoint is None or self.run_dir is None:
             return
-        started = time.monotonic()
-        try:
-            self._paths = export_run(self.library, self.run_dir, self.checkpoint, self.out_dir)
-        except BaseException as exc:  # handed to wait(): an export never ends the job
-            self._error = exc
-        finally:
-            self.seconds = time.monotonic() - started
+        self._export(self.library, self.run_dir, self.checkpoint, self.out_dir)
 
     def _warm_up(self) -> None:
         from isaaclab_runner.libraries.base import latest_checkpoint

@@ -52,34 +52,46 @@ def test_exported_policy_gives_the_checkpoints_actions(tmp_path: Path, library: 
                                                                  "outputs": [{"name": "actions", "shape": [-1, 1]}]}
 
 
-RUNNER_EXPORT = r'''
-import json, shutil, sys
+# what both runner scripts share: a train job of rsl_rl on a CPU whose Isaac Lab is ``fake`` (the run folder appears)
+RUNNER_PRELUDE = r'''
+import hashlib, json, os, shutil, sys, time
 from pathlib import Path
 from isaaclab_runner import runner as runner_mod
 from isaaclab_runner.jobspec import JobSpec
 from isaaclab_runner.runner import JobRunner
 
+def make_job(job_id, tmp):
+    spec = JobSpec.from_dict({"jobId": job_id, "mode": "train", "task": "T", "rlLibrary": "rsl_rl", "seed": 1,
+                              "numEnvs": 16, "maxIterations": 3, "stagingUri": str(tmp / "staging")})
+    return JobRunner(spec, tmp / "work")
+
+def run_with(job, fake):
+    job._stream = fake
+    runner_mod.packages.verify_task = lambda task, python=None: task
+    runner_mod.isaaclab_cli.detect_isaaclab = lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3)
+    runner_mod.isaaclab_cli.resolve_device = lambda requested: "cpu"
+    runner_mod.packages.JobEnvironment.create = classmethod(lambda cls, root: cls.current())
+    return job.run()
+
+def copy_run(run_src, cwd):
+    run_dir = Path(cwd) / "logs" / "rsl_rl" / "custom_cartpole" / "2026-01-01_00-00-00"
+    shutil.copytree(run_src, run_dir)
+    return run_dir
+'''
+
+RUNNER_EXPORT = RUNNER_PRELUDE + r'''
 run_src, tmp, break_config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
-spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000002", "mode": "train", "task": "T",
-                          "rlLibrary": "rsl_rl", "seed": 1, "numEnvs": 16, "maxIterations": 3,
-                          "stagingUri": str(tmp / "staging")})
-job = JobRunner(spec, tmp / "work")
+job = make_job("00000000-0000-0000-0000-000000000002", tmp)
 commands = []
 
 def fake_isaaclab(cmd, cwd, env, parse):  # "training" leaves a run folder as rsl_rl does
     commands.append(cmd)
-    run_dir = Path(cwd) / "logs" / "rsl_rl" / "custom_cartpole" / "2026-01-01_00-00-00"
-    shutil.copytree(run_src, run_dir)
+    run_dir = copy_run(run_src, cwd)
     if break_config:
         (run_dir / "params" / "agent.yaml").write_text("actor: {}\n")
     return 0
 
-job._stream = fake_isaaclab
-runner_mod.packages.verify_task = lambda task, python=None: task
-runner_mod.isaaclab_cli.detect_isaaclab = lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3)
-runner_mod.isaaclab_cli.resolve_device = lambda requested: "cpu"
-runner_mod.packages.JobEnvironment.create = classmethod(lambda cls, root: cls.current())
-code = job.run()
+code = run_with(job, fake_isaaclab)
 print(json.dumps({"code": code, "processes": len(commands)}))
 '''
 
@@ -115,35 +127,20 @@ def test_agent_yaml_with_isaac_labs_tuples_loads() -> None:
     assert cfg["actor"]["hidden_dims"] == [32, 32]
 
 
-RUNNER_EARLY = r'''
-import hashlib, json, os, shutil, sys, time
-from pathlib import Path
-from isaaclab_runner import runner as runner_mod
-from isaaclab_runner.jobspec import JobSpec
-from isaaclab_runner.runner import JobRunner
-
+RUNNER_EARLY = RUNNER_PRELUDE + r'''
 run_src, tmp = Path(sys.argv[1]), Path(sys.argv[2])
 os.environ["ISAACLAB_RUNNER_EXPORT_EARLY"] = "1"  # as on a GPU
-spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000005", "mode": "train", "task": "T",
-                          "rlLibrary": "rsl_rl", "seed": 1, "numEnvs": 16, "maxIterations": 3,
-                          "stagingUri": str(tmp / "staging")})
-job = JobRunner(spec, tmp / "work")
+job = make_job("00000000-0000-0000-0000-000000000005", tmp)
 warmup = tmp / "work" / "export-warmup" / "warmup-0"
 
 def fake_isaaclab(cmd, cwd, env, parse):  # "training": the run folder appears, then training goes on a while
-    run_dir = Path(cwd) / "logs" / "rsl_rl" / "custom_cartpole" / "2026-01-01_00-00-00"
-    shutil.copytree(run_src, run_dir)
+    copy_run(run_src, cwd)
     deadline = time.monotonic() + 240
     while not (warmup / "policy.onnx").is_file() and time.monotonic() < deadline:
         time.sleep(0.2)  # the warm-up exports the checkpoint while Isaac Lab would still train
     return 0
 
-job._stream = fake_isaaclab
-runner_mod.packages.verify_task = lambda task, python=None: task
-runner_mod.isaaclab_cli.detect_isaaclab = lambda: runner_mod.isaaclab_cli.IsaacLabInstall(3)
-runner_mod.isaaclab_cli.resolve_device = lambda requested: "cpu"
-runner_mod.packages.JobEnvironment.create = classmethod(lambda cls, root: cls.current())
-code = job.run()
+code = run_with(job, fake_isaaclab)
 digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 result = json.loads((tmp / "staging" / "result.json").read_text())
 print(json.dumps({"code": code, "staged": digest(tmp / "staging" / "run" / "exported"), "warmup": digest(warmup),
