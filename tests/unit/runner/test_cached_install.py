@@ -10,14 +10,12 @@ archive with one cache location.
 from __future__ import annotations
 
 import json
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
+from packages_env import RECORDING_INSTALL, run_script, tiny_env_package
 from pipeline_env import ISAACLAB_PYTHON
 
-REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)")
 
 IMAGE = r'''
@@ -32,19 +30,7 @@ subprocess.run([str(env.python), "-m", "pip", "install", "-q", "--no-deps", "--n
 print(env.python)
 '''
 
-TWO_JOBS = r'''
-import json, subprocess, sys, time
-from pathlib import Path
-from isaaclab_runner import packages
-from isaaclab_runner.caches import WheelCache
-
-archive, tmp = Path(sys.argv[1]), Path(sys.argv[2])
-commands = []
-popen = subprocess.Popen
-def recording(cmd, *args, **kwargs):
-    commands.append(" ".join(map(str, cmd)))
-    return popen(cmd, *args, **kwargs)
-subprocess.Popen = recording
+TWO_JOBS = RECORDING_INSTALL + r'''
 out = {}
 for job in ("job1", "job2"):
     commands.clear()
@@ -65,29 +51,10 @@ print(json.dumps(out))
 '''
 
 
-def _package(tmp: Path) -> tuple[Path, Path]:
-    project = tmp / "src" / "tiny_env"
-    (project / "tiny_env").mkdir(parents=True)
-    (project / "tiny_env" / "__init__.py").write_text("VALUE = 1\n")
-    (project / "setup.py").write_text("from setuptools import setup\nsetup(name='tiny-env', version='0.3.0', "
-                                      "packages=['tiny_env'])\n")
-    archive = tmp / "tiny_env.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(project, arcname="tiny_env")
-    return project, archive
-
-
-def _run(python: Path | str, code: str, *args: object) -> str:
-    proc = subprocess.run([str(python), "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          cwd=REPO / "task_image")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def test_the_cached_editable_build_installs_when_the_image_already_holds_the_package(tmp_path: Path) -> None:
-    project, archive = _package(tmp_path)
-    image_python = _run(ISAACLAB_PYTHON, IMAGE, tmp_path / "image", project)
-    out = json.loads(_run(image_python, TWO_JOBS, archive, tmp_path))
+    project, archive = tiny_env_package(tmp_path)
+    image_python = run_script(ISAACLAB_PYTHON, IMAGE, tmp_path / "image", project)
+    out = json.loads(run_script(image_python, TWO_JOBS, archive, tmp_path))
     assert "error" not in out["job1"] and "error" not in out["job2"], out  # was: "pip installed nothing ..."
     assert any(" --editable " in c for c in out["job1"]["pip"])  # job 1 builds (and caches) the editable wheel
     assert out["job2"]["pip"] == [], out  # job 2 unpacks the cached build: no pip, no build
@@ -114,7 +81,7 @@ def test_a_later_job_with_the_package_checks_its_task_against_the_cached_list(
         return {"isaaclab_tasks": ["Isaac-Cartpole-Direct"], "tiny-env": ["Tiny-Env-Direct"]}
 
     monkeypatch.setattr(packages, "tasks_by_source", tasks_by_source)
-    _, archive = _package(tmp_path)
+    _, archive = tiny_env_package(tmp_path)
     found = []
     for job, task in (("job1", "Tiny-Env-Direct"), ("job2", "Tiny-Env-Direct"), ("job3", "Isaac-Cartpole-Direct")):
         spec = JobSpec.from_dict({"jobId": "00000000-0000-0000-0000-000000000004", "mode": "train", "task": task,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from isaaclab_runner import caches
 from isaaclab_runner.caches import KernelCache, warp_cache_dir
+from packages_env import RECORDING_INSTALL, run_script, tiny_env_package
 from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
@@ -82,19 +83,7 @@ def test_host_key_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert caches.host_key().startswith("cpu-")
 
 
-WHEEL_TWICE = r'''
-import json, subprocess, sys
-from pathlib import Path
-from isaaclab_runner import packages
-from isaaclab_runner.caches import WheelCache
-
-archive, tmp = Path(sys.argv[1]), Path(sys.argv[2])
-commands = []
-popen = subprocess.Popen
-def recording(cmd, *args, **kwargs):
-    commands.append(" ".join(map(str, cmd)))
-    return popen(cmd, *args, **kwargs)
-subprocess.Popen = recording
+WHEEL_TWICE = RECORDING_INSTALL + r'''
 out = {}
 for job in ("job1", "job2"):  # two jobs, two fresh job environments, one package, one cache
     commands.clear()
@@ -113,18 +102,8 @@ print(json.dumps(out))
 @pytest.mark.skipif(not ISAACLAB_PYTHON.exists(), reason="needs the Isaac Lab venv (make install)")
 def test_the_second_job_with_a_package_installs_the_cached_editable_build_without_building(tmp_path: Path) -> None:
     """Job 1 runs ``pip install -e`` and caches the editable build; job 2 unpacks it pointed at its own folder."""
-    project = tmp_path / "src" / "tiny_env"
-    (project / "tiny_env").mkdir(parents=True)
-    (project / "tiny_env" / "__init__.py").write_text("VALUE = 1\n")
-    (project / "setup.py").write_text("from setuptools import setup\nsetup(name='tiny-env', version='0.3.0', "
-                                      "packages=['tiny_env'])\n")
-    archive = tmp_path / "tiny_env.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(project, arcname="tiny_env")
-    proc = subprocess.run([str(ISAACLAB_PYTHON), "-c", WHEEL_TWICE, str(archive), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO / "task_image")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    project, archive = tiny_env_package(tmp_path)
+    out = json.loads(run_script(ISAACLAB_PYTHON, WHEEL_TWICE, archive, tmp_path))
     assert out["job1"]["built"] and not out["job2"]["built"], out  # built once
     assert out["job1"]["installed"][0] == out["job1"]["project"]  # pip install --editable <extracted folder>
     assert out["job2"]["installed"] == []  # the cached build is unpacked into the venv: no pip at all
