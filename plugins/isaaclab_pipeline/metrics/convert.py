@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline.metrics.merge import read_run
+from isaaclab_pipeline.metrics.merge import RunScalars, read_run
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,22 @@ def _write_atomically(path: Path, write: Callable[[Path], Any]) -> Any:
     return result
 
 
+def _write_problems(run: RunScalars, event_root: Path, out_dir: Path) -> Path | None:
+    """Write the run's unreadable event files to ``metrics-problems.json`` (None if there are none), each named by
+    its path relative to the run, as it is staged and published (``tensorboard/...``)."""
+    base = event_root if event_root.is_dir() else event_root.parent
+    for problem in run.problems:
+        path = Path(str(problem["file"]))
+        problem["file"] = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
+    if not run.problems:
+        return None
+    problems_path = out_dir / PROBLEMS_NAME
+    doc = {"problems": run.problems, "note": "these event files could not be read whole; metrics.csv holds "
+                                             "what precedes each bad record"}
+    _write_atomically(problems_path, lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
+    return problems_path
+
+
 def convert_run(event_root: Path, out_dir: Path, *, tolerate_corrupt: bool = False) -> ConvertResult:
     """Convert every TensorBoard event file under ``event_root`` into ``out_dir``.
 
@@ -102,16 +118,7 @@ def convert_run(event_root: Path, out_dir: Path, *, tolerate_corrupt: bool = Fal
     out_dir.mkdir(parents=True, exist_ok=True)
     run = read_run(event_root, tolerate_corrupt=tolerate_corrupt)
     warnings = list(run.warnings)
-    problems_path = None
-    base = event_root if event_root.is_dir() else event_root.parent
-    for problem in run.problems:  # paths relative to the run, as they are staged and published (tensorboard/...)
-        path = Path(str(problem["file"]))
-        problem["file"] = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
-    if run.problems:
-        problems_path = out_dir / PROBLEMS_NAME
-        doc = {"problems": run.problems, "note": "these event files could not be read whole; metrics.csv holds "
-                                                 "what precedes each bad record"}
-        _write_atomically(problems_path, lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
+    problems_path = _write_problems(run, event_root, out_dir)
     if not run.series:
         msg = f"no scalar values in {len(run.files)} event file(s) under {event_root}"
         log.warning("%s", msg)

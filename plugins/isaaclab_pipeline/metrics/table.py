@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,6 +70,59 @@ def encoder_matches_repr(grid: np.ndarray) -> np.ndarray:
     return ((magnitude >= REPR_PLAIN_MIN) & (magnitude < REPR_PLAIN_MAX)) | (grid == 0)
 
 
+def _block_grid(series: Mapping[str, ScalarSeries], tags: list[str], cursors: dict[str, int],
+                block: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, int]]]:
+    """One block's cells: column 0 the row's wall_time (the latest of its values'), column j + 1 the j-th tag's
+    value; and, per sparse tag, the rows without a value. ``cursors`` (each tag's next index) move past the block.
+    """
+    import numpy as np
+
+    m = len(block)
+    grid = np.empty((m, len(tags) + 1))
+    grid[:, 0] = -np.inf
+    row_wall = grid[:, 0]
+    missing: list[tuple[np.ndarray, int]] = []  # (rows without a value, column) per sparse tag
+    for j, tag in enumerate(tags, start=1):
+        s = series[tag]
+        a = cursors[tag]
+        b = a + int(np.searchsorted(s.steps[a:], block[-1], side="right"))
+        cursors[tag] = b
+        if b - a == m:  # the tag has a value at every step of the block
+            grid[:, j] = s.values[a:b]
+            np.maximum(row_wall, s.wall_times[a:b], out=row_wall)
+            continue
+        has = np.zeros(m, dtype=bool)
+        if b > a:
+            pos = np.searchsorted(block, s.steps[a:b])
+            grid[pos, j] = s.values[a:b]
+            has[pos] = True
+            row_wall[pos] = np.maximum(row_wall[pos], s.wall_times[a:b])
+        grid[~has, j] = 0.0  # replaced by an empty cell below
+        missing.append((np.flatnonzero(~has), j))
+    return grid, missing
+
+
+def _block_rows(grid: np.ndarray, missing: list[tuple[np.ndarray, int]], block: np.ndarray,
+                encode: Callable[[Any], bytes]) -> bytes:
+    """The block's CSV lines (without the last newline): its steps and cells, spelled as ``repr`` would, missing
+    cells empty."""
+    import msgspec
+    import numpy as np
+
+    raw = msgspec.Raw
+    empty = raw(b"")
+    rows = grid.tolist()
+    # One encode per block; the cells whose spelling would differ from repr are patched in first.
+    for r, c in zip(*np.nonzero(~encoder_matches_repr(grid)), strict=True):
+        rows[r][c] = raw(repr(rows[r][c]).encode())
+    for missing_rows, c in missing:
+        for r in missing_rows.tolist():
+            rows[r][c] = empty
+    for row, step in zip(rows, block.tolist(), strict=True):
+        row.insert(0, step)
+    return encode(rows)[2:-2].replace(b"],[", b"\n")  # no cell holds a bracket: rows are [..],[..]
+
+
 def write_metrics_csv(series: Mapping[str, ScalarSeries], path: Path | str,
                       rows_per_block: int = ROWS_PER_BLOCK) -> TableShape:
     """Write the wide table to ``path``.
@@ -81,53 +134,19 @@ def write_metrics_csv(series: Mapping[str, ScalarSeries], path: Path | str,
     :return: row count and header.
     """
     import msgspec
-    import numpy as np
 
     tags = sorted(series)
     header = ["step", "wall_time", *tags]
     steps = union_steps(series)
     cursors = dict.fromkeys(tags, 0)
     encode = msgspec.json.Encoder().encode
-    raw = msgspec.Raw
-    empty = raw(b"")
     head = io.StringIO()
     csv.writer(head, lineterminator="\n").writerow(header)  # the csv module quotes odd tag names
     with open(path, "wb") as f:
         f.write(head.getvalue().encode("utf-8"))
         for r0 in range(0, len(steps), rows_per_block):
             block = steps[r0 : r0 + rows_per_block]
-            m = len(block)
-            # Column 0 is the row's wall_time, column j + 1 the j-th tag.
-            grid = np.empty((m, len(tags) + 1))
-            grid[:, 0] = -np.inf
-            row_wall = grid[:, 0]
-            missing: list[tuple[np.ndarray, int]] = []  # (rows without a value, column) per sparse tag
-            for j, tag in enumerate(tags, start=1):
-                s = series[tag]
-                a = cursors[tag]
-                b = a + int(np.searchsorted(s.steps[a:], block[-1], side="right"))
-                cursors[tag] = b
-                if b - a == m:  # the tag has a value at every step of the block
-                    grid[:, j] = s.values[a:b]
-                    np.maximum(row_wall, s.wall_times[a:b], out=row_wall)
-                    continue
-                has = np.zeros(m, dtype=bool)
-                if b > a:
-                    pos = np.searchsorted(block, s.steps[a:b])
-                    grid[pos, j] = s.values[a:b]
-                    has[pos] = True
-                    row_wall[pos] = np.maximum(row_wall[pos], s.wall_times[a:b])
-                grid[~has, j] = 0.0  # replaced by an empty cell below
-                missing.append((np.flatnonzero(~has), j))
-            rows = grid.tolist()
-            # One encode per block; the cells whose spelling would differ from repr are patched in first.
-            for r, c in zip(*np.nonzero(~encoder_matches_repr(grid)), strict=True):
-                rows[r][c] = raw(repr(rows[r][c]).encode())
-            for missing_rows, c in missing:
-                for r in missing_rows.tolist():
-                    rows[r][c] = empty
-            for row, step in zip(rows, block.tolist(), strict=True):
-                row.insert(0, step)
-            f.write(encode(rows)[2:-2].replace(b"],[", b"\n"))  # no cell holds a bracket: rows are [..],[..]
+            grid, missing = _block_grid(series, tags, cursors, block)
+            f.write(_block_rows(grid, missing, block, encode))
             f.write(b"\n")
     return TableShape(rows=len(steps), columns=header)
