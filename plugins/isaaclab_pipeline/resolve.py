@@ -170,26 +170,7 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         if facts is not None:
             facts["registry"] = registry
     asset_uri = conf.get("inputS3AssetFilePath")
-    package = checkpoint = root = None
-    if asset_uri:
-        store = storage.for_uri(asset_uri, settings.aws_conn_id)
-        try:
-            objects = store.list(asset_uri, limit=MAX_ASSET_FILES)
-        except storage.TooManyObjectsError as exc:
-            raise ResolveError(f"inputS3AssetFilePath: {asset_uri} holds more than {MAX_ASSET_FILES} files; point it "
-                               "at the env package, or at the folder holding it and its checkpoints") from exc
-        if not objects:
-            raise ResolveError(f"inputS3AssetFilePath: nothing found at {asset_uri}; check the path and that "
-                               "the package was uploaded")
-        root = asset_root(asset_uri, objects)
-        package = find_env_package(asset_uri, objects)
-        log.info("Asset %s: %d file(s); env package: %s", asset_uri, len(objects), package or "none")
-        if tc["mode"] != "train":
-            checkpoint = (_relative_or_uri(tc.get("checkpointPath") or tc.get("policyPath"), root)
-                          or tc.get("policyS3Uri") or discover_checkpoint(objects, tc["rlLibrary"], facts))
-    elif tc["mode"] != "train":
-        checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
-                      or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
+    package, checkpoint, root = _asset_inputs(asset_uri, tc, settings, facts)
     check_task(tc["task"], package is not None, load_known_tasks())
     if settings.asset_mirror_uri and package is None:  # a built-in task: its assets must be in the mirror
         problem = asset_mirror.check_task_assets(settings.asset_mirror_uri, tc["task"], settings.aws_conn_id)
@@ -198,11 +179,9 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
     if tc["mode"] != "train" and not checkpoint:
         raise ResolveError(f"trainingConfig.checkpointPath: no checkpoint (.pt/.pth) found under {asset_uri}; "
                            "set checkpointPath or policyS3Uri")
-    if checkpoint and not storage.for_uri(checkpoint, settings.aws_conn_id).exists(checkpoint):
-        raise ResolveError(f"trainingConfig.checkpointPath: {checkpoint} does not exist")
+    _check_exists("checkpointPath", checkpoint, settings)
     resume = _relative_or_uri(tc.get("resumeCheckpoint"), root, "resumeCheckpoint")
-    if resume and not storage.for_uri(resume, settings.aws_conn_id).exists(resume):
-        raise ResolveError(f"trainingConfig.resumeCheckpoint: {resume} does not exist")
+    _check_exists("resumeCheckpoint", resume, settings)
     return JobSpec(
         job_id=job_id,
         mode=tc["mode"],
@@ -225,6 +204,44 @@ def build_job_spec(conf: Mapping[str, Any], job_id: str, settings: PipelineSetti
         asset_mirror_uri=settings.asset_mirror_uri or None,
         install_timeout_s=settings.install_timeout_s,
     )
+
+
+def _asset_inputs(asset_uri: str | None, tc: Mapping[str, Any], settings: PipelineSettings,
+                  facts: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
+    """The env package, the checkpoint (evaluate and play) and the asset's root folder, from the asset's listing
+    (or, without an asset, the checkpoint the conf names).
+
+    :raises ResolveError: if the asset is empty or holds too many files.
+    """
+    if not asset_uri:
+        checkpoint = None
+        if tc["mode"] != "train":
+            checkpoint = (_relative_or_uri(tc.get("checkpointPath"), None) or tc.get("policyS3Uri")
+                          or _relative_or_uri(tc.get("policyPath"), None, "policyPath"))
+        return None, checkpoint, None
+    store = storage.for_uri(asset_uri, settings.aws_conn_id)
+    try:
+        objects = store.list(asset_uri, limit=MAX_ASSET_FILES)
+    except storage.TooManyObjectsError as exc:
+        raise ResolveError(f"inputS3AssetFilePath: {asset_uri} holds more than {MAX_ASSET_FILES} files; point it "
+                           "at the env package, or at the folder holding it and its checkpoints") from exc
+    if not objects:
+        raise ResolveError(f"inputS3AssetFilePath: nothing found at {asset_uri}; check the path and that "
+                           "the package was uploaded")
+    root = asset_root(asset_uri, objects)
+    package = find_env_package(asset_uri, objects)
+    log.info("Asset %s: %d file(s); env package: %s", asset_uri, len(objects), package or "none")
+    checkpoint = None
+    if tc["mode"] != "train":
+        checkpoint = (_relative_or_uri(tc.get("checkpointPath") or tc.get("policyPath"), root)
+                      or tc.get("policyS3Uri") or discover_checkpoint(objects, tc["rlLibrary"], facts))
+    return package, checkpoint, root
+
+
+def _check_exists(field: str, uri: str | None, settings: PipelineSettings) -> None:
+    """:raises ResolveError: if ``uri`` (the conf's ``trainingConfig.<field>``, resolved) is set but missing."""
+    if uri and not storage.for_uri(uri, settings.aws_conn_id).exists(uri):
+        raise ResolveError(f"trainingConfig.{field}: {uri} does not exist")
 
 
 def job_overrides(tc: Mapping[str, Any], settings: PipelineSettings) -> list[str]:
