@@ -294,16 +294,11 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
         job_timings = trial_timings(item, aws_conn_id)
         per_trial.append(job_timings)
         if job_timings is not None:
-            for phase, column in TIMING_COLUMNS.items():
-                if isinstance(job_timings.get(phase), int | float):
-                    row[column] = job_timings[phase]
-            row["attempts"] = len(job_timings.get("attempts") or []) or 1
+            _add_timings(row, job_timings)
         doc = trial_cost(item, aws_conn_id)
         if doc is not None:
             costs.append(doc)
-            for column, key in (("gpu_seconds", "gpuSeconds"), ("estimated_cost_usd", "estimatedCostUsd")):
-                if doc.get(key) is not None:  # else the row's empty default
-                    row[column] = doc[key]
+            _add_cost(row, doc)
         rows.append(row)
         curves.setdefault(row["setting"], []).append(curve["reward"])
     total_cost = cost.total(costs)
@@ -312,6 +307,38 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
         total_cost["notes"] = [f"the sum over {len(costs)} of {len(items)} trials' cost.json"]
     summary = summarize(rows, sweep_id, conf, total_cost, per_trial)
     out_uri = storage.join(conf["outputS3Path"], sweep_id)
+    written = _upload_report(out_uri, aws_conn_id, rows, summary, total_cost, curves, sweep_id)
+    best = summary["best"]
+    log.info("Sweep %s: %d/%d trials succeeded; best setting %s (final mean reward %s); report under %s", sweep_id,
+             summary["succeeded"], len(rows), best and best["setting"], best and best["finalMeanReward"]["mean"],
+             out_uri)
+    summed = summary["timings"]
+    if summed:  # format_line counts a list of attempts; the sum holds their number
+        log.info("Sweep %s, %d job(s), %d attempt(s) summed: %s", sweep_id, summed["jobs"], summed["attempts"],
+                 timings.format_line({k: v for k, v in summed.items() if k in TIMING_COLUMNS}))
+    return {"reportUri": out_uri, "files": written, "summary": summary}
+
+
+def _add_timings(row: dict[str, Any], job_timings: Mapping[str, Any]) -> None:
+    """Fill the row's phase columns and attempt count from the trial's merged timings."""
+    for phase, column in TIMING_COLUMNS.items():
+        if isinstance(job_timings.get(phase), int | float):
+            row[column] = job_timings[phase]
+    row["attempts"] = len(job_timings.get("attempts") or []) or 1
+
+
+def _add_cost(row: dict[str, Any], doc: Mapping[str, Any]) -> None:
+    """Fill the row's GPU seconds and estimated cost from the trial's cost.json."""
+    for column, key in (("gpu_seconds", "gpuSeconds"), ("estimated_cost_usd", "estimatedCostUsd")):
+        if doc.get(key) is not None:  # else the row's empty default
+            row[column] = doc[key]
+
+
+def _upload_report(out_uri: str, aws_conn_id: str | None, rows: Sequence[Mapping[str, Any]],
+                   summary: Mapping[str, Any], total_cost: Mapping[str, Any] | None,
+                   curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]], sweep_id: str) -> list[str]:
+    """Write trials.csv, summary.json, cost.json (when any trial had one) and comparison.png, upload them under
+    ``out_uri``; return their names."""
     store = storage.for_uri(out_uri, aws_conn_id)
     written = []
     with tempfile.TemporaryDirectory(prefix="isaaclab-report-") as tmp:
@@ -326,15 +353,6 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
         title = f"{summary['task']}: {summary['succeeded']}/{len(rows)} trials, sweep {sweep_id}"
         plot_comparison(curves, folder / "comparison.png", title)
         for path in sorted(folder.iterdir()):
-            uri = storage.join(out_uri, path.name)
-            store.upload(path, uri)
+            store.upload(path, storage.join(out_uri, path.name))
             written.append(path.name)
-    best = summary["best"]
-    log.info("Sweep %s: %d/%d trials succeeded; best setting %s (final mean reward %s); report under %s", sweep_id,
-             summary["succeeded"], len(rows), best and best["setting"], best and best["finalMeanReward"]["mean"],
-             out_uri)
-    summed = summary["timings"]
-    if summed:  # format_line counts a list of attempts; the sum holds their number
-        log.info("Sweep %s, %d job(s), %d attempt(s) summed: %s", sweep_id, summed["jobs"], summed["attempts"],
-                 timings.format_line({k: v for k, v in summed.items() if k in TIMING_COLUMNS}))
-    return {"reportUri": out_uri, "files": written, "summary": summary}
+    return written
