@@ -106,8 +106,6 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
     :param resolved: what resolve found (``envPackageUri`` for the package's sha256).
     :return: None when the run exported no policy (nothing to register; logged).
     """
-    from mlflow.models import Model
-
     client = tracking.client(uri)
     name = model_name(conf)
     with tempfile.TemporaryDirectory(prefix="isaaclab-registry-") as tmp:
@@ -120,26 +118,11 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
         if "exported/policy.pt" not in got or checkpoint not in got:
             log.warning("Registry: %s has no exported policy and checkpoint; nothing registered", out_uri)
             return None
-        policy = folder / ARTIFACT_PATH
-        policy.mkdir()
-        for src, dest in POLICY_FILES.items():
-            if src in got:
-                (folder / src).rename(policy / dest)
-        ckpt_rel = f"checkpoint/{PurePosixPath(checkpoint).name}"
-        (policy / "checkpoint").mkdir()
-        (folder / checkpoint).rename(policy / ckpt_rel)
+        policy, ckpt_rel = _policy_folder(folder, got, checkpoint)
         result = json.loads((folder / "job-result.json").read_text()) if "job-result.json" in got else {}
         summary = json.loads((folder / "summary.json").read_text()) if "summary.json" in got else {}
         tc = conf["trainingConfig"]
-        model = Model(artifact_path=ARTIFACT_PATH, run_id=run_id,
-                      signature=_signature(folder / SIGNATURE) if SIGNATURE in got else None,
-                      metadata={"task": str(tc["task"]), "rlLibrary": str(tc["rlLibrary"]), "jobId": job_id})
-        files = {"torchscript": "policy.pt", "onnx": "policy.onnx", "env_params": "env-params.txt",
-                 "agent_params": "agent-params.txt"}
-        model.add_flavor("isaaclab", checkpoint=ckpt_rel, rl_library=str(tc["rlLibrary"]),
-                         **{k: v for k, v in files.items() if (policy / v).exists()})
-        model.save(str(policy / "MLmodel"))
-        client.log_artifacts(run_id, str(policy), ARTIFACT_PATH)
+        _log_model(client, run_id, policy, ckpt_rel, folder / SIGNATURE if SIGNATURE in got else None, tc, job_id)
         tags = {JOB_TAG: job_id, CHECKPOINT_TAG: ckpt_rel, "isaaclab.outputUri": out_uri,
                 "isaaclab.task": str(tc["task"]), "isaaclab.rlLibrary": str(tc["rlLibrary"]),
                 "isaaclab.conf": json.dumps({k: v for k, v in conf.items() if k != "vams"}, sort_keys=True),
@@ -148,7 +131,50 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
                 "isaaclab.iterations": str(result.get("iterations", "")),
                 "isaaclab.envPackageSha256": _sha256((resolved or {}).get("envPackageUri"), aws_conn_id, folder) or "",
                 **_final_metrics(summary)}
-    tags = {k: v[:TAG_LIMIT] for k, v in tags.items()}
+    version = _new_version(client, name, run_id, {k: v[:TAG_LIMIT] for k, v in tags.items()},
+                           f"{tc['task']} ({tc['rlLibrary']}), job {job_id}", job_id)
+    alias = (conf.get("registry") or {}).get("alias")
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    log.info("Registry: %s version %s (run %s) at %s", name, version, run_id, tracking.shown(uri))
+    return {"name": name, "version": version}
+
+
+def _policy_folder(folder: Path, got: list[str], checkpoint: str) -> tuple[Path, str]:
+    """Move the downloaded policy files and the checkpoint into ``folder/policy``; return it and the checkpoint's
+    path inside it."""
+    policy = folder / ARTIFACT_PATH
+    policy.mkdir()
+    for src, dest in POLICY_FILES.items():
+        if src in got:
+            (folder / src).rename(policy / dest)
+    ckpt_rel = f"checkpoint/{PurePosixPath(checkpoint).name}"
+    (policy / "checkpoint").mkdir()
+    (folder / checkpoint).rename(policy / ckpt_rel)
+    return policy, ckpt_rel
+
+
+def _log_model(client: Any, run_id: str, policy: Path, ckpt_rel: str, signature: Path | None,
+               tc: Mapping[str, Any], job_id: str) -> None:
+    """Write the policy folder's ``MLmodel`` (the ``isaaclab`` flavor, the signature) and log the folder to the run
+    under ``ARTIFACT_PATH``."""
+    from mlflow.models import Model
+
+    model = Model(artifact_path=ARTIFACT_PATH, run_id=run_id,
+                  signature=_signature(signature) if signature is not None else None,
+                  metadata={"task": str(tc["task"]), "rlLibrary": str(tc["rlLibrary"]), "jobId": job_id})
+    files = {"torchscript": "policy.pt", "onnx": "policy.onnx", "env_params": "env-params.txt",
+             "agent_params": "agent-params.txt"}
+    model.add_flavor("isaaclab", checkpoint=ckpt_rel, rl_library=str(tc["rlLibrary"]),
+                     **{k: v for k, v in files.items() if (policy / v).exists()})
+    model.save(str(policy / "MLmodel"))
+    client.log_artifacts(run_id, str(policy), ARTIFACT_PATH)
+
+
+def _new_version(client: Any, name: str, run_id: str, tags: Mapping[str, str], description: str,
+                 job_id: str) -> str:
+    """Create the registered model if missing and a version of it from the run's ``ARTIFACT_PATH``, replacing the
+    one an earlier attempt of the same job registered; return the version."""
     try:
         client.create_registered_model(name, description="Isaac Lab policies registered by isaac-lab-training")
     except Exception as exc:  # it exists (or a concurrent trial created it)
@@ -156,13 +182,9 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
             raise
     for old in client.search_model_versions(f"name='{name}' and tag.`{JOB_TAG}`='{job_id}'"):
         client.delete_model_version(name, old.version)  # a retried publish: one version per job
-    version = client.create_model_version(name, source=f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags,
-                                          description=f"{tc['task']} ({tc['rlLibrary']}), job {job_id}")
-    alias = (conf.get("registry") or {}).get("alias")
-    if alias:
-        client.set_registered_model_alias(name, alias, version.version)
-    log.info("Registry: %s version %s (run %s) at %s", name, version.version, run_id, tracking.shown(uri))
-    return {"name": name, "version": str(version.version)}
+    version = client.create_model_version(name, source=f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id,
+                                          tags=dict(tags), description=description)
+    return str(version.version)
 
 
 def log_evaluation(uri: str, registered: Mapping[str, Any], scores: Mapping[str, Any], run_id: str | None) -> None:
