@@ -395,9 +395,18 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> None:
     """Every check of one finished run; problems go to ``run.problems``; facts to ``run.info``."""
-    p = run.problems
     if run.state != "success":
-        p.append(f"run state {run.state}")
+        run.problems.append(f"run state {run.state}")
+    _check_tasks(af, run)
+    out = _check_published_path(af, run, home)
+    if out is None or not _check_manifest(run, out) or run.problems:
+        return
+    _check_job_result(run, out, other_versions)
+    _check_job_venv(run, home)
+
+
+def _check_tasks(af: Airflow, run: Run) -> None:
+    """Every task succeeded (or was skipped where it may be) on its first try."""
     tis = get(af.api, f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances")["task_instances"]
     tasks = {}
     for ti in tis:
@@ -405,11 +414,14 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
                                 "duration_s": _r(ti.get("duration"))}
         ok = ti["state"] == "success" or (ti["task_id"] in SKIPPABLE and ti["state"] == "skipped")
         if not ok:
-            p.append(f"task {ti['task_id']} ended {ti['state']}")
+            run.problems.append(f"task {ti['task_id']} ended {ti['state']}")
         if ti["try_number"] > 1:
-            p.append(f"task {ti['task_id']} needed try {ti['try_number']}")
+            run.problems.append(f"task {ti['task_id']} needed try {ti['try_number']}")
     run.info["tasks"] = tasks
-    # where the pipeline says it published, and where it must have
+
+
+def _check_published_path(af: Airflow, run: Run, home: Path) -> Path | None:
+    """Where the pipeline says it published, if that is where it must have (else None, with the problem)."""
     xcom = get(af.api, f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances/publish_outputs/xcomEntries/return_value"
                   "?map_index=0")
     value = xcom.get("value")
@@ -419,12 +431,19 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
     out = Path(str(published.get("outputUri", "")).removeprefix("file://"))
     run.info["output_path"] = str(out)
     if out.resolve() != expected.resolve():
-        p.append(f"published to {out}, expected {expected}")
-        return
+        run.problems.append(f"published to {out}, expected {expected}")
+        return None
+    return out
+
+
+def _check_manifest(run: Run, out: Path) -> bool:
+    """The manifest names the job and lists exactly the published files, with their sha256, checkpoints and the
+    run's own files among them; False if there is no manifest."""
+    p = run.problems
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
         p.append("no manifest.json")
-        return
+        return False
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("jobId") != run.job_id:
         p.append(f"manifest jobId {manifest.get('jobId')}, expected {run.job_id}")
@@ -446,8 +465,13 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
     for name in ("metrics.csv", "job-result.json", "runner-log.txt", "env-params.txt", "training-config.json"):
         if name not in listed:
             p.append(f"{name} not published")
-    if p:
-        return
+    return True
+
+
+def _check_job_result(run: Run, out: Path, other_versions: set[str]) -> None:
+    """job-result.json, the runner's log, the env params and metrics.csv are the run's own (its variant and
+    version)."""
+    p = run.problems
     result = json.loads((out / "job-result.json").read_text())
     run.info["job_result"] = {k: result.get(k) for k in ("status", "jobId", "envPackage", "iterations", "seed")}
     if result.get("status") != "succeeded":
@@ -475,13 +499,16 @@ def check_run(af: Airflow, run: Run, home: Path, other_versions: set[str]) -> No
     run.info["metrics_rows"] = len(rows) - 1
     if len(rows) < 2:
         p.append("metrics.csv has no rows")
-    # the job's own venv holds its version's module
+
+
+def _check_job_venv(run: Run, home: Path) -> None:
+    """The job's own venv holds its version's module."""
     inits = list((home / "pipeline" / "jobs" / run.job_id / "work" / "venv").glob(
         "lib/python3*/site-packages/custom_cartpole/__init__.py"))
     if len(inits) != 1:
-        p.append(f"the job's venv holds {len(inits)} custom_cartpole modules")
+        run.problems.append(f"the job's venv holds {len(inits)} custom_cartpole modules")
     elif f'BENCH_VARIANT = "{run.variant}"' not in inits[0].read_text():
-        p.append(f"the job's venv has another variant than {run.variant!r}")
+        run.problems.append(f"the job's venv has another variant than {run.variant!r}")
 
 
 def base_venv_clean() -> list[str]:
@@ -511,6 +538,38 @@ def describe(runs: list[Run], jobs_root: Path) -> list[dict[str, Any]]:
 
 
 def main() -> int:
+    args = _parse_args()
+    home = args.scratch or Path(tempfile.mkdtemp(prefix="bench-concurrent-runs-"))
+    home.mkdir(parents=True, exist_ok=True)
+    log(f"private home: {home}")
+    src = snapshot(home)
+    sys.path.insert(0, str(src / "plugins"))
+    assets = {v: package_variant(home, v) for v in VARIANTS}
+    versions = {version for _, version in assets.values()}
+    port = free_port()
+    n = args.runs
+    phases = _phases(args, assets, home)
+    summary = _summary_head(args, assets, home, src, port)
+    ok = False
+    try:
+        with Airflow(airflow_env(home, src, port), home, port) as af:
+            log(f"airflow standalone ready on port {port} in {af.ready_s:.0f} s")
+            _run_phases(af, phases, summary, home, versions, args.timeout_s)
+        summary["base_venv_problems"] = base_venv_clean()
+        all_runs = [r for _, runs in phases for r in runs]
+        ids = [r.job_id for r in all_runs]
+        summary["distinct_job_ids"] = len(set(ids)) == len(ids)
+        # the N jobs must really have run at once (else a setting throttled them and the ratio means little)
+        summary["all_at_once"] = summary["phases"]["concurrent"]["max_jobs_at_once"] == n
+        ok = (all(not r.problems for r in all_runs) and not summary["base_venv_problems"]
+              and summary["distinct_job_ids"] and summary["all_at_once"])
+    finally:
+        summary["all_checks_passed"] = ok
+        _write_results(args, summary, n, ok, home)
+    return 0 if ok else 1
+
+
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--num-envs", type=int, default=16)
@@ -521,18 +580,13 @@ def main() -> int:
     parser.add_argument("--scratch", type=Path, default=None, help="the private home (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the private home")
     parser.add_argument("--name", default="concurrent_runs", help="the stem of the result files in --out")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    home = args.scratch or Path(tempfile.mkdtemp(prefix="bench-concurrent-runs-"))
-    home.mkdir(parents=True, exist_ok=True)
-    log(f"private home: {home}")
-    src = snapshot(home)
-    sys.path.insert(0, str(src / "plugins"))
+
+def _phases(args: argparse.Namespace, assets: dict[str, tuple[Path, str]], home: Path) -> list[tuple[str, list[Run]]]:
+    """The runs of each phase: a warm-up of both variants (unless ``--no-warmup``), one alone, N at once."""
     from isaaclab_pipeline.config import job_uuid  # the snapshot's: the one the DAG runs
-    assets = {v: package_variant(home, v) for v in VARIANTS}
-    versions = {version for _, version in assets.values()}
-    jobs_root = home / "pipeline" / "jobs"
-    port = free_port()
+
     stamp = time.strftime("%H%M%S")
 
     def runs_of(prefix: str, variants: list[str], own_output: list[bool]) -> list[Run]:
@@ -552,8 +606,13 @@ def main() -> int:
     phases.append(("alone", runs_of("alone", ["a"], [True])))
     phases.append(("concurrent", runs_of("concurrent", [("a", "b")[i % 2] for i in range(n)],
                                          [i % 4 < 2 for i in range(n)])))
+    return phases
 
-    summary: dict[str, Any] = {
+
+def _summary_head(args: argparse.Namespace, assets: dict[str, tuple[Path, str]], home: Path, src: Path,
+                  port: int) -> dict[str, Any]:
+    """The result document before any run: the host, the training, the variants and Airflow's settings."""
+    return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": {"cpus": os.cpu_count(),
         "cpu": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                      if ln.startswith("model name")), "")},
@@ -567,60 +626,56 @@ def main() -> int:
                                               "AIRFLOW__API__BASE_URL"))},
         "phases": {}, "runs": {},
     }
-    ok = False
+
+
+def _run_phases(af: Airflow, phases: list[tuple[str, list[Run]]], summary: dict[str, Any], home: Path,
+                versions: set[str], timeout_s: float) -> None:
+    """Run each phase's runs and check them, sampling memory meanwhile; stop any job a timeout left running."""
+    jobs_root = home / "pipeline" / "jobs"
+    sampler = Sampler(jobs_root, af.proc.pid if af.proc else 0)
+    sampler.start()
     try:
-        with Airflow(airflow_env(home, src, port), home, port) as af:
-            log(f"airflow standalone ready on port {port} in {af.ready_s:.0f} s")
-            sampler = Sampler(jobs_root, af.proc.pid if af.proc else 0)
-            sampler.start()
-            try:
-                for name, runs in phases:
-                    summary["phases"][name] = run_phase(af, sampler, name, runs, args.timeout_s)
-                    for run in runs:
-                        check_run(af, run, home, versions)
-                    rows = describe(runs, jobs_root)
-                    intervals = [(r["job_start"], r["job_end"]) for r in rows if r["job_start"] and r["job_end"]]
-                    summary["phases"][name]["max_jobs_at_once"] = max_overlap(intervals) if intervals else 0
-                    summary["runs"][name] = rows
-                    for row in rows:
-                        if row["problems"]:
-                            log(f"{name}: {row['run_id']} PROBLEMS: {row['problems']}")
-            finally:
-                sampler.stop.set()
-                sampler.join(10)
-                summary["memory"] = sampler.peaks
-                summary["airflow_ready_s"] = round(af.ready_s, 1)
-                leftovers = [f"{k}: {v}" for k, v in
-                             {d.name: (d / "pid").read_text().strip() for d in jobs_root.glob("*")
-                              if (d / "pid").exists() and not (d / "exit_code").exists()}.items()]
-                for line in leftovers:  # a job still running (timeout): stop what this benchmark started
-                    log(f"stopping the job still running: {line}")
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.killpg(int(line.split(": ")[1]), signal.SIGTERM)
-        summary["base_venv_problems"] = base_venv_clean()
-        all_runs = [r for _, runs in phases for r in runs]
-        ids = [r.job_id for r in all_runs]
-        summary["distinct_job_ids"] = len(set(ids)) == len(ids)
-        # the N jobs must really have run at once (else a setting throttled them and the ratio means little)
-        summary["all_at_once"] = summary["phases"]["concurrent"]["max_jobs_at_once"] == n
-        ok = (all(not r.problems for r in all_runs) and not summary["base_venv_problems"]
-              and summary["distinct_job_ids"] and summary["all_at_once"])
+        for name, runs in phases:
+            summary["phases"][name] = run_phase(af, sampler, name, runs, timeout_s)
+            for run in runs:
+                check_run(af, run, home, versions)
+            rows = describe(runs, jobs_root)
+            intervals = [(r["job_start"], r["job_end"]) for r in rows if r["job_start"] and r["job_end"]]
+            summary["phases"][name]["max_jobs_at_once"] = max_overlap(intervals) if intervals else 0
+            summary["runs"][name] = rows
+            for row in rows:
+                if row["problems"]:
+                    log(f"{name}: {row['run_id']} PROBLEMS: {row['problems']}")
     finally:
-        summary["all_checks_passed"] = ok
-        report = render(summary, n)
-        print(report)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"{args.name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        (args.out / f"{args.name}.txt").write_text(report + "\n")
-        if not ok and (home / "standalone.log").exists():  # its last 256 KB: the components' own logs
-            with (home / "standalone.log").open("rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 256 * 1024))
-                (args.out / f"{args.name}.standalone.log").write_bytes(f.read())
-        if not args.keep and args.scratch is None and ok:
-            shutil.rmtree(home, ignore_errors=True)
-        else:
-            log(f"kept the private home {home}")
-    return 0 if ok else 1
+        sampler.stop.set()
+        sampler.join(10)
+        summary["memory"] = sampler.peaks
+        summary["airflow_ready_s"] = round(af.ready_s, 1)
+        leftovers = [f"{k}: {v}" for k, v in
+                     {d.name: (d / "pid").read_text().strip() for d in jobs_root.glob("*")
+                      if (d / "pid").exists() and not (d / "exit_code").exists()}.items()]
+        for line in leftovers:  # a job still running (timeout): stop what this benchmark started
+            log(f"stopping the job still running: {line}")
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(line.split(": ")[1]), signal.SIGTERM)
+
+
+def _write_results(args: argparse.Namespace, summary: dict[str, Any], n: int, ok: bool, home: Path) -> None:
+    """Print the report, write it and the JSON to ``--out`` (with Airflow's log when a check failed); remove the
+    private home when all passed (unless ``--keep`` or ``--scratch``)."""
+    report = render(summary, n)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (args.out / f"{args.name}.txt").write_text(report + "\n")
+    if not ok and (home / "standalone.log").exists():  # its last 256 KB: the components' own logs
+        with (home / "standalone.log").open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 256 * 1024))
+            (args.out / f"{args.name}.standalone.log").write_bytes(f.read())
+    if not args.keep and args.scratch is None and ok:
+        shutil.rmtree(home, ignore_errors=True)
+    else:
+        log(f"kept the private home {home}")
 
 
 def render(summary: dict[str, Any], n: int) -> str:

@@ -37,9 +37,30 @@ OTHER_LIBRARIES = {
 }
 
 
+def _policy_difference(old_dir: Path, new_dir: Path) -> tuple[int, float]:
+    """The number of recorded observations and the largest difference of the two exports' actions on them."""
+    import torch
+
+    obs = torch.tensor(json.loads((DATA / "cartpole_observations.json").read_text())["observations"])
+    with torch.inference_mode():
+        old_actions = torch.jit.load(str(old_dir / "exported" / "policy.pt"))(obs)
+        new_actions = torch.jit.load(str(new_dir / "exported" / "policy.pt"))(obs)
+    return len(obs), float((old_actions - new_actions).abs().max())
+
+
+def _other_libraries(python: Path, root: Path, out: Path, env: dict[str, str]) -> dict[str, float | None]:
+    """Seconds of the new export of skrl's and rl_games' checkpoints (None: it failed)."""
+    others = {}
+    for name, (other_run, other_ckpt) in OTHER_LIBRARIES.items():
+        cmd = [str(python), "-m", "isaaclab_runner.export", "--rl_library", name, "--checkpoint", str(other_ckpt),
+               "--run_dir", str(other_run), "--output_dir", str(root / f"new-{name}")]
+        code, secs = timed(cmd, root, out / f"new-{name}.log", env)
+        others[name] = round(secs, 2) if code == 0 else None
+    return others
+
+
 def main() -> int:
     args = bench_arguments(__doc__, reps=3).parse_args()
-    import torch
     from isaaclab_runner import isaaclab_cli
     from isaaclab_runner.jobspec import JobSpec
     from isaaclab_runner.libraries import get_library
@@ -76,18 +97,8 @@ def main() -> int:
         print(f"rep {rep}: old {old_s[-1]:.2f}s  new {new_s[-1]:.2f}s (export itself {inside_s[-1]:.2f}s)",
               flush=True)
 
-    obs = torch.tensor(json.loads((DATA / "cartpole_observations.json").read_text())["observations"])
-    with torch.inference_mode():
-        old_actions = torch.jit.load(str(root / "old-0" / "exported" / "policy.pt"))(obs)
-        new_actions = torch.jit.load(str(root / "new-0" / "exported" / "policy.pt"))(obs)
-    diff = float((old_actions - new_actions).abs().max())
-
-    others = {}
-    for name, (other_run, other_ckpt) in OTHER_LIBRARIES.items():
-        cmd = [str(python), "-m", "isaaclab_runner.export", "--rl_library", name, "--checkpoint", str(other_ckpt),
-               "--run_dir", str(other_run), "--output_dir", str(root / f"new-{name}")]
-        code, secs = timed(cmd, root, out / f"new-{name}.log", env)
-        others[name] = round(secs, 2) if code == 0 else None
+    observations, diff = _policy_difference(root / "old-0", root / "new-0")
+    others = _other_libraries(python, root, out, env)
 
     old, new = statistics.median(old_s), statistics.median(new_s)
     summary = {"reps": args.reps, "old_s": [round(s, 2) for s in old_s], "new_s": [round(s, 2) for s in new_s],
@@ -97,7 +108,7 @@ def main() -> int:
     print(f"old path (second Isaac Lab process): {', '.join(f'{s:.2f}' for s in old_s)} s")
     print(f"new path (no simulator):             {', '.join(f'{s:.2f}' for s in new_s)} s "
           f"(the export itself {', '.join(f'{s:.2f}' for s in inside_s)} s)")
-    print(f"old and new policy.pt on {len(obs)} recorded observations: max |difference| {diff:.2e}")
+    print(f"old and new policy.pt on {observations} recorded observations: max |difference| {diff:.2e}")
     print(f"new path, skrl and rl_games: {others}")
     write_summary(out, summary, {"export_old_s": old, "export_new_s": new, "export_speedup": old / new})
     return 0

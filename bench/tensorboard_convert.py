@@ -256,52 +256,56 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f}", flush=True)
 
         ours_runs = [run_worker("ours", logdir, work, args.tensor_tags) for _ in range(max(args.repeat, 1))]
-        ours_s = statistics.median(r["seconds"] for r in ours_runs)
-        ours_cpu = statistics.median(r["cpu_seconds"] for r in ours_runs)
         full_runs = [run_worker("ours-full", logdir, work, args.tensor_tags, f"ours-full-{i}")
                      for i in range(max(args.repeat, 1))]
-        full_s = statistics.median(r["seconds"] for r in full_runs)
-        full_cpu = statistics.median(r["cpu_seconds"] for r in full_runs)
         ea = run_worker("ea", logdir, work, args.tensor_tags)
         tbp = None if args.skip_tbparse else run_worker("tbparse", logdir, work, args.tensor_tags)
+        report(work, n, ours_runs, full_runs, ea, tbp)
 
-        ours = load_table(work, "ours")
-        ok_ea, why_ea = compare(ours, load_table(work, "ea"), with_wall_time=True)
-        ok_tbp, why_tbp = (True, "skipped") if tbp is None else compare(ours, load_table(work, "tbparse"), True)
-        ok_csv, why_csv = compare(load_table(work, "ours-full-0"), load_table(work, "ea"), with_wall_time=False)
-        n_ours = sum(len(v[0]) for v in ours.values())
 
-        def line(name: str, info: dict, seconds: float | None = None) -> None:
-            s = info["seconds"] if seconds is None else seconds
-            print(f"{name:<34} {s:8.3f} s  (CPU {info['cpu_seconds']:.3f} s)  {n / s / 1e6:6.2f} M scalars/s  "
-                  f"import {info['import_seconds']:.2f} s  "
-                  f"peak RSS {info['peak_rss_mb']:.0f} MB")
+def report(work: Path, n: int, ours_runs: list[dict], full_runs: list[dict], ea: dict, tbp: dict | None) -> None:
+    """Print each reader's time (the medians of ours), the ratios and whether every reader read the same values."""
+    ours_s = statistics.median(r["seconds"] for r in ours_runs)
+    ours_cpu = statistics.median(r["cpu_seconds"] for r in ours_runs)
+    full_s = statistics.median(r["seconds"] for r in full_runs)
+    full_cpu = statistics.median(r["cpu_seconds"] for r in full_runs)
+    ours = load_table(work, "ours")
+    ok_ea, why_ea = compare(ours, load_table(work, "ea"), with_wall_time=True)
+    ok_tbp, why_tbp = (True, "skipped") if tbp is None else compare(ours, load_table(work, "tbparse"), True)
+    ok_csv, why_csv = compare(load_table(work, "ours-full-0"), load_table(work, "ea"), with_wall_time=False)
+    n_ours = sum(len(v[0]) for v in ours.values())
 
-        print(f"ours read_run (median of {len(ours_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in ours_runs)
-              + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in ours_runs) + ")")
-        line("ours read_run", ours_runs[0] | {"cpu_seconds": ours_cpu}, ours_s)
-        print(f"ours convert_run (median of {len(full_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in full_runs)
-              + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in full_runs) + ")")
-        line("ours convert_run (+csv/json/png)", full_runs[0] | {"cpu_seconds": full_cpu}, full_s)
-        line("EventAccumulator (keep all)", ea)
-        if tbp is not None:
-            line("tbparse SummaryReader", tbp)
-        print(f"scalars read by ours: {n_ours} (expected {n})")
-        print(f"ratio EventAccumulator / ours read_run: {ea['seconds'] / ours_s:.1f}x")
-        print(f"ratio EventAccumulator / ours convert_run: {ea['seconds'] / full_s:.1f}x")
-        print(f"CPU-time ratios (each worker's process_time; on a shared machine they vary less than wall time): "
-              f"read_run {ea['cpu_seconds'] / ours_cpu:.1f}x, convert_run {ea['cpu_seconds'] / full_cpu:.1f}x")
-        if tbp is not None:
-            print(f"ratio tbparse / ours read_run: {tbp['seconds'] / ours_s:.1f}x")
-        print(f"ours == EventAccumulator (tag, step, wall_time, value): {why_ea}")
-        print(f"ours == tbparse (tag, step, wall_time, value): {why_tbp}")
-        print(f"metrics.csv == EventAccumulator (tag, step, value): {why_csv}")
-        equal = ok_ea and ok_tbp and ok_csv and n_ours == n
-        print(f"load average at the end {os.getloadavg()[0]:.2f}")
-        print(f"values_equal: {'true' if equal else 'false'}")
-        print(f"speedup_vs_event_accumulator: {ea['seconds'] / ours_s:.2f}")
-        print(f"convert_speedup_vs_event_accumulator {ea['seconds'] / full_s:.2f}")
-        print(f"convert_speedup_vs_event_accumulator_cpu {ea['cpu_seconds'] / full_cpu:.2f}")
+    def line(name: str, info: dict, seconds: float | None = None) -> None:
+        s = info["seconds"] if seconds is None else seconds
+        print(f"{name:<34} {s:8.3f} s  (CPU {info['cpu_seconds']:.3f} s)  {n / s / 1e6:6.2f} M scalars/s  "
+              f"import {info['import_seconds']:.2f} s  "
+              f"peak RSS {info['peak_rss_mb']:.0f} MB")
+
+    print(f"ours read_run (median of {len(ours_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in ours_runs)
+          + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in ours_runs) + ")")
+    line("ours read_run", ours_runs[0] | {"cpu_seconds": ours_cpu}, ours_s)
+    print(f"ours convert_run (median of {len(full_runs)}: " + ", ".join(f"{r['seconds']:.3f}" for r in full_runs)
+          + "; CPU " + ", ".join(f"{r['cpu_seconds']:.3f}" for r in full_runs) + ")")
+    line("ours convert_run (+csv/json/png)", full_runs[0] | {"cpu_seconds": full_cpu}, full_s)
+    line("EventAccumulator (keep all)", ea)
+    if tbp is not None:
+        line("tbparse SummaryReader", tbp)
+    print(f"scalars read by ours: {n_ours} (expected {n})")
+    print(f"ratio EventAccumulator / ours read_run: {ea['seconds'] / ours_s:.1f}x")
+    print(f"ratio EventAccumulator / ours convert_run: {ea['seconds'] / full_s:.1f}x")
+    print(f"CPU-time ratios (each worker's process_time; on a shared machine they vary less than wall time): "
+          f"read_run {ea['cpu_seconds'] / ours_cpu:.1f}x, convert_run {ea['cpu_seconds'] / full_cpu:.1f}x")
+    if tbp is not None:
+        print(f"ratio tbparse / ours read_run: {tbp['seconds'] / ours_s:.1f}x")
+    print(f"ours == EventAccumulator (tag, step, wall_time, value): {why_ea}")
+    print(f"ours == tbparse (tag, step, wall_time, value): {why_tbp}")
+    print(f"metrics.csv == EventAccumulator (tag, step, value): {why_csv}")
+    equal = ok_ea and ok_tbp and ok_csv and n_ours == n
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    print(f"values_equal: {'true' if equal else 'false'}")
+    print(f"speedup_vs_event_accumulator: {ea['seconds'] / ours_s:.2f}")
+    print(f"convert_speedup_vs_event_accumulator {ea['seconds'] / full_s:.2f}")
+    print(f"convert_speedup_vs_event_accumulator_cpu {ea['cpu_seconds'] / full_cpu:.2f}")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,14 @@ that restores them from the cache location; each one's job start -> first iterat
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import TASK, bench_arguments, gpu_name, job_spec, mean_fps, package_example, run_logged, write_json  # noqa: E402
@@ -57,13 +59,7 @@ def main() -> int:
         summary["freshHost"] = fresh_host(args, package, scratch, out)
         write_json(out / "overhead.json", summary)
         return 0  # the deployment's cache location (S3 on Batch)
-    warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3,
-                    device=args.device, cacheUri=str(cache))
-    code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
-                             str(write_json(scratch / "warm" / "spec.json", warm)), "--workdir",
-                             str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm",
-                            stamp=True)
-    print(f"warm-up: exit {code} in {secs:.0f} s", flush=True)
+    code = _warm_up(args, package, scratch, out, cache)
     if code != 0:
         return code
 
@@ -74,33 +70,13 @@ def main() -> int:
         fps = mean_fps(cwd / "logs") if code == 0 else float("nan")
         results["bare"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps})
         print(f"bare   #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s", flush=True)
-
-        job = scratch / f"job{rep}"
-        spec = job_spec(f"00000000-0000-4000-8000-00000000000{rep + 1}", job / "staging", package, args.num_envs,
-                        args.iterations, device=args.device, cacheUri=str(cache))
-        code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
-                                 str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
-                                out / "logs" / f"runner{rep}.log", job, stamp=True)
-        fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
-        staged = sorted(p.name for p in (job / "staging").rglob("model_*.pt"))
-        timings = _timings(job / "staging")
-        results["runner"].append({"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged,
-                                  "timings": timings})
-        print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
-        print(f"runner #{rep} timings: {_line(timings)}", flush=True)
+        results["runner"].append(_runner_rep(args, rep, package, scratch, out, cache))
         write_json(out / "overhead.json", {"partial": True, "runs": results})  # a call cut short keeps these
 
     summary: dict = {"gpu": gpu_name(), "date": time.strftime("%Y-%m-%d"), "num_envs": args.num_envs,
                      "iterations": args.iterations, "runs": results}
     if results["bare"]:
-        bare = statistics.mean(r["fps"] for r in results["bare"])
-        ours = statistics.mean(r["fps"] for r in results["runner"])
-        bare_wall = statistics.mean(r["wall_s"] for r in results["bare"])
-        ours_wall = statistics.mean(r["wall_s"] for r in results["runner"])
-        phases = {k: round(statistics.mean(float(r["timings"].get(k, 0.0)) for r in results["runner"]), 3)
-                  for k in results["runner"][0]["timings"] if k != "attempts"}
-        summary.update(bare_fps=bare, runner_fps=ours, ratio=ours / bare, bare_wall_s=bare_wall,
-                       runner_wall_s=ours_wall, wall_ratio=ours_wall / bare_wall, runner_timings_mean=phases)
+        summary.update(_ratios(results))
     if args.fresh_host:
         summary["freshHost"] = fresh_host(args, package, scratch, out)
     write_json(out / "overhead.json", summary)
@@ -109,6 +85,49 @@ def main() -> int:
         print(f"runner_over_bare_ratio: {summary['ratio']:.4f}")
         print(f"runner_over_bare_wall_ratio: {summary['wall_ratio']:.4f}")
     return 0
+
+
+def _warm_up(args: argparse.Namespace, package: Path, scratch: Path, out: Path, cache: Path) -> int:
+    """One small runner job: installs the package (as the bare side needs it), compiles Warp's CUDA kernels once
+    and fills the cache location; its exit code."""
+    warm = job_spec("00000000-0000-4000-8000-000000000000", scratch / "warm" / "staging", package, 1024, 3,
+                    device=args.device, cacheUri=str(cache))
+    code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
+                             str(write_json(scratch / "warm" / "spec.json", warm)), "--workdir",
+                             str(scratch / "warm" / "work")], out / "logs" / "warmup.log", scratch / "warm",
+                            stamp=True)
+    print(f"warm-up: exit {code} in {secs:.0f} s", flush=True)
+    return code
+
+
+def _runner_rep(args: argparse.Namespace, rep: int, package: Path, scratch: Path, out: Path,
+                cache: Path) -> dict[str, Any]:
+    """The same training through the runner, as a Batch job: its exit, wall time, env-steps/s, staged checkpoints
+    and timings."""
+    job = scratch / f"job{rep}"
+    spec = job_spec(f"00000000-0000-4000-8000-00000000000{rep + 1}", job / "staging", package, args.num_envs,
+                    args.iterations, device=args.device, cacheUri=str(cache))
+    code, secs = run_logged([sys.executable, "-m", "isaaclab_runner", "run", "--spec",
+                             str(write_json(job / "spec.json", spec)), "--workdir", str(job / "work")],
+                            out / "logs" / f"runner{rep}.log", job, stamp=True)
+    fps = mean_fps(job / "staging" / "run") if code == 0 else float("nan")
+    staged = sorted(p.name for p in (job / "staging").rglob("model_*.pt"))
+    timings = _timings(job / "staging")
+    print(f"runner #{rep}: exit {code}, {secs:.0f} s, {fps:,.0f} env-steps/s, staged {staged}", flush=True)
+    print(f"runner #{rep} timings: {_line(timings)}", flush=True)
+    return {"exit": code, "wall_s": round(secs, 1), "fps": fps, "checkpoints": staged, "timings": timings}
+
+
+def _ratios(results: dict[str, list[dict]]) -> dict[str, Any]:
+    """Both sides' mean env-steps/s and wall time, their runner/bare ratios, the runner's mean phases."""
+    bare = statistics.mean(r["fps"] for r in results["bare"])
+    ours = statistics.mean(r["fps"] for r in results["runner"])
+    bare_wall = statistics.mean(r["wall_s"] for r in results["bare"])
+    ours_wall = statistics.mean(r["wall_s"] for r in results["runner"])
+    phases = {k: round(statistics.mean(float(r["timings"].get(k, 0.0)) for r in results["runner"]), 3)
+              for k in results["runner"][0]["timings"] if k != "attempts"}
+    return {"bare_fps": bare, "runner_fps": ours, "ratio": ours / bare, "bare_wall_s": bare_wall,
+            "runner_wall_s": ours_wall, "wall_ratio": ours_wall / bare_wall, "runner_timings_mean": phases}
 
 
 # job-result.json's phases before the first iteration (the job's start-up on a host)
