@@ -145,34 +145,36 @@ def add_force_drive(joint: UsdPhysics.Joint, drive_type: str) -> None:
     drive.CreateMaxForceAttr(1000.0)
 
 
-def build_stage(output: Path) -> Usd.Stage:
-    """Author the cartpole stage and save it to ``output``.
+def add_track(stage: Usd.Stage, root_path: Sdf.Path) -> Sdf.Path:
+    """Add the track, welded to the world so the articulation has a fixed base.
 
     Args:
-        output: Destination ``.usda`` file.
+        stage: The stage to author on.
+        root_path: The articulation root.
 
     Returns:
-        The saved stage.
+        The track's (slider's) path.
     """
-    stage = Usd.Stage.CreateNew(str(output))
-    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
-    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
-    UsdPhysics.SetStageKilogramsPerUnit(stage, 1.0)
-
-    root_path = Sdf.Path("/cartpole")
-    root = UsdGeom.Xform.Define(stage, root_path).GetPrim()
-    stage.SetDefaultPrim(root)
-    UsdPhysics.ArticulationRootAPI.Apply(root)
-
-    # Track: welded to the world, so the articulation has a fixed base.
     slider_path = root_path.AppendChild("slider")
     slider_size = (0.03, TRACK_LENGTH, 0.03)
     add_rigid_body(stage, slider_path, SLIDER_MASS, box_inertia(SLIDER_MASS, slider_size))
     add_box_visual(stage, slider_path.AppendChild("visual"), slider_size, (0.9, 0.6, 0.2))
     root_joint = UsdPhysics.FixedJoint.Define(stage, root_path.AppendChild("root_joint"))
     root_joint.CreateBody1Rel().SetTargets([slider_path])
+    return slider_path
 
-    # Cart: slides along the track (y axis), limited to the track's ends.
+
+def add_cart(stage: Usd.Stage, root_path: Sdf.Path, slider_path: Sdf.Path) -> Sdf.Path:
+    """Add the cart, sliding along the track (y axis), limited to the track's ends.
+
+    Args:
+        stage: The stage to author on.
+        root_path: The articulation root.
+        slider_path: The track's path.
+
+    Returns:
+        The cart's path.
+    """
     cart_path = root_path.AppendChild("cart")
     add_rigid_body(stage, cart_path, CART_MASS, box_inertia(CART_MASS, CART_SIZE))
     add_box_visual(stage, cart_path.AppendChild("visual"), CART_SIZE, (0.3, 0.5, 0.7))
@@ -185,8 +187,17 @@ def build_stage(output: Path) -> Usd.Stage:
     slider_to_cart.CreateLowerLimitAttr(-TRACK_LENGTH / 2.0)
     slider_to_cart.CreateUpperLimitAttr(TRACK_LENGTH / 2.0)
     add_force_drive(slider_to_cart, "linear")
+    return cart_path
 
-    # Pole: hinged on the cart's side, swinging in the y-z plane (about x); no angle limits.
+
+def add_pole(stage: Usd.Stage, root_path: Sdf.Path, cart_path: Sdf.Path) -> None:
+    """Add the pole, hinged on the cart's side, swinging in the y-z plane (about x); no angle limits.
+
+    Args:
+        stage: The stage to author on.
+        root_path: The articulation root.
+        cart_path: The cart's path.
+    """
     pole_path = root_path.AppendChild("pole")
     pole_inertia = box_inertia(POLE_MASS, POLE_SIZE)
     add_rigid_body(
@@ -207,6 +218,30 @@ def build_stage(output: Path) -> Usd.Stage:
     cart_to_pole.CreateLocalPos0Attr(Gf.Vec3f(POLE_HINGE_OFFSET, 0.0, 0.0))
     cart_to_pole.CreateLocalPos1Attr(Gf.Vec3f(0.0, 0.0, 0.0))
     add_force_drive(cart_to_pole, "angular")
+
+
+def build_stage(output: Path) -> Usd.Stage:
+    """Author the cartpole stage and save it to ``output``.
+
+    Args:
+        output: Destination ``.usda`` file.
+
+    Returns:
+        The saved stage.
+    """
+    stage = Usd.Stage.CreateNew(str(output))
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    UsdPhysics.SetStageKilogramsPerUnit(stage, 1.0)
+
+    root_path = Sdf.Path("/cartpole")
+    root = UsdGeom.Xform.Define(stage, root_path).GetPrim()
+    stage.SetDefaultPrim(root)
+    UsdPhysics.ArticulationRootAPI.Apply(root)
+
+    slider_path = add_track(stage, root_path)
+    cart_path = add_cart(stage, root_path, slider_path)
+    add_pole(stage, root_path, cart_path)
 
     stage.GetRootLayer().documentation = "Cartpole for the isaaclab-custom-cartpole example; see build_cartpole_usd.py."
     stage.GetRootLayer().Save()
