@@ -14,9 +14,14 @@ from __future__ import annotations
 import logging
 import mimetypes
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from isaaclab_pipeline.ui.artifacts import Artifacts
+    from isaaclab_pipeline.ui.queries import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +46,11 @@ def create_app() -> Any:
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from isaaclab_pipeline.config import DAG_ID
-    from isaaclab_pipeline.ui.artifacts import Artifacts
-    from isaaclab_pipeline.ui.queries import RunRecord, fetch_runs
 
     readers = [Depends(requires_access_dag("GET", entity, param_dag_id=DAG_ID))
                for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM)]
     app = FastAPI(title="Isaac Lab runs", docs_url=None, redoc_url=None, openapi_url=None)
-    state: dict[str, Any] = {"artifacts": None, "loaded": 0.0}
-
-    def artifacts() -> Artifacts:
-        """One cache per process; the AWS connection re-read from the settings every minute."""
-        from isaaclab_pipeline.settings import get_setting
-
-        if state["artifacts"] is None or time.monotonic() - state["loaded"] > SETTINGS_TTL_S:
-            conn = get_setting("aws_conn_id", "aws_default") or "aws_default"
-            if state["artifacts"] is None or state["artifacts"].aws_conn_id != conn:
-                state["artifacts"] = Artifacts(conn)
-            state["loaded"] = time.monotonic()
-        return state["artifacts"]
-
-    def records(limit: int, run_id: str | None) -> list[RunRecord]:
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            return fetch_runs(session, limit, run_id)
+    artifacts = _artifacts_cache()
 
     @app.get("/runs", response_class=HTMLResponse, dependencies=readers)
     def page() -> HTMLResponse:
@@ -80,7 +66,7 @@ def create_app() -> Any:
     def list_runs(limit: int = Query(25, ge=1, le=MAX_RUNS), run_id: str | None = None) -> JSONResponse:
         """The newest runs (or one run) with steps, progress, result, cost and links."""
         now = time.time()
-        found = records(limit, run_id)
+        found = _records(limit, run_id)
         if run_id is not None and not found:
             raise HTTPException(404, f"no run {run_id!r} of DAG {DAG_ID}")
         out = describe_runs(found, artifacts(), now)
@@ -89,12 +75,40 @@ def create_app() -> Any:
     @app.get("/api/runs/{run_id}/trials/{index}/files/{name:path}", dependencies=readers)
     def published_file(run_id: str, index: int, name: str) -> Response:
         """A file the run published, if its manifest lists it."""
-        [record] = records(1, run_id) or [None]
+        [record] = _records(1, run_id) or [None]
         if record is None:
             raise HTTPException(404, f"no run {run_id!r} of DAG {DAG_ID}")
         return published_file_response(record, index, name, artifacts())
 
     return app
+
+
+def _artifacts_cache() -> Callable[[], Artifacts]:
+    """A getter of the process's one artifacts cache, its AWS connection re-read from the settings every minute."""
+    from isaaclab_pipeline.settings import get_setting
+    from isaaclab_pipeline.ui.artifacts import Artifacts
+
+    state: dict[str, Any] = {"artifacts": None, "loaded": 0.0}
+
+    def artifacts() -> Artifacts:
+        if state["artifacts"] is None or time.monotonic() - state["loaded"] > SETTINGS_TTL_S:
+            conn = get_setting("aws_conn_id", "aws_default") or "aws_default"
+            if state["artifacts"] is None or state["artifacts"].aws_conn_id != conn:
+                state["artifacts"] = Artifacts(conn)
+            state["loaded"] = time.monotonic()
+        return state["artifacts"]
+
+    return artifacts
+
+
+def _records(limit: int, run_id: str | None) -> list[RunRecord]:
+    """The newest ``limit`` runs of the DAG (or the one ``run_id``), from Airflow's database."""
+    from airflow.utils.session import create_session
+
+    from isaaclab_pipeline.ui.queries import fetch_runs
+
+    with create_session() as session:
+        return fetch_runs(session, limit, run_id)
 
 
 def describe_runs(found: list[Any], cache: Any, now: float) -> list[dict[str, Any]]:
