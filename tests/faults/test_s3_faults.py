@@ -65,7 +65,7 @@ def _output(s3) -> dict[str, bytes]:
 
 def _assert_complete(files: dict[str, bytes]) -> None:
     manifest = json.loads(files["manifest.json"])
-    assert {e["path"] for e in manifest["files"]} == set(files) - {"manifest.json"}
+    assert manifest["files"] and {e["path"] for e in manifest["files"]} == set(files) - {"manifest.json"}
     for entry in manifest["files"]:
         data = files[entry["path"]]
         assert (entry["size"], entry["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())

@@ -47,6 +47,7 @@ def test_bridge_function_runs_the_handler_with_its_environment() -> None:
     assert fn["FunctionName"]["Fn::Sub"].startswith("vams-")  # VAMS invokes only functions named vams*
     # every variable the function gets is one the handler reads
     source = (REPO / "vams_bridge" / "vams_bridge" / "handler.py").read_text()
+    assert fn["Environment"]["Variables"]
     for name in fn["Environment"]["Variables"]:
         assert f'"{name}"' in source, name
     assert tpl["Parameters"]["TokenParameterPrefix"]["Default"] == DEFAULT_PREFIX

@@ -98,7 +98,9 @@ def _installed(side: Side) -> dict[str, importlib.metadata.Distribution]:
 @SIDES
 def test_lock_satisfies_the_requirements(side: Side) -> None:
     pins = _pins(side.lock)
-    for req in _top_level(side):
+    top = _top_level(side)
+    assert top, side.name
+    for req in top:
         name = canonicalize_name(req.name)
         assert name in pins, f"{req} is not in {side.lock.name}: regenerate it (make lock LOCK={side.name})"
         assert req.specifier.contains(Version(pins[name]), prereleases=True), (str(req), pins[name])
@@ -115,6 +117,7 @@ def test_lock_is_closed_and_minimal(side: Side) -> None:
     dists = _installed(side)
     seen: set[tuple[str, frozenset[str]]] = set()
     todo = [(canonicalize_name(r.name), frozenset(r.extras)) for r in _top_level(side)]
+    assert todo, side.name
     while todo:
         name, extras = todo.pop()
         if (name, extras) in seen:

@@ -598,12 +598,15 @@ def test_job_definitions_carry_the_role_image_logs_and_nccl(stack: Deployed) -> 
     assert {e["name"]: e["value"] for e in container["environment"]}["NCCL_SOCKET_IFNAME"] == "^lo,docker,ecs"
     # the compute environments launch from the stack's launch template (root volume)
     batch = boto3.client("batch", region_name=REGION)
-    for env in batch.describe_compute_environments()["computeEnvironments"]:
+    environments = batch.describe_compute_environments()["computeEnvironments"]
+    assert len(environments) == 2, environments  # Spot and on-demand
+    for env in environments:
         lt = env["computeResources"].get("launchTemplate") or {}
         assert lt.get("launchTemplateId") == stack.physical["BatchLaunchTemplate"], env["computeEnvironmentName"]
 
 
 def test_batch_path_runs_on_the_stacks_resources(scenario: dict[str, Any], stack: Deployed) -> None:
+    assert scenario["jobs"]
     for nodes, job in scenario["jobs"].items():
         assert job["state"] == scenario["succeeded"], nodes
         assert job["again"] == job["handle"].external_id  # a retried submit reattaches

@@ -101,6 +101,7 @@ def test_pyproject_declares_isaaclab_tasks_entry_point() -> None:
 def test_package_data_ships_asset_and_agent_configs() -> None:
     """The USD file and the YAML agent configs are not Python files, so they must be declared as package data."""
     package_data = _pyproject()["tool"]["setuptools"]["package-data"]
+    assert package_data
     for package, patterns in package_data.items():
         package_dir = PROJECT_DIR.joinpath(*package.split("."))
         assert any(match for pattern in patterns for match in package_dir.glob(pattern)), (package, patterns)

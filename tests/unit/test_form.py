@@ -72,13 +72,12 @@ def test_one_typed_field_per_guide_field_in_sections() -> None:
 def test_experiment_fields_join_the_form_when_the_schema_has_them() -> None:
     params = form.dag_params()
     props = form.load_schema()["properties"]
-    if "overrides" in props["trainingConfig"]["properties"]:
-        assert form.fields()["overrides"] == ("trainingConfig", "overrides")
-        assert params["overrides"].schema["section"] == form.SECTION_EXPERIMENTS
-        assert params["overrides"].schema["items"]["type"] == "string"  # one override per line
-    if "sweep" in props:
-        assert form.fields()["sweep"] == ("sweep",)
-        assert params["sweep"].schema["type"] == ["object", "null"]
+    assert "overrides" in props["trainingConfig"]["properties"] and "sweep" in props
+    assert form.fields()["overrides"] == ("trainingConfig", "overrides")
+    assert params["overrides"].schema["section"] == form.SECTION_EXPERIMENTS
+    assert params["overrides"].schema["items"]["type"] == "string"  # one override per line
+    assert form.fields()["sweep"] == ("sweep",)
+    assert params["sweep"].schema["type"] == ["object", "null"]
 
 
 def test_task_suggestions_include_the_images_task_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

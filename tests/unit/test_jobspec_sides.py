@@ -21,10 +21,12 @@ def test_both_jobspecs_are_the_schema() -> None:
 
     schema = json.loads((REPO / "include" / "schemas" / "job-spec.schema.json").read_text())
     expected = {_snake(k) for k in schema["properties"]}
+    defaults = {key: prop["default"] for key, prop in schema["properties"].items() if "default" in prop}
+    assert {"device", "numNodes", "overrides"} <= set(defaults)
     for spec in (AirflowSpec, RunnerSpec):
         fields = {f.name: f for f in dataclasses.fields(spec)}
         assert set(fields) == expected, spec.__module__
-        for key, prop in schema["properties"].items():
+        for key, default in defaults.items():  # every schema default is the dataclass's, as JSON (a tuple too)
             field = fields[_snake(key)]
-            if "default" in prop and field.default is not dataclasses.MISSING:
-                assert field.default == prop["default"], (spec.__module__, key)
+            ours = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            assert json.loads(json.dumps(ours)) == default, (spec.__module__, key)

@@ -175,7 +175,7 @@ def test_symlinks_in_local_staging_are_not_followed(tmp_path: Path) -> None:
     (staging / "run" / "home").symlink_to(tmp_path, target_is_directory=True)
     publish_outputs(str(staging), str(out), {"trainingConfig": {"task": "T"}}, "job-4")
     published = [p for p in (out / "job-4").rglob("*") if p.is_file()]
-    assert all("worker credentials" not in p.read_text(errors="ignore") for p in published)
+    assert published and all("worker credentials" not in p.read_text(errors="ignore") for p in published)
     assert not (out / "job-4" / "env-params.txt").exists() and not (out / "job-4" / "run" / "home").exists()
 
 

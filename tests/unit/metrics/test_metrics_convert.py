@@ -104,7 +104,9 @@ def test_csv_columns_rows_and_exact_values(tmp_path: Path, tb) -> None:
     # lossless: every cell reads back to exactly what TensorBoard's own reader returns
     acc = EventAccumulator(str(result.event_files[0]), size_guidance={"scalars": 0})
     acc.Reload()
-    for event in acc.Scalars("Train/mean_episode_length"):
+    events = acc.Scalars("Train/mean_episode_length")
+    assert events
+    for event in events:
         assert float(body[event.step][col["Train/mean_episode_length"]]) == event.value
     assert result.steps == 5 and result.tags == tags and result.scalars == 12 and result.files == 1
 

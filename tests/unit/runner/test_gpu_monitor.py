@@ -73,7 +73,7 @@ def test_fake_nvml_writes_gpu_csv_and_the_summary_figures(tmp_path: Path) -> Non
     assert rows[-1]["step"] == "7" and rows[0]["step"] == "0"
     assert {r["power_w"] for r in rows if r["gpu"] == "1"} == {""}  # not reported: an empty cell
     assert {r["power_w"] for r in rows if r["gpu"] == "0"} == {"250.0"}
-    assert all(len(batch) == 2 for batch in published)  # one call per interval, both GPUs in it
+    assert published and all(len(batch) == 2 for batch in published)  # one call per interval, both GPUs in it
     assert stats["meanUtilizationPct"] == 50.0 and stats["memoryTotalMiB"] == 80 * 1024
     peak = max(float(r["memory_used_mib"]) for r in rows)
     assert stats["peakMemoryMiB"] == peak
