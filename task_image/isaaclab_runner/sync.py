@@ -122,27 +122,11 @@ class CheckpointSync:
 
         Call after ``stop``: the runner's final upload leaves these out, so no checkpoint crosses the wire twice.
         """
-        current = {}
-        for path, sig in self._done.items():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            if (st.st_size, st.st_mtime_ns) == sig:
-                current[path] = self._uri(path)
-        return current
+        return {path: self._uri(path) for path in _unchanged(self._done)}
 
     def staged_events(self) -> list[Path]:
         """The event files whose staged copy is current (call after ``stop``)."""
-        out = []
-        for path, sig in self._events_done.items():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            if (st.st_size, st.st_mtime_ns) == sig:
-                out.append(path)
-        return out
+        return _unchanged(self._events_done)
 
     def __enter__(self) -> CheckpointSync:
         return self.start()
@@ -239,6 +223,19 @@ class ResumePoint:
     def complete(self) -> bool:
         """True when the final checkpoint of the run is staged already."""
         return self.iteration >= self.max_iterations - 1
+
+
+def _unchanged(done: dict[Path, tuple[int, int]]) -> list[Path]:
+    """The files of ``done`` whose size and mtime are still the signature they were staged with."""
+    out = []
+    for path, sig in done.items():
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns) == sig:
+            out.append(path)
+    return out
 
 
 def find_resume_checkpoint(staging: str, max_iterations: int, pattern: str) -> ResumePoint | None:

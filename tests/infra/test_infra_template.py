@@ -84,12 +84,16 @@ def test_job_definitions_retry_like_the_backend(template) -> None:
     assert [r["TargetNodes"] for r in multinode["NodeProperties"]["NodeRangeProperties"]] == ["0:"]
 
 
-def test_containers_gpu_logs_image_role(template) -> None:
+def _job_containers(template: dict) -> list[dict]:
+    """The single-node job definition's container and the multi-node one's (its one node range)."""
     resources = template["Resources"]
-    containers = [resources["TrainJobDefinition"]["Properties"]["ContainerProperties"],
-                  resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]
-                  ["NodeRangeProperties"][0]["Container"]]
-    for container in containers:
+    return [resources["TrainJobDefinition"]["Properties"]["ContainerProperties"],
+            resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]["NodeRangeProperties"][0]
+            ["Container"]]
+
+
+def test_containers_gpu_logs_image_role(template) -> None:
+    for container in _job_containers(template):
         reqs = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
         assert reqs["GPU"] == {"Ref": "GpusPerNode"}
         log = container["LogConfiguration"]
@@ -277,11 +281,7 @@ def test_pinned_bundle_versions_never_expire(template) -> None:
 def test_job_containers_carry_the_region(template) -> None:
     # the runner's boto3 clients read AWS_DEFAULT_REGION (tests/unit/runner/test_aws_region.py); older ECS agents
     # set no AWS_REGION in the container
-    resources = template["Resources"]
-    containers = [resources["TrainJobDefinition"]["Properties"]["ContainerProperties"],
-                  resources["MultiNodeTrainJobDefinition"]["Properties"]["NodeProperties"]
-                  ["NodeRangeProperties"][0]["Container"]]
-    for container in containers:
+    for container in _job_containers(template):
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
         assert env["AWS_DEFAULT_REGION"] == {"Ref": "AWS::Region"}
 
