@@ -26,6 +26,21 @@ subprocess.Popen = recording
 '''
 
 
+def guide_setup_py(name: str, requires: str = '"numpy>=1.20.0",') -> str:
+    """The user guide's setup.py (find_packages(), a dependency, no package_data) for the package ``name``."""
+    return f'''from setuptools import setup, find_packages
+
+setup(
+    name="{name}",
+    version="0.1.0",
+    packages=find_packages(),
+    install_requires=[
+        {requires}
+    ],
+)
+'''
+
+
 def tiny_env_package(tmp: Path) -> tuple[Path, Path]:
     """A project ``tiny-env`` 0.3.0 (module ``tiny_env``, a setup.py) under ``tmp/src`` and its ``tar.gz`` archive."""
     project = tmp / "src" / "tiny_env"

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packages_env import guide_setup_py
 from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,26 +177,13 @@ def test_sdist_package_trains_then_evaluates_by_relative_path_and_by_discovery(h
         assert evaluated["checkpoint"].endswith("model_1.pt"), evaluated
 
 
-GUIDE_SETUP_PY = '''from setuptools import setup, find_packages
-
-setup(
-    name="my_custom_env",
-    version="0.1.0",
-    packages=find_packages(),
-    install_requires=[
-        "numpy>=1.20.0",
-    ],
-)
-'''
-
-
 def guide_written_package(dest: Path) -> Path:
     """The package as the guide's text writes it: its setup.py (find_packages(), a dependency, no package_data, no
     MANIFEST.in), the asset under the package; the env, config and agents of ``examples/envs/my_custom_env``."""
     project = dest / "my_custom_env"
     shutil.copytree(GUIDE_ENV, project, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "dist",
                                                                       "MANIFEST.in"))
-    (project / "setup.py").write_text(GUIDE_SETUP_PY)
+    (project / "setup.py").write_text(guide_setup_py("my_custom_env"))
     assert (project / "my_custom_env" / "assets" / "cartpole.usda").is_file()
     return project
 

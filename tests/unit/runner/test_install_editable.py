@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from packages_env import guide_setup_py
 from pipeline_env import ISAACLAB_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
@@ -35,25 +36,13 @@ print(json.dumps({"editable": installed.editable, "project": str(installed.proje
                   "probe_error": seen.stderr[-2000:]}))
 '''
 
-GUIDE_SETUP = '''from setuptools import setup, find_packages
-
-setup(
-    name="guide_env",
-    version="0.1.0",
-    packages=find_packages(),
-    install_requires=[
-        {requires}
-    ],
-)
-'''
-
 
 def _guide_package(tmp: Path, requires: str = '"numpy>=1.20.0",', setup_head: str = "") -> Path:
     """The guide's layout: setup.py with find_packages() and a dependency, no package_data, an asset under the
     package; packed with the guide's ``tar -czf ... .`` inside the project folder."""
     project = tmp / "guide_env"
     (project / "guide_env" / "assets").mkdir(parents=True)
-    (project / "setup.py").write_text(setup_head + GUIDE_SETUP.format(requires=requires))
+    (project / "setup.py").write_text(setup_head + guide_setup_py("guide_env", requires))
     (project / "guide_env" / "__init__.py").write_text("")
     (project / "guide_env" / "cfg.py").write_text(
         "from pathlib import Path\nASSET = Path(__file__).resolve().parent / 'assets' / 'robot.usda'\n")
