@@ -267,7 +267,7 @@ def build_trial_specs(conf: Mapping[str, Any], job_id: str, settings: PipelineSe
     first: JobSpec | None = None
     facts: dict[str, Any] = {}
     for trial in trials:
-        key = job_id if trial["trialId"] is None else f"{job_id}/trials/{trial['trialId']}"
+        key = trial.get("outputKey") or (job_id if trial["trialId"] is None else f"{job_id}/trials/{trial['trialId']}")
         tc = trial["conf"]["trainingConfig"]
         if first is None:
             spec = first = build_job_spec(trial["conf"], trial["jobId"], settings, output_key=key, facts=facts)

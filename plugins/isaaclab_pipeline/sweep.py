@@ -8,6 +8,10 @@ setting's (as ``key=value`` entries), ``trainingConfig.seed`` set to the trial's
 A trial's id reads as its setting and seed, ``s<setting>-seed<seed>`` (``s1-seed3``); its job UUID is derived from
 the sweep's UUID and the id, so retries and re-runs of the DAG run reuse it. A conf without ``sweep`` is one trial
 with the run's own UUID and no id: it publishes under ``{output}/{uuid}/`` as always.
+
+A sweep with ``search`` (successive halving, ``halving.py``) expands to its round-1 trials: each trains
+``maxIterations // rounds`` iterations, has ``round`` 1, a job UUID derived with the round and publishes under
+``{output}/{uuid}/trials/{trial id}/round-1/`` (``outputKey``); the decision steps make the later rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from isaaclab_pipeline import halving
 from isaaclab_pipeline import overrides as ov
 
 MAX_SEEDS = 100
@@ -69,6 +74,7 @@ def problems(conf: Mapping[str, Any], key: Callable[[Any], str] = repr) -> dict[
                     ov.format_value(value)
                 except ov.OverrideError as exc:
                     found[f"{where}.{i}"] = f"{where}.{i}: {exc}"
+    found.update(halving.problems(conf, lambda c: len(settings(c))))
     if sweep.get("seeds") and tc.get("seed") is not None:
         found["trainingConfig.seed"] = (
             "trainingConfig.seed: a sweep takes its seeds from sweep.seeds; remove trainingConfig.seed (or "
@@ -112,6 +118,7 @@ def expand(conf: Mapping[str, Any], run_job_id: str) -> list[dict[str, Any]]:
                  "settingIndex": 0, "settingLabel": "(base)", "conf": copy.deepcopy(dict(conf))}]
     sweep = conf["sweep"]
     seeds = list(sweep.get("seeds") or [tc.get("seed")])
+    search = halving.search(conf)
     trials = []
     for s_index, setting in enumerate(settings(conf)):
         for seed in seeds:
@@ -120,8 +127,14 @@ def expand(conf: Mapping[str, Any], run_job_id: str) -> list[dict[str, Any]]:
             trial_conf["trainingConfig"]["seed"] = seed
             trial_conf["trainingConfig"]["overrides"] = (
                 list(tc.get("overrides") or []) + [f"{k}={ov.format_value(v)}" for k, v in setting.items()])
-            trials.append({"sweepId": run_job_id, "trialId": trial_id, "jobId": trial_job_id(run_job_id, trial_id),
-                           "seed": seed,
-                           "setting": dict(setting), "settingIndex": s_index, "settingLabel": setting_label(setting),
-                           "conf": trial_conf})
+            trial = {"sweepId": run_job_id, "trialId": trial_id, "jobId": trial_job_id(run_job_id, trial_id),
+                     "seed": seed,
+                     "setting": dict(setting), "settingIndex": s_index, "settingLabel": setting_label(setting),
+                     "conf": trial_conf}
+            if search is not None:  # round 1 of successive halving: its share of the iterations, its own folder
+                trial_conf["trainingConfig"]["maxIterations"] = halving.increments(tc["maxIterations"],
+                                                                                   search["rounds"])[0]
+                trial.update(jobId=halving.round_job_id(run_job_id, trial_id, 1), round=1,
+                             outputKey=halving.output_key(run_job_id, trial_id, 1))
+            trials.append(trial)
     return trials
