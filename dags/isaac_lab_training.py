@@ -80,7 +80,6 @@ def isaac_lab_training() -> None:
         ctx = get_current_context()
         return steps.publish_outputs(job_spec, trial, ctx["dag_run"].conf, ctx["run_id"])
 
-    @task_group(group_id="trial", prefix_group_id=False)
     def run_trial(job_spec: dict[str, Any], trial: dict[str, Any]) -> Any:
         """One trial: submit, wait, convert, publish (mapped: one map index per trial)."""
         handle = SubmitIsaacLabJobOperator(task_id="submit_job", job_spec=job_spec,
@@ -102,12 +101,31 @@ def isaac_lab_training() -> None:
         """A sweep's report under {outputS3Path}/{uuid}/: trials.csv, summary.json, comparison.png."""
         return steps.compare_trials(validated, trials, get_current_context()["ti"])
 
+    @task(multiple_outputs=False)
+    def decide_round_2(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Halving: rank round 1's trials, return the survivors' resumed JobSpecs ([] for any other conf)."""
+        return steps.decide_round_2(validated, trials)
+
+    @task(multiple_outputs=False)
+    def decide_round_3(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Halving with 3 rounds: rank round 2's trials, return the survivors' JobSpecs ([] otherwise)."""
+        return steps.decide_round_3(validated, trials)
+
     validated = validate_config()
     trials = resolve_inputs(validated)
-    published = run_trial.expand_kwargs(trials)
-    # a teardown: runs once every trial is done, whatever it did; the run's state stays the trials' (a failed trial
-    # fails the run), and it is skipped (upstream_failed) when validate or resolve failed
-    published >> compare_trials(validated, trials).as_teardown(setups=trials)
+    published = task_group(group_id="trial", prefix_group_id=False)(run_trial).expand_kwargs(trials)
+    # successive halving's later rounds, wired to the most rounds (Airflow cannot loop); a decision is a teardown of
+    # its round (it runs whatever the round's trials did, and leaves the run's state to them) and returns [] when
+    # the conf runs no such round: its mapped group then runs nothing
+    round_2 = decide_round_2(validated, trials).as_teardown(setups=trials)
+    published >> round_2
+    published_2 = task_group(group_id="trial_round_2")(run_trial).expand_kwargs(round_2)
+    round_3 = decide_round_3(validated, round_2).as_teardown(setups=trials)
+    published_2 >> round_3
+    published_3 = task_group(group_id="trial_round_3")(run_trial).expand_kwargs(round_3)
+    # a teardown: runs once every trial of every round is done, whatever it did; the run's state stays the trials'
+    # (a failed trial fails the run), and it is skipped (upstream_failed) when validate or resolve failed
+    [published, published_2, published_3] >> compare_trials(validated, trials).as_teardown(setups=trials)
 
 
 isaac_lab_training()

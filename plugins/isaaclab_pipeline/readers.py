@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,3 +175,16 @@ def headline_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
         if tag in tags:
             out[key], out["lastStep"] = tags[tag]["last"], tags[tag]["last_step"]
     return out
+
+
+# agent-params.txt
+
+# the rollout length per iteration in each library's agent config (params/agent.yaml, published as agent-params.txt)
+_STEPS_PER_ITERATION = re.compile(r"^\s*(?:num_steps_per_env|rollouts|horizon_length):\s*(\d+)\s*$", re.MULTILINE)
+
+
+def steps_per_iteration(agent_params: str) -> int | None:
+    """Environment steps each env takes per iteration: rsl_rl's num_steps_per_env, skrl's rollouts, rl_games's
+    horizon_length; None when the agent config names none."""
+    match = _STEPS_PER_ITERATION.search(agent_params or "")
+    return int(match.group(1)) if match else None

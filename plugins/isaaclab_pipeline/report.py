@@ -1,8 +1,9 @@
 """The sweep's comparison report, written under ``{output}/{sweep uuid}/`` once every trial is over.
 
-- ``trials.csv``: one row per trial: id, setting, overrides, seed, status (and the step that failed, why), final and
-  best mean reward, final episode length, training wall time, GPU-seconds and estimated cost, job UUID, output URI,
-  and the job's timings (``timing_<phase>_s``: queue wait, install, Isaac Lab start, training, ... total, attempts);
+- ``trials.csv``: one row per trial (a halving sweep: per trial and ``round``): id, setting, overrides, seed, status
+  (and the step that failed, why), final and best mean reward, final episode length, training wall time, env steps,
+  GPU-seconds and estimated cost, job UUID, output URI, and the job's timings
+  (``timing_<phase>_s``: queue wait, install, Isaac Lab start, training, ... total, attempts);
 - ``summary.json``: per setting, across its seeds: the final mean reward's mean, standard deviation and 95%
   confidence interval (Student's t), the best mean reward and episode length means; the best setting (highest mean
   final reward); the failed trials; the sweep's cost; ``timings``: each phase summed over the trials (and their
@@ -11,6 +12,9 @@
   read a single run's;
 - ``comparison.png``: the mean reward curve of each setting (mean across seeds) with a band from the lowest to the
   highest seed.
+- a halving sweep (``halving.py``): ``summary.json``'s settings and best come from the last round, ``rounds`` lists
+  each round's ranking and survivors, and comparison.png draws each trial's curve across its rounds; every sweep's
+  ``envSteps`` sums its trials' (``env_steps``: maxIterations × numEnvs × the agent's steps per iteration).
 
 Training trials read their published ``metrics.csv`` (the library's mean reward and episode length tags, as
 ``readers.HEADLINE_TAGS`` names them);
@@ -29,15 +33,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from isaaclab_pipeline import cost, staging_layout, storage, timings
+from isaaclab_pipeline import cost, halving, staging_layout, storage, timings
 from isaaclab_pipeline.readers import read_json, read_metrics_csv
 
 log = logging.getLogger(__name__)
 
 STEPS = ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outputs")
-COLUMNS = ("trial_id", "setting", "overrides", "seed", "status", "failed_step", "reason", "final_mean_reward",
-           "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations", "gpu_seconds",
-           "estimated_cost_usd", "job_id", "output_uri", "mlflow_run_id")
+COLUMNS = ("trial_id", "round", "setting", "overrides", "seed", "status", "failed_step", "reason",
+           "final_mean_reward", "best_mean_reward", "final_episode_length", "success_rate", "wall_time_s", "iterations",
+           "env_steps", "gpu_seconds", "estimated_cost_usd", "job_id", "output_uri", "mlflow_run_id")
 # the job's timings (job-result.json's ``timings``, phases summed over attempts): phase -> trials.csv column
 TIMING_COLUMNS = {phase: "timing_" + "".join(f"_{c.lower()}" if c.isupper() else c for c in phase) + "_s"
                   for phase in (*timings.PHASES, "total")}
@@ -146,7 +150,7 @@ def trial_row(item: Mapping[str, Any], states: Mapping[str, str | None] | None, 
     published = _read_text(storage.join(out_uri, "manifest.json"), aws_conn_id) is not None
     status, failed_step = status_of(states, published)
     row: dict[str, Any] = dict.fromkeys(COLUMNS, "")
-    row.update(trial_id=trial.get("trialId") or "", setting=trial.get("settingLabel", ""),
+    row.update(trial_id=trial.get("trialId") or "", round=trial.get("round", ""), setting=trial.get("settingLabel", ""),
                overrides=" ".join(trial["conf"]["trainingConfig"].get("overrides") or []), seed=trial.get("seed"),
                status=status, failed_step=failed_step, job_id=trial["jobId"], output_uri=out_uri,
                mlflow_run_id=mlflow_run_id)
@@ -288,7 +292,7 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
     :return: the report's URI, its files and the summary document.
     """
     states = trial_states(task_states, len(items)) if task_states is not None else [None] * len(items)
-    rows, curves, costs, per_trial = [], {}, [], []
+    rows, curves, costs, per_trial, trial_curves = [], {}, [], [], []
     for item, st in zip(items, states, strict=True):
         row, curve = trial_row(item, st, aws_conn_id, (mlflow_runs or {}).get(item["trial"]["jobId"], ""))
         job_timings = trial_timings(item, aws_conn_id)
@@ -299,13 +303,23 @@ def write_report(conf: Mapping[str, Any], sweep_id: str, items: Sequence[Mapping
         if doc is not None:
             costs.append(doc)
             _add_cost(row, doc)
+        steps = halving.env_steps(item, aws_conn_id) if row["status"] == "succeeded" else None
+        row["env_steps"] = "" if steps is None else steps
         rows.append(row)
         curves.setdefault(row["setting"], []).append(curve["reward"])
+        trial_curves.append(curve["reward"])
     total_cost = cost.total(costs)
     if total_cost is not None:
         total_cost["trials"] = len(costs)  # also when a single trial had one
         total_cost["notes"] = [f"the sum over {len(costs)} of {len(items)} trials' cost.json"]
     summary = summarize(rows, sweep_id, conf, total_cost, per_trial)
+    summary["envSteps"] = sum(r["env_steps"] for r in rows if r["env_steps"] != "")  # the trials that published
+    if halving.search(conf) is not None:  # successive halving: every round listed, the best read from the last
+        last = max(int(r["round"] or 1) for r in rows)
+        final = summarize([r for r in rows if int(r["round"] or 1) == last], sweep_id, conf)
+        summary.update(settings=final["settings"], best=final["best"],
+                       rounds=halving.rounds_summary(conf, items, aws_conn_id))
+        curves = halving.curves_by_trial(rows, trial_curves)
     out_uri = storage.join(conf["outputS3Path"], sweep_id)
     written = _upload_report(out_uri, aws_conn_id, rows, summary, total_cost, curves, sweep_id)
     best = summary["best"]

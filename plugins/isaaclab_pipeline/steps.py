@@ -103,7 +103,7 @@ def publish_outputs(job_spec: Mapping[str, Any], trial: Mapping[str, Any], sent:
 
     settings = settings or PipelineSettings.load()
     conf = trial["conf"]
-    facts = None if trial["trialId"] is None else {k: trial[k] for k in _TRIAL_FACTS}
+    facts = None if trial["trialId"] is None else {k: trial[k] for k in (*_TRIAL_FACTS, "round") if k in trial}
     resolved = {**(trial.get("resolved") or {}), **{k: job_spec.get(k) for k in _RESOLVED_FROM_SPEC}}
     result = publish(job_spec["stagingUri"], conf["outputS3Path"], conf, trial["jobId"], settings.aws_conn_id,
                      out_uri=trial["outputUri"], trial=facts, resolved=resolved, sent=sent)
@@ -115,6 +115,59 @@ def publish_outputs(job_spec: Mapping[str, Any], trial: Mapping[str, Any], sent:
         result.update(_mlflow(settings, "registry.record", run, conf=conf, job_id=trial["jobId"],
                               out_uri=result["outputUri"], resolved=resolved, aws_conn_id=settings.aws_conn_id))
     return {**result, "jobId": trial["jobId"], "trialId": trial["trialId"]}
+
+
+def _decide(validated: Mapping[str, Any] | None, previous: list[Mapping[str, Any]] | None, round_no: int,
+            settings: PipelineSettings | None) -> list[dict[str, Any]]:
+    """Round ``round_no``'s trials of a halving sweep: the previous round's survivors, resumed (halving.decide)."""
+    from isaaclab_pipeline import halving
+
+    if not validated or not previous or halving.search(validated["conf"]) is None:
+        return []  # no halving (a grid sweep, one run), or no previous round to go on from
+    settings = settings or PipelineSettings.load()
+    return halving.decide(validated["conf"], validated["jobId"], round_no, previous, settings)
+
+
+def decide_round_2(validated: Mapping[str, Any] | None, trials: list[Mapping[str, Any]] | None,
+                   settings: PipelineSettings | None = None) -> list[dict[str, Any]]:
+    """After round 1 of a halving sweep: rank its trials, return the survivors' round-2 JobSpecs (resumes); [] for
+    a grid sweep, one run or a conf without round 2 (the mapped round-2 group then runs nothing)."""
+    return _decide(validated, trials, 2, settings)
+
+
+def decide_round_3(validated: Mapping[str, Any] | None, trials: list[Mapping[str, Any]] | None,
+                   settings: PipelineSettings | None = None) -> list[dict[str, Any]]:
+    """After round 2: as :func:`decide_round_2`, from round 2's trials ([] unless the conf has 3 rounds)."""
+    return _decide(validated, trials, 3, settings)
+
+
+# the mapped group of each round (its task ids' prefix) and the decision task that made its trials
+ROUNDS = (("", "resolve_inputs"), ("trial_round_2.", "decide_round_2"), ("trial_round_3.", "decide_round_3"))
+
+
+def _all_rounds(trials: list[Mapping[str, Any]], ti: Any, states: Mapping[str, Any] | None
+                ) -> tuple[list[Mapping[str, Any]], dict[str, Any] | None, list[Any]]:
+    """Every round's trials in one list (round 1 first), their task states keyed by the list's index as
+    ``<step>_<index>`` (report.trial_states' form) and their publish_outputs XComs."""
+    from isaaclab_pipeline.report import STEPS
+
+    items, merged, published = list(trials), None if states is None else {}, []
+    published += ti.xcom_pull(task_ids="publish_outputs", map_indexes=list(range(len(trials)))) or []
+    if merged is not None:
+        merged.update({k: v for k, v in states.items() if "." not in k})
+    for prefix, decider in ROUNDS[1:]:
+        more = ti.xcom_pull(task_ids=decider) or []
+        if not more:
+            continue
+        offset = len(items)
+        items += more
+        published += ti.xcom_pull(task_ids=f"{prefix}publish_outputs", map_indexes=list(range(len(more)))) or []
+        if merged is not None:
+            for name, state in states.items():
+                step, _, index = name.removeprefix(prefix).rpartition("_")
+                if name.startswith(prefix) and step in STEPS and index.isdigit():
+                    merged[f"{step}_{offset + int(index)}"] = state
+    return items, merged, published
 
 
 def compare_trials(validated: Mapping[str, Any], trials: list[Mapping[str, Any]], ti: Any,
@@ -131,12 +184,13 @@ def compare_trials(validated: Mapping[str, Any], trials: list[Mapping[str, Any]]
     if not validated["conf"].get("sweep"):
         raise AirflowSkipException("not a sweep: one run, nothing to compare")
     settings = settings or PipelineSettings.load()
+    task_ids = [f"{prefix}{step}" for prefix, _ in ROUNDS for step in STEPS]
     try:
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=list(STEPS))[ti.run_id]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=task_ids)[ti.run_id]
     except Exception as exc:  # the report still comes, each trial judged by its published manifest
         ti.log.warning("could not read the trials' task states (%s); judging trials by their outputs", exc)
         states = None
-    published = ti.xcom_pull(task_ids="publish_outputs", map_indexes=list(range(len(trials)))) or []
+    trials, states, published = _all_rounds(trials, ti, states)  # a halving sweep's later rounds too
     runs = {p["jobId"]: p["mlflowRunId"] for p in published if p and p.get("mlflowRunId")}
     report = write_report(validated["conf"], validated["jobId"], trials, states, settings.aws_conn_id, runs)
     parent = trials[0]["trial"].get("mlflowParentRunId") if trials else None

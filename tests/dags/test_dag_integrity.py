@@ -23,10 +23,21 @@ def dag():
     return bag.dags["isaac-lab-training"]
 
 
+ROUND_STEPS = [f"trial_round_{r}.{step}" for r in (2, 3) for step in STEPS[2:]]  # successive halving's later rounds
+
+
 def test_five_steps_in_order(dag) -> None:
-    assert {t.task_id for t in dag.tasks} == set(STEPS) | {"compare_trials"}  # a sweep's report (a teardown)
-    assert dag.get_task("compare_trials").is_teardown and "publish_outputs" in dag.get_task(
+    # a sweep's report (a teardown); successive halving's decisions (teardowns of their rounds) and later rounds
+    assert {t.task_id for t in dag.tasks} == set(STEPS) | {"compare_trials", "decide_round_2", "decide_round_3"} | set(
+        ROUND_STEPS)
+    assert dag.get_task("compare_trials").is_teardown and {
+        "publish_outputs", "trial_round_2.publish_outputs", "trial_round_3.publish_outputs"} <= dag.get_task(
         "compare_trials").upstream_task_ids
+    for r in (2, 3):
+        decide = dag.get_task(f"decide_round_{r}")
+        assert decide.is_teardown and f"trial_round_{r}.submit_job" in decide.downstream_task_ids
+        previous = "publish_outputs" if r == 2 else "trial_round_2.publish_outputs"
+        assert previous in decide.upstream_task_ids and decide.retries >= 2
     for upstream, downstream in zip(STEPS, STEPS[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids or upstream in (
             dag.get_task(downstream).upstream_task_ids), f"{upstream} → {downstream}"
@@ -36,7 +47,7 @@ def test_schedule_tags_and_retries(dag) -> None:
     assert type(dag.timetable).__name__ == "NullTimetable"  # schedule=None: runs only when triggered
     assert dag.tags
     assert dag.get_task("validate_config").retries == 0  # bad input stays bad
-    for task_id in STEPS[1:]:
+    for task_id in [*STEPS[1:], *ROUND_STEPS]:
         assert dag.get_task(task_id).retries >= 2, task_id
 
 

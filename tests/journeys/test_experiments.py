@@ -274,3 +274,97 @@ def test_sweep_trains_one_job_per_trial_reports_and_tracks_in_mlflow(home: Path,
                 (trial / src).read_bytes()).hexdigest(), rel
     print(f"\nsweep of 4 trials through the DAG: {wall:.0f} s; best {summary['best']['setting']}: final mean reward "
           f"{summary['best']['finalMeanReward']['mean']:.3f}")
+
+
+# reads a checkpoint's iteration and its Adam step count with the Isaac Lab venv's torch (the Airflow venv has none)
+READ_CHECKPOINT = r'''
+import json, sys, torch
+out = {}
+for path in sys.argv[1:]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt["optimizer_state_dict"]["state"]
+    out[path] = {"iter": ckpt["iter"], "adamSteps": max(int(s["step"]) for s in state.values()) if state else 0}
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.e2e  # 6 tiny real Isaac Lab trainings: 4 trials x 2 iterations, then 2 survivors x 2 more
+def test_halving_sweep_resumes_the_survivors_and_reports_both_rounds(home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 candidates, 2 rounds, keep 0.5: round 1 trains each for 2 of maxIterations 4, the 2 best by their last
+    Train/mean_reward resume from their own round-1 checkpoint for 2 more (the count and the optimizer go on), the
+    2 others have no round-2 job; the report lists both rounds."""
+    import subprocess
+
+    assert ISAACLAB_PYTHON.exists(), "the Isaac Lab venv is missing: run `make install`"
+    from isaaclab_pipeline.config import job_uuid
+    from isaaclab_pipeline.halving import round_job_id
+
+    monkeypatch.setenv("AIRFLOW_VAR_ISAACLAB_MAX_CONCURRENT_JOBS", "2")  # two tiny jobs at once: half the wall time
+    rates = [0.01, 0.003, 0.001, 0.0001]
+    conf = {**_conf(home, seed=1, maxIterations=4),
+            "sweep": {"grid": {"agent.algorithm.learning_rate": rates},
+                      "search": {"method": "halving", "rounds": 2, "keep": 0.5}}}
+    run, states = _run(conf)
+    assert str(run.state) == "success", states
+    assert states[("decide_round_2", -1)] == "success" and states[("compare_trials", -1)] == "success"
+    assert states[("decide_round_3", -1)] == "success"  # no round 3: its mapped group ran nothing
+    assert not [k for k, s in states.items() if k[0].startswith("trial_round_3.") and s not in ("skipped", "None")]
+    sweep = job_uuid("isaac-lab-training", run.run_id)
+    out = home / "outputs" / sweep
+    trials = [f"s{i}-seed1" for i in range(4)]
+    assert sorted(p.name for p in (out / "trials").iterdir()) == trials
+
+    # round 1: everyone, 2 iterations; the survivors are the 2 best last values of their published metrics.csv
+    last = {}
+    for name in trials:
+        with (out / "trials" / name / "round-1" / "metrics.csv").open() as f:
+            series = [(int(r["step"]), float(r["Train/mean_reward"])) for r in csv.DictReader(f)
+                      if r.get("Train/mean_reward")]
+        assert max(s for s, _ in series) == 1
+        last[name] = max(series)[1]
+    survivors = sorted(trials, key=lambda t: (-last[t], t))[:2]
+    losers = sorted(set(trials) - set(survivors))
+    for name in losers:  # stopped after round 1: no round-2 folder, no round-2 job
+        assert sorted(p.name for p in (out / "trials" / name).iterdir()) == ["round-1"]
+        assert not (home / "jobs" / round_job_id(sweep, name, 2)).exists()
+
+    # round 2: the survivors resumed from their own round-1 checkpoint: the iteration count and the optimizer go on
+    def checkpoints(folder: Path) -> dict[int, Path]:
+        return {int(p.stem.split("_")[1]): p for p in (folder / "checkpoints").glob("model_*.pt")}
+
+    pairs = []
+    for name in survivors:
+        first, second = checkpoints(out / "trials" / name / "round-1"), checkpoints(out / "trials" / name / "round-2")
+        assert max(first) == 1 and min(second) > max(first) and max(second) == max(first) + 2 - 1, (first, second)
+        config = json.loads((out / "trials" / name / "round-2" / "training-config.json").read_text())
+        tc = config["trainingConfig"]
+        assert (tc["init"], tc["maxIterations"]) == ("resume", 2)
+        assert tc["resumeCheckpoint"].endswith(f"/trials/{name}/round-1/checkpoints/model_1.pt")
+        assert config["trial"]["round"] == 2 and config["jobId"] == round_job_id(sweep, name, 2)
+        pairs.append((first[max(first)], second[max(second)]))
+    proc = subprocess.run([str(ISAACLAB_PYTHON), "-c", READ_CHECKPOINT, *(str(p) for pair in pairs for p in pair)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    for before, after in pairs:
+        b, a = facts[str(before)], facts[str(after)]
+        assert (b["iter"], a["iter"]) == (1, 2)
+        assert a["adamSteps"] == 2 * b["adamSteps"] > 0  # resumed, not restarted: 2 iterations' steps on top of 2
+
+    # the report: a row per trial and round, every round with its ranking and survivors, the env steps in all
+    rows = _rows(out / "trials.csv")
+    assert sorted((r["trial_id"], r["round"]) for r in rows) == sorted(
+        [(t, "1") for t in trials] + [(t, "2") for t in survivors])
+    assert all(r["status"] == "succeeded" and int(r["env_steps"]) == 2 * 16 * 128 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    rounds = summary["rounds"]
+    assert [(r["round"], r["iterations"], sorted(r["trials"])) for r in rounds] == [
+        (1, 2, trials), (2, 4, sorted(survivors))]
+    assert rounds[0]["survivors"] == survivors and [x["trialId"] for x in rounds[0]["ranking"]][:2] == survivors
+    assert rounds[0]["ranking"][0]["value"] == pytest.approx(last[survivors[0]])
+    assert summary["envSteps"] == 6 * 2 * 16 * 128
+    assert {s["setting"] for s in summary["settings"]} == {
+        next(r["setting"] for r in rows if r["trial_id"] == t) for t in survivors}
+    assert summary["best"]["setting"] in {s["setting"] for s in summary["settings"]}
+    assert (out / "comparison.png").stat().st_size > 10_000

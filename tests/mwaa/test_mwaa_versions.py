@@ -33,7 +33,9 @@ from pipeline_env import ISAACLAB_PYTHON, mwaa_bundle_builder
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mwaa"
 STEPS = {"validate_config", "resolve_inputs", "submit_job", "wait_for_job", "convert_tensorboard_logs",
-         "publish_outputs", "compare_trials"}
+         "publish_outputs", "compare_trials", "decide_round_2", "decide_round_3"} | {
+    f"trial_round_{r}.{step}" for r in (2, 3)
+    for step in ("submit_job", "wait_for_job", "convert_tensorboard_logs", "publish_outputs")}
 # What each image pins for us (the constraints files' own lines; checked below against the files).
 PROVIDER_PINS = {"3.0.6": "9.12.0", "3.2.1": "9.25.0", "3.3.1": "9.34.0"}
 

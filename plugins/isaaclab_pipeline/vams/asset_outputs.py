@@ -22,7 +22,6 @@ import csv
 import io
 import json
 import logging
-import re
 import shutil
 import subprocess
 import tempfile
@@ -49,15 +48,6 @@ METADATA_FIELDS: tuple[tuple[str, str], ...] = (
     ("gpuSeconds", "gpuSeconds"), ("wallSeconds", "wallSeconds"), ("estimatedCostUsd", "estimatedCostUsd"),
     ("instanceType", "instanceType"), ("dagRunId", "dagRunId"),
 )
-# the rollout length per iteration in each library's agent config (params/agent.yaml, published as agent-params.txt)
-_STEPS_PER_ITERATION = re.compile(r"^\s*(?:num_steps_per_env|rollouts|horizon_length):\s*(\d+)\s*$", re.MULTILINE)
-
-
-def steps_per_iteration(agent_params: str) -> int | None:
-    """Environment steps each env takes per iteration: rsl_rl's num_steps_per_env, skrl's rollouts, rl_games's
-    horizon_length; None when the agent config names none."""
-    match = _STEPS_PER_ITERATION.search(agent_params or "")
-    return int(match.group(1)) if match else None
 
 
 def metadata_document(output: Mapping[str, Any]) -> dict[str, Any]:

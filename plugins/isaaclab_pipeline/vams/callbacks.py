@@ -188,7 +188,7 @@ def run_size(metrics: Mapping[str, Any], tc: Mapping[str, Any], agent_params: by
     steps per iteration (when the published agent-params.txt names them). An evaluation's env steps are its
     episodes × their mean length. A sweep has neither (its trials do).
     """
-    from isaaclab_pipeline.vams.asset_outputs import steps_per_iteration
+    from isaaclab_pipeline.readers import steps_per_iteration
 
     out: dict[str, Any] = {}
     if "returnMean" in metrics:
