@@ -18,6 +18,11 @@ Steps 3–5 are mapped per trial (one map index each: they retry and fail on the
 the others). A sweep ends with **compare_trials** (a teardown: it runs whatever the trials did, and the run's
 state stays the trials'): `trials.csv`, `summary.json`, `comparison.png` under `{outputS3Path}/{uuid}/`.
 
+A sweep with `sweep.search` (successive halving) trains in rounds: after round 1 (the `trial` group),
+**decide_round_2** ranks the trials and returns the survivors, resumed from their own checkpoints, to the mapped
+group `trial_round_2` (and **decide_round_3** to `trial_round_3`); for any other conf a decision returns [] and its
+group runs nothing. Each round publishes under `{outputS3Path}/{uuid}/trials/{trial id}/round-{r}/`.
+
 Trigger with a conf such as `examples/confs/custom_cartpole_train.json`; see docs/configuration.md and
 docs/experiments.md.
 """

@@ -184,7 +184,7 @@ def decide(conf: Mapping[str, Any], sweep_id: str, round_no: int, previous: Sequ
         job_id, key = round_job_id(sweep_id, trial_id, round_no), output_key(sweep_id, trial_id, round_no)
         spec = build_job_spec(trial_conf, job_id, settings, output_key=key)
         out.append({"job_spec": spec.to_dict(), "trial": {
-            **trial, "jobId": job_id, "round": round_no, "conf": trial_conf,
+            **trial, "jobId": job_id, "round": round_no, "conf": trial_conf, "outputKey": key,
             "outputUri": storage.join(conf["outputS3Path"], key), "resumedFrom": checkpoint,
             "previousScore": scores[trial_id]}})
     return out
