@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import readers, storage
 from isaaclab_pipeline.tracking import mlflow as tracking
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,11 @@ def _sha256(uri: str | None, aws_conn_id: str | None, folder: Path) -> str | Non
     return digest.hexdigest()
 
 
+def _read(folder: Path, name: str, fetched: Any) -> dict[str, Any]:
+    """A fetched JSON document of the published run, read through ``readers``; {} when it was not fetched."""
+    return (readers.read_json((folder / name).read_bytes()) if fetched and name in fetched else None) or {}
+
+
 def _final_metrics(summary: Mapping[str, Any]) -> dict[str, str]:
     """``metric.<tag>`` = the last value of each headline tag of summary.json, and the best mean reward."""
     out = {}
@@ -111,7 +116,7 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
     with tempfile.TemporaryDirectory(prefix="isaaclab-registry-") as tmp:
         folder = Path(tmp)
         fetched = tracking._download(out_uri, ["manifest.json"], folder, aws_conn_id)
-        names = [e["path"] for e in json.loads((folder / "manifest.json").read_text())["files"]] if fetched else []
+        names = list(readers.manifest_files(_read(folder, "manifest.json", fetched)))
         checkpoint = tracking._newest_checkpoint(names)
         wanted = [n for n in (*POLICY_FILES, SIGNATURE, "job-result.json", "summary.json") if n in names]
         got = tracking._download(out_uri, wanted + ([checkpoint] if checkpoint else []), folder, aws_conn_id)
@@ -119,8 +124,8 @@ def register_policy(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: s
             log.warning("Registry: %s has no exported policy and checkpoint; nothing registered", out_uri)
             return None
         policy, ckpt_rel = _policy_folder(folder, got, checkpoint)
-        result = json.loads((folder / "job-result.json").read_text()) if "job-result.json" in got else {}
-        summary = json.loads((folder / "summary.json").read_text()) if "summary.json" in got else {}
+        result = _read(folder, "job-result.json", got)
+        summary = _read(folder, "summary.json", got)
         tc = conf["trainingConfig"]
         _log_model(client, run_id, policy, ckpt_rel, folder / SIGNATURE if SIGNATURE in got else None, tc, job_id)
         tags = {JOB_TAG: job_id, CHECKPOINT_TAG: ckpt_rel, "isaaclab.outputUri": out_uri,
@@ -229,6 +234,6 @@ def record(uri: str, run_id: str, *, conf: Mapping[str, Any], job_id: str, out_u
         return {}
     with tempfile.TemporaryDirectory(prefix="isaaclab-registry-") as tmp:
         got = tracking._download(out_uri, ["summary.json"], Path(tmp), aws_conn_id)
-        scores = json.loads((Path(tmp) / "summary.json").read_text()) if got else {}
+        scores = _read(Path(tmp), "summary.json", got)
     log_evaluation(uri, evaluated, scores, run_id)
     return {"registeredModel": evaluated["registeredModel"], "registeredVersion": evaluated["registeredVersion"]}
