@@ -116,6 +116,8 @@ def test_a_failed_trial_leaves_the_others_published_and_the_report_marks_it(home
 
     assert str(run.state) == "failed", states
     assert states[("compare_trials", -1)] == "success", states
+    assert states[("decide_round_2", -1)] == "success"  # a grid sweep: no round 2, whatever round 1 did
+    assert {s for k, s in states.items() if k[0].startswith("trial_round_")} == {"skipped"}, states
     failed = "s1-seed3"
     index = 5  # settings outer, seeds inner
     assert states[("wait_for_job", index)] == "success" and states[("convert_tensorboard_logs", index)] == "failed"
@@ -166,6 +168,10 @@ def test_one_run_with_overrides_publishes_as_before(home: Path, tmp_path: Path,
     run, states = _run(_conf(home, seed=7, overrides=["agent.save_interval=1", "agent.algorithm.schedule=fixed"]))
     assert str(run.state) == "success", states
     assert states[("compare_trials", -1)] == "skipped"
+    # halving's decisions return [] for one run: the later rounds' mapped groups run nothing, the run stays a success
+    assert states[("decide_round_2", -1)] == states[("decide_round_3", -1)] == "success"
+    later = {k: s for k, s in states.items() if k[0].startswith("trial_round_")}
+    assert len(later) == 8 and set(later.values()) == {"skipped"}, later
     out = home / "outputs" / job_uuid("isaac-lab-training", run.run_id)
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert "manifest.json" in files and not {"trials.csv", "comparison.png"} & files and not (out / "trials").exists()
