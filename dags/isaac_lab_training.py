@@ -44,6 +44,25 @@ from isaaclab_pipeline.vams import callbacks as vams
 check_airflow_version()
 
 
+# a sweep's own tasks: successive halving's decisions and the comparison report (wired in the DAG below)
+@task(multiple_outputs=False)
+def compare_trials(validated: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """A sweep's report under {outputS3Path}/{uuid}/: trials.csv, summary.json, comparison.png."""
+    return steps.compare_trials(validated, trials, get_current_context()["ti"])
+
+
+@task(multiple_outputs=False)
+def decide_round_2(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Halving: rank round 1's trials, return the survivors' resumed JobSpecs ([] for any other conf)."""
+    return steps.decide_round_2(validated, trials)
+
+
+@task(multiple_outputs=False)
+def decide_round_3(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Halving with 3 rounds: rank round 2's trials, return the survivors' JobSpecs ([] otherwise)."""
+    return steps.decide_round_3(validated, trials)
+
+
 @dag(
     dag_id=DAG_ID,
     schedule=None,
@@ -100,21 +119,6 @@ def isaac_lab_training() -> None:
         metrics = convert_tensorboard_logs(job_spec, handle.output)
         waited >> metrics
         return publish_outputs(job_spec, trial, metrics)
-
-    @task(multiple_outputs=False)
-    def compare_trials(validated: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-        """A sweep's report under {outputS3Path}/{uuid}/: trials.csv, summary.json, comparison.png."""
-        return steps.compare_trials(validated, trials, get_current_context()["ti"])
-
-    @task(multiple_outputs=False)
-    def decide_round_2(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Halving: rank round 1's trials, return the survivors' resumed JobSpecs ([] for any other conf)."""
-        return steps.decide_round_2(validated, trials)
-
-    @task(multiple_outputs=False)
-    def decide_round_3(validated: dict[str, Any], trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Halving with 3 rounds: rank round 2's trials, return the survivors' JobSpecs ([] otherwise)."""
-        return steps.decide_round_3(validated, trials)
 
     validated = validate_config()
     trials = resolve_inputs(validated)
