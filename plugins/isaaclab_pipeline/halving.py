@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from isaaclab_pipeline import storage
+from isaaclab_pipeline import staging_layout, storage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def last_checkpoint(out_uri: str, rl_library: str, aws_conn_id: str | None) -> s
     """The highest-iteration training checkpoint a round published under ``<out>/checkpoints/``."""
     from isaaclab_pipeline.discovery import discover
 
-    folder = storage.join(out_uri, "checkpoints")
+    folder = storage.join(out_uri, staging_layout.CHECKPOINTS_DIR)  # publish keeps the staged name
     return discover(storage.for_uri(folder, aws_conn_id).list(folder), rl_library).uri
 
 
