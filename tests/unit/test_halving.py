@@ -151,3 +151,25 @@ def test_the_plot_joins_each_trials_rounds() -> None:
             {"trial_id": "s1-seed1", "round": 1, "setting": "lr=2"}]
     curves = halving.curves_by_trial(rows, [[(1, 2.0), (2, 3.0)], [(0, 1.0), (1, 1.5)], [(0, 0.5)]])
     assert curves == {"s0-seed1 lr=1": [[(0, 1.0), (1, 1.5), (1, 2.0), (2, 3.0)]], "s1-seed1 lr=2": [[(0, 0.5)]]}
+
+
+def test_three_rounds_resume_round_two_from_its_own_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    conf = validate_conf(_conf(f"file://{out}", rounds=3, keep=0.5))
+    settings = PipelineSettings(staging_uri=f"file://{tmp_path}/staging")
+    validated = {"conf": conf, "jobId": RUN}
+    trials = sweep.expand(conf, RUN)
+    for trial, reward in zip(trials, [1.0, 3.0, 0.0, 2.0], strict=True):
+        _publish(out, trial, reward)
+    items = [{"job_spec": {}, "trial": {**t, "outputUri": f"file://{out}/{t['outputKey']}"}} for t in trials]
+    second = steps.decide_round_2(validated, items, settings)
+    assert [(i["trial"]["trialId"], i["job_spec"]["maxIterations"]) for i in second] == [("s1-seed1", 3),
+                                                                                         ("s3-seed1", 3)]
+    for item, reward in zip(second, [1.0, 5.0], strict=True):  # round 2 turns the order round
+        _publish(out, item["trial"], reward, checkpoints=(2, 4))
+    [third] = steps.decide_round_3(validated, second, settings)
+    trial = third["trial"]
+    assert (trial["trialId"], trial["round"], third["job_spec"]["maxIterations"]) == ("s3-seed1", 3, 4)  # 3 + 3 + 4
+    resume = trial["conf"]["trainingConfig"]["resumeCheckpoint"]
+    assert resume.endswith("/trials/s3-seed1/round-2/checkpoints/model_4.pt")
+    assert trial["jobId"] == halving.round_job_id(RUN, "s3-seed1", 3) and trial["outputKey"].endswith("round-3")
