@@ -234,9 +234,11 @@ def env_steps(item: Mapping[str, Any], aws_conn_id: str | None) -> int | None:
 def curves_by_trial(rows: Sequence[Mapping[str, Any]], curves: Sequence[Sequence[tuple[int, float]]]
                     ) -> dict[str, list[list[tuple[int, float]]]]:
     """comparison.png's curves for a halving sweep: one per trial, its rounds joined (a survivor's curve goes on
-    where its round-1 curve ended; a loser's stops there)."""
+    where its round-1 curve ended; a loser's stops there). rsl_rl logs a resumed round's first iteration under the
+    checkpoint's index again: the earlier round's point is kept there."""
     out: dict[str, list[list[tuple[int, float]]]] = {}
     for row, curve in sorted(zip(rows, curves, strict=True), key=lambda rc: (rc[0]["trial_id"], rc[0]["round"])):
-        label = f"{row['trial_id']} {row['setting']}"
-        out.setdefault(label, [[]])[0].extend(curve)
+        [joined] = out.setdefault(f"{row['trial_id']} {row['setting']}", [[]])
+        seen = {step for step, _ in joined}
+        joined.extend(point for point in curve if point[0] not in seen)
     return out

@@ -150,7 +150,8 @@ def test_the_plot_joins_each_trials_rounds() -> None:
                                                                       "setting": "lr=1"},
             {"trial_id": "s1-seed1", "round": 1, "setting": "lr=2"}]
     curves = halving.curves_by_trial(rows, [[(1, 2.0), (2, 3.0)], [(0, 1.0), (1, 1.5)], [(0, 0.5)]])
-    assert curves == {"s0-seed1 lr=1": [[(0, 1.0), (1, 1.5), (1, 2.0), (2, 3.0)]], "s1-seed1 lr=2": [[(0, 0.5)]]}
+    # round 2 resumed at index 1 (rsl_rl logs it again): round 1's point stays there, round 2 goes on from it
+    assert curves == {"s0-seed1 lr=1": [[(0, 1.0), (1, 1.5), (2, 3.0)]], "s1-seed1 lr=2": [[(0, 0.5)]]}
 
 
 def test_three_rounds_resume_round_two_from_its_own_folder(tmp_path: Path) -> None:
