@@ -91,9 +91,18 @@ def problems(conf: Mapping[str, Any], count_settings: Callable[[Mapping[str, Any
     """
     sweep = conf.get("sweep")
     found = sweep.get("search") if isinstance(sweep, Mapping) else None
-    if not isinstance(found, Mapping) or found.get("method") != METHOD:
+    if not isinstance(found, Mapping):
         return {}
     out: dict[str, str] = {}
+    keep = found.get("keep")
+    if isinstance(keep, int | float) and not isinstance(keep, bool) and not 0 < keep < 1:
+        out["sweep.search.keep"] = (f"sweep.search.keep: {keep} is not a fraction between 0 and 1 (both excluded); "
+                                    "e.g. 0.5 keeps the better half of each round")
+    if isinstance(found.get("method"), str) and found["method"] != METHOD:
+        out["sweep.search.method"] = (f"sweep.search.method: {found['method']!r} is not built; use 'halving' "
+                                      "(successive halving over the grid; Optuna's TPE over ranges is not built yet)")
+    if found.get("method") != METHOD:
+        return out
     tc = conf.get("trainingConfig") if isinstance(conf.get("trainingConfig"), Mapping) else {}
     if tc.get("mode", "train") != "train":
         out["sweep.search"] = (f"sweep.search: halving trains and resumes; mode is {tc.get('mode')!r}; remove "

@@ -63,9 +63,10 @@ def test_expand_gives_round_one_its_share_of_the_iterations() -> None:
     ({"trainingConfig": {"task": "T", "maxIterations": 1}}, "trainingConfig.maxIterations", "raise maxIterations"),
     ({"trainingConfig": {"task": "T", "mode": "evaluate", "checkpointPath": "s3://b/m.pt"}}, "sweep.search",
      "remove sweep.search"),
-    ({"search": {"method": "halving", "keep": 1}}, "sweep.search.keep", ""),
-    ({"search": {"method": "halving", "rounds": 4}}, "sweep.search.rounds", ""),
-    ({"search": {"method": "tpe"}}, "sweep.search.method", ""),
+    ({"search": {"method": "halving", "keep": 1}}, "sweep.search.keep", "e.g. 0.5 keeps the better half"),
+    ({"search": {"method": "halving", "keep": 0}}, "sweep.search.keep", "between 0 and 1"),
+    ({"search": {"method": "halving", "rounds": 4}}, "sweep.search.rounds", "use 2..3"),
+    ({"search": {"method": "tpe"}}, "sweep.search.method", "use 'halving'"),
     ({"search": {"method": "halving", "budget": 3}}, "sweep.search", "budget"),
 ])
 def test_bad_searches_are_refused_naming_the_field(change: dict[str, Any], field: str, words: str) -> None:
