@@ -34,13 +34,13 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_job_result_has_every_timing_and_the_log_ends_with_them(airflow_env: Path,
                                                                  capfd: pytest.CaptureFixture[str]) -> None:
     from isaaclab_pipeline.config import job_uuid
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     conf = {"parameters": {
         "trainingConfig": {"task": "Isaac-Custom-Cartpole-Direct", "numEnvs": 16, "maxIterations": 5, "seed": 3},
         "inputS3AssetFilePath": f"file://{airflow_env}/assets/custom_cartpole/",
         "outputS3Path": f"file://{airflow_env}/outputs"}}
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
     job_id = job_uuid("isaac-lab-training", run.run_id)

@@ -29,9 +29,9 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _run(conf: dict):
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
-    dag = _dag()
+    dag = load_dag()
     run = dag.test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     return run, states

@@ -110,7 +110,7 @@ def _still_running_until_terminated(faults: Faults) -> None:
 
 def _run_as_vams(url: str, faults: Faults) -> tuple[Any, dict[str, str], str, PipelineExecution]:
     from isaaclab_pipeline.vams.token_store import TokenStore
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     when, run_id, job_id = _next_run()
     conf = {"trainingConfig": {"task": "Isaac-Cartpole-v0", "numEnvs": 64, "maxIterations": 5, "seed": 1},
@@ -120,7 +120,7 @@ def _run_as_vams(url: str, faults: Faults) -> tuple[Any, dict[str, str], str, Pi
     _container(faults, job_id)
     start_recording(url)
     with injected(faults):
-        run = _dag().test(run_after=when, logical_date=when, run_conf=conf)
+        run = load_dag().test(run_after=when, logical_date=when, run_conf=conf)
     assert run.run_id == run_id
     return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, job_id, execution
 

@@ -55,13 +55,13 @@ def _run(conf: dict[str, Any], when: datetime | None = None) -> tuple[Any, dict[
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
     from isaaclab_pipeline.config import job_uuid
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     if when is None:
         _stamp[0] += timedelta(minutes=1)
         when = _stamp[0]
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=when, run_after=when)
-    run = _dag().test(run_after=when, logical_date=when, run_conf=conf)
+    run = load_dag().test(run_after=when, logical_date=when, run_conf=conf)
     assert run.run_id == run_id
     return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, job_uuid(DAG_ID, run_id)
 

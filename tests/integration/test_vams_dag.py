@@ -55,7 +55,7 @@ def run_as_vams(env: dict[str, Any], conf: dict[str, Any]) -> tuple[Any, dict[st
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
     from isaaclab_pipeline.vams.token_store import TokenStore
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     _stamp[0] += timedelta(minutes=1)
     when = _stamp[0]
@@ -63,7 +63,7 @@ def run_as_vams(env: dict[str, Any], conf: dict[str, Any]) -> tuple[Any, dict[st
     execution = PipelineExecution()
     TokenStore(boto3.client("ssm")).put(run_id, execution.token)
     start_recording(env["moto"])
-    run = _dag().test(run_after=when, logical_date=when, run_conf=conf)
+    run = load_dag().test(run_after=when, logical_date=when, run_conf=conf)
     assert run.run_id == run_id
     return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}, execution
 

@@ -80,7 +80,7 @@ def stage_call(execution: PipelineExecution, **training: Any) -> dict[str, Any]:
 def bridge_then_run(world: dict[str, Any], event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict]:
     """The bridge triggers the api-server; then the run it created is executed with the conf the server stored."""
     from airflow.models.dagrun import DagRun
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
     from vams_bridge.airflow_api import HttpApi
     from vams_bridge.handler import trigger
 
@@ -94,7 +94,7 @@ def bridge_then_run(world: dict[str, Any], event: dict[str, Any], monkeypatch: p
     # dag.test names its run itself; it gets the bridge's run id, under which the token waits in SSM
     monkeypatch.setattr(DagRun, "generate_run_id", staticmethod(lambda **_: run_id))
     _stamp[0] += timedelta(minutes=1)
-    run = _dag().test(run_after=_stamp[0], logical_date=_stamp[0], run_conf=created.data["conf"])
+    run = load_dag().test(run_after=_stamp[0], logical_date=_stamp[0], run_conf=created.data["conf"])
     assert run.run_id == run_id
     return run, created.data
 

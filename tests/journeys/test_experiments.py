@@ -47,9 +47,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _run(conf: dict) -> tuple[Any, dict[tuple[str, int], str]]:
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     return run, {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
 
 
@@ -85,14 +85,14 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_bad_overrides_are_refused_in_validate_config_naming_the_entry(home: Path) -> None:
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     conf = {"workflowName": "isaac-lab-training", "parameters": {
         **_conf(home, overrides=["agent.algorithm.learning_rate=3e-4", "hydra.run.dir=/tmp", "+agent.x=1",
                                  "env.x=${oc.env:HOME}", "agent.seed=1"]),
         "sweep": {"grid": {"agent.algorithm.gamma": [0.99, "0.9; rm -rf /"]}}}}
     jobs_before = set((home / "jobs").glob("*"))
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed" and states["validate_config"] == "failed", states
     assert all(s in ("upstream_failed", "None") for t, s in states.items() if t != "validate_config"), states

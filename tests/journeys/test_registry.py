@@ -68,9 +68,9 @@ def _conf(home: Path, alias: bool = False, **training: Any) -> dict[str, Any]:
 def _run(home: Path, conf: dict[str, Any]) -> Path:
     """Run the DAG on ``conf``; every task must succeed; return the run's published folder."""
     from isaaclab_pipeline.config import job_uuid
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert set(states.values()) <= {"success", "skipped"}, states
     out = home / "outputs" / job_uuid(DAG_ID, run.run_id)

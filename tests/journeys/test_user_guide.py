@@ -113,9 +113,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _run(conf: dict) -> tuple[object, dict[str, str], Path]:
     from isaaclab_pipeline.config import job_uuid
     from isaaclab_pipeline.storage import local_path
-    from isaaclab_tools.cli import _dag, output_location
+    from isaaclab_tools.cli import load_dag, output_location
 
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     out = local_path(output_location(conf)) / job_uuid("isaac-lab-training", run.run_id)
     return run, states, out

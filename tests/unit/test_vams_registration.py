@@ -182,11 +182,11 @@ def test_timeouts_match_the_dag() -> None:
     our heartbeats (the trigger wakes the wait step every isaaclab_heartbeat_interval_s, which heartbeats at most
     every isaaclab_vams_heartbeat_minutes)."""
     from isaaclab_pipeline.settings import PipelineSettings
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
     ec = load_bundle()["pipeline"]["executionConfig"]
     assert (ec["executionType"], ec["waitForCallback"]) == ("Lambda", "Enabled")
-    wait = _dag().get_task("wait_for_job").execution_timeout
+    wait = load_dag().get_task("wait_for_job").execution_timeout
     assert int(ec["taskTimeout"]) >= (wait + timedelta(minutes=30)).total_seconds()
     longest_gap = max(PipelineSettings.load().heartbeat_interval_s, 5 * 60) + 60  # + a poll and a worker start
     assert int(ec["taskHeartbeatTimeout"]) >= 2 * longest_gap

@@ -54,7 +54,8 @@ def package_env(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _dag() -> Any:
+def load_dag() -> Any:
+    """The isaac-lab-training DAG as Airflow's DagBag parses it from ``dags/`` (import errors end the command)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
@@ -73,7 +74,7 @@ def _ensure_db() -> None:
 def run_dag(conf: dict[str, Any]) -> tuple[str, str]:
     """Run the DAG in-process with ``dag.test`` (real Airflow: scheduler loop, XComs, retries); return state, run id."""
     _ensure_db()
-    dag = _dag()
+    dag = load_dag()
     run = dag.test(run_conf=conf)
     return str(run.state), run.run_id
 
