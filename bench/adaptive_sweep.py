@@ -14,7 +14,7 @@ steps and whether both picked the same best setting. The JSON goes to ``--out`` 
 given.
 
 Run: ``flock /tmp/heavy.lock .venvs/airflow/bin/python bench/adaptive_sweep.py [--max-iterations 4]
-[--num-envs 16] [--out bench/results/cpu-2026-12-07]``. Exit code 0 when both sweeps succeeded.
+[--num-envs 16] [--rates R1 R2 R3 R4] [--out bench/results/cpu-2026-12-07]``. Exit code 0 when both sweeps succeeded.
 """
 
 from __future__ import annotations
@@ -39,19 +39,20 @@ RATES = [0.01, 0.003, 0.001, 0.0001]
 OVERRIDES = '["agent.num_steps_per_env=128", "agent.save_interval=50"]'
 
 
-def run_sweep(home: Path, search: dict[str, Any] | None, max_iterations: int, num_envs: int) -> dict[str, Any]:
+def run_sweep(home: Path, search: dict[str, Any] | None, max_iterations: int, num_envs: int,
+              rates: list[float]) -> dict[str, Any]:
     """One sweep through ``dag.test``; its state, wall time, env steps, best setting and rounds."""
     from isaaclab_pipeline.config import job_uuid
-    from isaaclab_tools.cli import _dag
+    from isaaclab_tools.cli import load_dag
 
-    sweep: dict[str, Any] = {"grid": {"agent.algorithm.learning_rate": RATES}}
+    sweep: dict[str, Any] = {"grid": {"agent.algorithm.learning_rate": rates}}
     if search:
         sweep["search"] = search
     conf = {"trainingConfig": {"task": TASK, "numEnvs": num_envs, "maxIterations": max_iterations, "seed": 1},
             "inputS3AssetFilePath": f"file://{home}/assets/custom_cartpole/",
             "outputS3Path": f"file://{home}/outputs", "sweep": sweep}
     started = time.monotonic()
-    run = _dag().test(run_conf=conf)
+    run = load_dag().test(run_conf=conf)
     wall = time.monotonic() - started
     out = home / "outputs" / job_uuid("isaac-lab-training", run.run_id)
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
@@ -69,6 +70,7 @@ def main() -> int:
     parser.add_argument("--max-iterations", type=int, default=4)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--out", type=Path, help="folder for adaptive_sweep.json")
+    parser.add_argument("--rates", type=float, nargs=4, default=RATES, help="the grid's 4 learning rates")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="adaptive-sweep-"))
     # a private Airflow home, set before Airflow is imported (as tests/conftest.py does)
@@ -79,9 +81,9 @@ def main() -> int:
     (tmp / "home").mkdir()
     with dag_home(tmp / "home", {"overrides": OVERRIDES}) as home:
         halving = run_sweep(home, {"method": "halving", "rounds": 2, "keep": 0.5}, args.max_iterations,
-                            args.num_envs)
-        grid = run_sweep(home, None, args.max_iterations, args.num_envs)
-    result = {"maxIterations": args.max_iterations, "numEnvs": args.num_envs, "rates": RATES, "halving": halving,
+                            args.num_envs, args.rates)
+        grid = run_sweep(home, None, args.max_iterations, args.num_envs, args.rates)
+    result = {"maxIterations": args.max_iterations, "numEnvs": args.num_envs, "rates": args.rates, "halving": halving,
               "grid": grid}
     ok = halving["state"] == grid["state"] == "success" and halving["envSteps"] and grid["envSteps"]
     if ok:
