@@ -14,7 +14,8 @@ steps and whether both picked the same best setting. The JSON goes to ``--out`` 
 given.
 
 Run: ``flock /tmp/heavy.lock .venvs/airflow/bin/python bench/adaptive_sweep.py [--max-iterations 4]
-[--num-envs 16] [--rates R1 R2 R3 R4] [--out bench/results/cpu-2026-12-07]``. Exit code 0 when both sweeps succeeded.
+[--num-envs 16] [--rates R1 R2 R3 R4]
+[--override KEY=VALUE] [--out bench/results/cpu-2026-12-07]``. Exit code 0 when both sweeps succeeded.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ for extra in ("plugins", "tools", "tests"):
 TASK = "Isaac-Custom-Cartpole-Direct"
 RATES = [0.01, 0.003, 0.001, 0.0001]
 # 128 steps per iteration: the untrained cartpole ends an episode in iteration 0, so Train/mean_reward is logged
-OVERRIDES = '["agent.num_steps_per_env=128", "agent.save_interval=50"]'
+OVERRIDES = ["agent.num_steps_per_env=128", "agent.save_interval=50"]
 
 
 def run_sweep(home: Path, search: dict[str, Any] | None, max_iterations: int, num_envs: int,
@@ -71,6 +72,9 @@ def main() -> int:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--out", type=Path, help="folder for adaptive_sweep.json")
     parser.add_argument("--rates", type=float, nargs=4, default=RATES, help="the grid's 4 learning rates")
+    parser.add_argument("--override", action="append", default=[],
+                        help="one more deployment override for every job, e.g. agent.algorithm.schedule=fixed "
+                             "(rsl_rl's adaptive schedule moves the learning rate after every update)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="adaptive-sweep-"))
     # a private Airflow home, set before Airflow is imported (as tests/conftest.py does)
@@ -79,11 +83,12 @@ def main() -> int:
     from pipeline_env import dag_home
 
     (tmp / "home").mkdir()
-    with dag_home(tmp / "home", {"overrides": OVERRIDES}) as home:
+    with dag_home(tmp / "home", {"overrides": json.dumps([*OVERRIDES, *args.override])}) as home:
         halving = run_sweep(home, {"method": "halving", "rounds": 2, "keep": 0.5}, args.max_iterations,
                             args.num_envs, args.rates)
         grid = run_sweep(home, None, args.max_iterations, args.num_envs, args.rates)
-    result = {"maxIterations": args.max_iterations, "numEnvs": args.num_envs, "rates": args.rates, "halving": halving,
+    result = {"maxIterations": args.max_iterations, "numEnvs": args.num_envs, "rates": args.rates,
+              "overrides": [*OVERRIDES, *args.override], "halving": halving,
               "grid": grid}
     ok = halving["state"] == grid["state"] == "success" and halving["envSteps"] and grid["envSteps"]
     if ok:
