@@ -173,3 +173,37 @@ def mwaa_bundle_builder():  # noqa: ANN201 - the script's module
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The stand-in runner: what the DAG tests that need no real training give the local backend instead of the Isaac Lab
+# venv's python (the backend runs ``<it> -m isaaclab_runner run --spec F``). Its prelude reads the spec and offers
+# ``spec``, ``spec_path``, ``staging``, ``stage(rel, data)``, ``stage_events()`` (a real Isaac Lab event file into
+# run/) and ``succeed(**extra)`` (result.json, as the runner writes it last) to the test's own ``body``.
+STAND_IN_EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"
+_STAND_IN_PRELUDE = '''import json, os, shutil, sys, time
+from pathlib import Path
+spec_path = Path(sys.argv[sys.argv.index("--spec") + 1])
+spec = json.loads(spec_path.read_text())
+staging = Path(spec["stagingUri"].removeprefix("file://"))
+staging.mkdir(parents=True, exist_ok=True)
+EVENTS = Path(%r)
+def stage(rel, data):
+    (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+    (staging / rel).write_bytes(data if isinstance(data, bytes) else data.encode())
+def stage_events():
+    for p in EVENTS.iterdir():
+        stage("run/" + p.name, p.read_bytes())
+def succeed(**extra):
+    stage("result.json", json.dumps({"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0, **extra}))
+'''
+
+
+def stand_in_runner(path: Path, body: str, python: Path | str | None = None) -> Path:
+    """Write an executable stand-in for the Isaac Lab venv's python at ``path``: the prelude above, then ``body``.
+
+    :param python: the interpreter that runs it (default: this one; the Isaac Lab venv's to call the runner's code).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{python or sys.executable}\n" + _STAND_IN_PRELUDE % str(STAND_IN_EVENTS) + body)
+    path.chmod(0o755)
+    return path

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_env import ISAACLAB_PYTHON
+from pipeline_env import ISAACLAB_PYTHON, stand_in_runner
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"
@@ -73,21 +73,8 @@ def _conf(home: Path, **training: Any) -> dict[str, Any]:
 
 
 def _fake_interpreter(path: Path, body: str) -> Path:
-    """Stands in for the Isaac Lab venv's python (the local backend runs ``<it> -m isaaclab_runner run --spec F``):
-    a Python script run by the Isaac Lab venv, so it can call the runner's own code."""
-    python = ISAACLAB_PYTHON if ISAACLAB_PYTHON.exists() else Path(sys.executable)
-    path.write_text(f"#!{python}\n" + '''import json, os, shutil, sys
-from pathlib import Path
-spec_path = Path(sys.argv[sys.argv.index("--spec") + 1])
-spec = json.loads(spec_path.read_text())
-staging = Path(spec["stagingUri"].removeprefix("file://"))
-staging.mkdir(parents=True, exist_ok=True)
-def stage(rel, data):
-    (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-    (staging / rel).write_bytes(data)
-''' + body)
-    path.chmod(0o755)
-    return path
+    """The stand-in runner (pipeline_env) run by the Isaac Lab venv, so its body can call the runner's own code."""
+    return stand_in_runner(path, body, ISAACLAB_PYTHON if ISAACLAB_PYTHON.exists() else sys.executable)
 
 
 def _manifest_matches(out: Path) -> dict[str, Any]:
@@ -187,16 +174,14 @@ stage("checkpoints/rsl_rl/cartpole/2026-01-01_00-00-00/model_4.pt", b"old job's 
 stage("result.json", json.dumps({"jobId": spec["jobId"], "status": "failed", "exitCode": 1}).encode())
 sys.exit(1)
 ''')
-    recording = _fake_interpreter(tmp_path / "recording", f'''
+    recording = _fake_interpreter(tmp_path / "recording", '''
 from isaaclab_runner import sync
 point = sync.find_resume_checkpoint(spec["stagingUri"], spec["maxIterations"], r"model_(\\d+)\\.pt$")
 seen = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
-(spec_path.parent / "seen.json").write_text(json.dumps({{"resume": point and point.uri, "staged": seen}}))
-for p in Path({str(EVENTS)!r}).iterdir():
-    stage("run/" + p.name, p.read_bytes())
+(spec_path.parent / "seen.json").write_text(json.dumps({"resume": point and point.uri, "staged": seen}))
+stage_events()
 stage("checkpoints/rsl_rl/cartpole/2026-01-02_00-00-00/model_0.pt", b"new job")
-stage("result.json", json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0,
-                                  "runDir": "2026-01-02_00-00-00"}}).encode())
+succeed(runDir="2026-01-02_00-00-00")
 ''')
     _stamp[0] += timedelta(minutes=1)
     when = _stamp[0]
@@ -231,7 +216,7 @@ data[len(data) // 2] ^= 0x01  # one bit flipped mid-file: a record fails its CRC
 stage("run/{name}", bytes(data))
 stage("checkpoints/rsl_rl/cartpole/2026-01-03_00-00-00/model_0.pt", b"m0")
 stage("checkpoints/rsl_rl/cartpole/2026-01-03_00-00-00/model_4.pt", b"m4")
-stage("result.json", json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0}}).encode())
+succeed()
 ''')
     os.environ["AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON"] = str(runner)
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,24 +58,18 @@ def _conf(home: Path, **training: Any) -> dict[str, Any]:
 
 
 def _stand_in_runner(path: Path, fail_seed: int | None = None, fail_override: str = "") -> Path:
-    """An 'Isaac Lab interpreter' that stages a real Isaac Lab event file and a result as the runner does; the trial
-    with ``fail_seed`` and ``fail_override`` "trains" but leaves no event file (its convert step fails, no retries)."""
-    path.write_text(f"""#!{sys.executable}
-import json, shutil, sys
-from pathlib import Path
-spec = json.loads(Path(sys.argv[sys.argv.index("--spec") + 1]).read_text())
-staging = Path(spec["stagingUri"].removeprefix("file://"))
-staging.mkdir(parents=True, exist_ok=True)
-(staging / "runner.log").write_text("overrides: " + " ".join(spec["overrides"]) + "\\n")
+    """The stand-in runner (pipeline_env) staging a real Isaac Lab event file and a result; the trial with
+    ``fail_seed`` and ``fail_override`` "trains" but leaves no event file (its convert step fails, no retries)."""
+    from pipeline_env import stand_in_runner
+
+    return stand_in_runner(path, f"""
+stage("runner.log", "overrides: " + " ".join(spec["overrides"]) + "\\n")
 if spec["seed"] == {fail_seed!r} and {fail_override!r} in spec["overrides"]:
-    (staging / "result.json").write_text(json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0}}))
+    succeed()
     sys.exit(0)
-shutil.copytree({str(REPO / "tests" / "fixtures" / "isaaclab_events")!r}, staging / "run", dirs_exist_ok=True)
-(staging / "result.json").write_text(json.dumps({{"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0,
-                                                 "seed": spec["seed"]}}))
+stage_events()
+succeed(seed=spec["seed"])
 """)
-    path.chmod(0o755)
-    return path
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -19,30 +19,24 @@ import pytest
 from isaaclab_pipeline import form
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"
 DAG_ID = "isaac-lab-training"
-RUNNER = '''import json, shutil, sys, time
-from pathlib import Path
-spec = json.loads(Path(sys.argv[sys.argv.index("--spec") + 1]).read_text())
-staging = Path(spec["stagingUri"].removeprefix("file://"))
-(staging / "run").mkdir(parents=True, exist_ok=True)
+RUNNER = '''
 for i in (1, 2, 3):
-    (staging / "progress.json").write_text(json.dumps({"jobId": spec["jobId"], "state": "training",
-        "iteration": i, "maxIterations": spec["maxIterations"], "meanReward": float(i)}))
+    stage("progress.json", json.dumps({"jobId": spec["jobId"], "state": "training", "iteration": i,
+                                       "maxIterations": spec["maxIterations"], "meanReward": float(i)}))
     time.sleep(0.3)
-for p in Path(EVENTS).iterdir():
-    shutil.copy(p, staging / "run" / p.name)
-(staging / "run" / "model_2.pt").write_bytes(b"checkpoint")
-(staging / "result.json").write_text(json.dumps({"jobId": spec["jobId"], "status": "succeeded", "exitCode": 0}))
+stage_events()
+stage("run/model_2.pt", b"checkpoint")
+succeed()
 '''
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("ui-runs")
-    runner = home / "fake-python"
-    runner.write_text(f"#!{sys.executable}\nEVENTS = {str(EVENTS)!r}\n" + RUNNER)
-    runner.chmod(0o755)
+    from pipeline_env import stand_in_runner
+
+    runner = stand_in_runner(home / "fake-python", RUNNER)
     env = {"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1",
            "AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON": str(runner), "ISAACLAB_KNOWN_TASKS": str(home / "none.json")}
     from pipeline_env import scoped_environ
