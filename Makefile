@@ -136,11 +136,15 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 # The two venvs (and chromium) install side by side: most of a fresh clone's install is download time.
+# The tests run in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them: most tests wait on
+# polls (a DAG run, a training job), so two processes keep a 2-core machine busy. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test:
 	@$(MAKE) --no-print-directory -j3 install browser
 	$(AF)/bin/ruff check dags plugins task_image tools tests bench examples scripts vams_bridge
 	$(INFRA_LINT)
-	$(AF)/bin/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS); rc=$$?; \
+	$(AF)/bin/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadfile \
+	  $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 lint: $(AF)/.installed dev-tools
