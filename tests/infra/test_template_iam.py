@@ -51,7 +51,7 @@ JOB = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
 # the tests whose AWS calls are recorded and checked (moto server, mock_aws or Stubber; each well under a minute)
 SOURCE_TESTS = [
     "tests/integration/test_batch_moto.py", "tests/integration/test_vams_callbacks.py",
-    "tests/integration/test_vams_bridge.py", "tests/unit/test_batch_backend.py", "tests/unit/test_publish.py",
+    "tests/integration/test_vams_bridge.py", "tests/unit/backends/test_batch_backend.py", "tests/unit/test_publish.py",
     "tests/unit/runner/test_sync.py",
 ]
 # moto's CloudFormation, and how the template handed to it is patched (each is a moto limitation, not AWS's):

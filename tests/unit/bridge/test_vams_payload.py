@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vams_bridge"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "vams_bridge"))
 from vams_bridge.airflow_api import ApiResponse  # noqa: E402
 from vams_bridge.handler import clip, refusal_cause  # noqa: E402
 from vams_bridge.payload import (  # noqa: E402
