@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from isaaclab_runner import launch
 from isaaclab_runner.launch import NodeInfo, detect_node, job_attempt, launch_command
+from pipeline_env import ISAACLAB_PYTHON
 
-ISAACLAB = Path(__file__).resolve().parents[3] / ".venvs" / "isaaclab" / "bin" / "isaaclab"
+ISAACLAB = ISAACLAB_PYTHON.parent / "isaaclab"  # Isaac Lab's own CLI in the Isaac Lab venv
 TRAIN = ["isaaclab", "train", "--rl_library", "rsl_rl", "--task", "Isaac-Custom-Cartpole-Direct",
          "--num_envs", "16384", "--max_iterations", "100", "--seed", "1", "--device", "cuda:0", "agent.device=cuda:0"]
 # What Batch sets on the two nodes of a multi-node parallel job (the worker also gets the main node's address).
