@@ -9,7 +9,8 @@ an output. A URI carrying ``user:password@`` is shown with the password hidden.
 A trial's run (experiment: Variable ``isaaclab_mlflow_experiment``, default ``isaac-lab-training``):
 
 - tags: ``isaaclab.jobId``, ``isaaclab.dagRunId``, ``isaaclab.outputUri``, for a sweep trial ``isaaclab.sweepId``,
-  ``isaaclab.trialId`` and ``mlflow.parentRunId`` (nested under the sweep's run);
+  ``isaaclab.trialId`` and ``mlflow.parentRunId`` (nested under the sweep's run), and for a halving round after the
+  first ``isaaclab.round`` (its run is named ``<trial id>/round-<r>``);
 - params: the normalized conf flattened (``trainingConfig.numEnvs``...), ``seed``, ``overrides`` (all, in order) and
   one ``override.<key>`` per override;
 - metrics: every column of the published ``metrics.csv`` with its history (step = iteration, timestamp = the event's
@@ -194,24 +195,36 @@ def start_sweep_run(uri: str, experiment: str, sweep_id: str, conf: Mapping[str,
     return run.info.run_id
 
 
+def run_tags(*, job_id: str, conf: Mapping[str, Any], out_uri: str, dag_run_id: str,
+             trial: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> tuple[dict[str, str], str]:
+    """A published run's MLflow tags and run name: a single run, a sweep's trial, or a halving round of one."""
+    tc = conf.get("trainingConfig", {})
+    tags = {"isaaclab.kind": "trial" if trial and trial.get("trialId") else "run", "isaaclab.jobId": job_id,
+            "isaaclab.dagRunId": dag_run_id, "isaaclab.outputUri": out_uri, "isaaclab.task": str(tc.get("task"))}
+    if not (trial and trial.get("trialId")):
+        name = f"{tc.get('task')}-{job_id[:8]}"
+    else:
+        tags.update({"isaaclab.sweepId": str(trial.get("sweepId", "")), "isaaclab.trialId": trial["trialId"],
+                     "isaaclab.setting": trial.get("settingLabel", "")})
+        name = trial["trialId"]
+        if trial.get("round"):  # halving's later rounds: one run per round, told apart by tag and name
+            tags["isaaclab.round"] = str(trial["round"])
+            name = f"{name}/round-{trial['round']}"
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    return tags, name
+
+
 def log_trial(uri: str, experiment: str, *, job_id: str, conf: Mapping[str, Any], out_uri: str, dag_run_id: str,
               trial: Mapping[str, Any] | None = None, parent_run_id: str | None = None, status: str = "FINISHED",
               aws_conn_id: str | None = "aws_default") -> str:
     """Log one published run (a sweep's trial or a single run) as an MLflow run; return its run id."""
-
     mlflow_client = client(uri)
     exp = experiment_id(mlflow_client, experiment)
     for old in _find_runs(mlflow_client, exp, "isaaclab.jobId", job_id):
         mlflow_client.delete_run(old.info.run_id)  # a retried publish: one run per job
-    tc = conf.get("trainingConfig", {})
-    tags = {"isaaclab.kind": "trial" if trial and trial.get("trialId") else "run", "isaaclab.jobId": job_id,
-            "isaaclab.dagRunId": dag_run_id, "isaaclab.outputUri": out_uri, "isaaclab.task": str(tc.get("task"))}
-    if trial and trial.get("trialId"):
-        tags.update({"isaaclab.sweepId": str(trial.get("sweepId", "")), "isaaclab.trialId": trial["trialId"],
-                     "isaaclab.setting": trial.get("settingLabel", "")})
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    name = trial["trialId"] if trial and trial.get("trialId") else f"{tc.get('task')}-{job_id[:8]}"
+    tags, name = run_tags(job_id=job_id, conf=conf, out_uri=out_uri, dag_run_id=dag_run_id, trial=trial,
+                          parent_run_id=parent_run_id)
     run = mlflow_client.create_run(exp, run_name=name, tags=tags)
     run_id = run.info.run_id
     try:

@@ -40,3 +40,16 @@ def test_the_newest_checkpoint_is_logged() -> None:
              "exported/policy.pt", "checkpoints/notes.txt"]
     assert tracking._newest_checkpoint(names) == "checkpoints/model_10.pt"
     assert tracking._newest_checkpoint(["exported/policy.pt"]) is None
+
+
+def test_a_halving_round_is_its_own_run_named_and_tagged_by_round() -> None:
+    trial = {"trialId": "s0-seed1", "sweepId": "5c1f", "settingLabel": "agent.algorithm.learning_rate=0.01"}
+    common = {"job_id": "7f5e4aba-7f55", "conf": CONF, "out_uri": "s3://out/x/", "dag_run_id": "manual__1"}
+    tags, name = tracking.run_tags(**common, trial=trial, parent_run_id="p1")
+    assert name == "s0-seed1" and "isaaclab.round" not in tags
+    assert (tags["isaaclab.kind"], tags["isaaclab.trialId"], tags["mlflow.parentRunId"]) == ("trial", "s0-seed1", "p1")
+    tags, name = tracking.run_tags(**common, trial={**trial, "round": 2}, parent_run_id="p1")
+    assert (name, tags["isaaclab.round"], tags["isaaclab.sweepId"]) == ("s0-seed1/round-2", "2", "5c1f")
+    tags, name = tracking.run_tags(**common)
+    assert (name, tags["isaaclab.kind"]) == ("Isaac-Cartpole-Direct-v0-7f5e4aba", "run")
+    assert "isaaclab.trialId" not in tags and "mlflow.parentRunId" not in tags
