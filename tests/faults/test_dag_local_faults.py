@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_env import ISAACLAB_PYTHON, stand_in_runner
+from pipeline_env import ISAACLAB_PYTHON, STAND_IN_EVENTS, stand_in_runner
 
-REPO = Path(__file__).resolve().parents[2]
-EVENTS = REPO / "tests" / "fixtures" / "isaaclab_events"
 DAG_ID = "isaac-lab-training"
 _stamp = [datetime(2021, 1, 1, tzinfo=UTC)]
 
@@ -209,9 +207,9 @@ succeed(runDir="2026-01-02_00-00-00")
 
 
 def test_a_corrupt_event_file_still_publishes_the_checkpoints(home: Path, tmp_path: Path) -> None:
-    name = next(p.name for p in EVENTS.iterdir())
+    name = next(p.name for p in STAND_IN_EVENTS.iterdir())
     runner = _fake_interpreter(tmp_path / "corrupting", f'''
-data = bytearray(Path({str(EVENTS / name)!r}).read_bytes())
+data = bytearray(Path({str(STAND_IN_EVENTS / name)!r}).read_bytes())
 data[len(data) // 2] ^= 0x01  # one bit flipped mid-file: a record fails its CRC
 stage("run/{name}", bytes(data))
 stage("checkpoints/rsl_rl/cartpole/2026-01-03_00-00-00/model_0.pt", b"m0")

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_env import ISAACLAB_PYTHON
+from pipeline_env import ISAACLAB_PYTHON, stand_in_runner
 
-REPO = Path(__file__).resolve().parents[2]
 TASK = "Isaac-Custom-Cartpole-Direct"
 LEARNING_RATES = [0.001, 0.0003]
 
@@ -60,8 +59,6 @@ def _conf(home: Path, **training: Any) -> dict[str, Any]:
 def _stand_in_runner(path: Path, fail_seed: int | None = None, fail_override: str = "") -> Path:
     """The stand-in runner (pipeline_env) staging a real Isaac Lab event file and a result; the trial with
     ``fail_seed`` and ``fail_override`` "trains" but leaves no event file (its convert step fails, no retries)."""
-    from pipeline_env import stand_in_runner
-
     return stand_in_runner(path, f"""
 stage("runner.log", "overrides: " + " ".join(spec["overrides"]) + "\\n")
 if spec["seed"] == {fail_seed!r} and {fail_override!r} in spec["overrides"]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from isaaclab_pipeline import form
+from pipeline_env import scoped_environ, stand_in_runner
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "isaac-lab-training"
@@ -34,13 +35,9 @@ succeed()
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("ui-runs")
-    from pipeline_env import stand_in_runner
-
     runner = stand_in_runner(home / "fake-python", RUNNER)
     env = {"ISAACLAB_PIPELINE_HOME": str(home), "AIRFLOW_VAR_ISAACLAB_POLL_INTERVAL_S": "1",
            "AIRFLOW_VAR_ISAACLAB_ISAACLAB_PYTHON": str(runner), "ISAACLAB_KNOWN_TASKS": str(home / "none.json")}
-    from pipeline_env import scoped_environ
-
     with scoped_environ(env):
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
         yield home

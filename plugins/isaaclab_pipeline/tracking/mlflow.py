@@ -198,12 +198,11 @@ def start_sweep_run(uri: str, experiment: str, sweep_id: str, conf: Mapping[str,
 def run_tags(*, job_id: str, conf: Mapping[str, Any], out_uri: str, dag_run_id: str,
              trial: Mapping[str, Any] | None = None, parent_run_id: str | None = None) -> tuple[dict[str, str], str]:
     """A published run's MLflow tags and run name: a single run, a sweep's trial, or a halving round of one."""
-    tc = conf.get("trainingConfig", {})
-    tags = {"isaaclab.kind": "trial" if trial and trial.get("trialId") else "run", "isaaclab.jobId": job_id,
+    tc, trial = conf.get("trainingConfig", {}), trial or {}
+    tags = {"isaaclab.kind": "trial" if trial.get("trialId") else "run", "isaaclab.jobId": job_id,
             "isaaclab.dagRunId": dag_run_id, "isaaclab.outputUri": out_uri, "isaaclab.task": str(tc.get("task"))}
-    if not (trial and trial.get("trialId")):
-        name = f"{tc.get('task')}-{job_id[:8]}"
-    else:
+    name = f"{tc.get('task')}-{job_id[:8]}"
+    if trial.get("trialId"):
         tags.update({"isaaclab.sweepId": str(trial.get("sweepId", "")), "isaaclab.trialId": trial["trialId"],
                      "isaaclab.setting": trial.get("settingLabel", "")})
         name = trial["trialId"]
